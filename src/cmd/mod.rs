@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod chat;
+pub mod generate;
+pub mod history;
+pub mod models;
+pub mod plan;
+pub mod worker;

@@ -1,0 +1,71 @@
+//! `canopy`: the command-line face of the Canopy engine.
+//!
+//! Every subcommand lives in `cmd/`; each turns raw flags into validated settings once and then
+//! calls the library crates. User errors exit with code 2 and a single line on stderr.
+
+mod cmd;
+mod error;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+#[derive(Parser)]
+#[command(
+    name = "canopy",
+    version,
+    about = "Chat with models many times larger than your GPU: tree speculative decoding over llama.cpp",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a completion for one prompt and stream it to stdout.
+    Generate(cmd::generate::Args),
+    /// Interactive chat in the terminal (history kept in the data directory).
+    Chat(cmd::chat::Args),
+    /// Plan an optimal speculation tree from an acceptance vector (and optionally measured costs).
+    Plan(cmd::plan::Args),
+    /// Browse, search, export and import the chat history.
+    #[command(subcommand)]
+    History(cmd::history::Command),
+    /// Inspect, register, pair and download GGUF models.
+    #[command(subcommand)]
+    Models(cmd::models::Command),
+    /// Internal: the inference worker process spoken to over stdin/stdout.
+    #[command(hide = true)]
+    Worker(cmd::worker::Args),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with code 0; usage errors keep clap's message and exit 2.
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Chat(args) => cmd::chat::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
+        Command::History(command) => cmd::history::run(command),
+        Command::Models(command) => cmd::models::run(command),
+        Command::Worker(args) => cmd::worker::run(args),
+    };
+    if let Err(err) = result {
+        report(&err);
+        std::process::exit(err.exit_code());
+    }
+}
+
+fn report(err: &CliError) {
+    let line = err.to_string().replace('\n', " ");
+    eprintln!("error: {line}");
+}
