@@ -304,6 +304,45 @@ fn search_finds_words_and_survives_any_input() {
             .search(odd)
             .unwrap_or_else(|e| panic!("search {odd:?} failed: {e}"));
     }
+    // Random mixes of search syntax, quotes, control characters and non-ASCII text.
+    let pieces = [
+        "AND",
+        "OR",
+        "NOT",
+        "NEAR",
+        "(",
+        ")",
+        "\"",
+        "'",
+        "*",
+        "^",
+        ":",
+        "-",
+        "+",
+        "{",
+        "}",
+        ",",
+        "\0",
+        "\t",
+        "é",
+        "🙂",
+        "borrow",
+        "content",
+        "messages_fts",
+        " ",
+        " ",
+        "",
+    ];
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
+    for _ in 0..500 {
+        let len = rand::Rng::random_range(&mut rng, 1..8);
+        let query: String = (0..len)
+            .map(|_| pieces[rand::Rng::random_range(&mut rng, 0..pieces.len())])
+            .collect();
+        store
+            .search(&query)
+            .unwrap_or_else(|e| panic!("search {query:?} failed: {e}"));
+    }
     assert_eq!(store.search("\"AND(\"").unwrap().len(), 1);
     assert_eq!(store.search("said AND(").unwrap().len(), 1);
 
@@ -558,6 +597,12 @@ fn readers_are_not_blocked_by_an_open_write() {
     assert!(streaming >= 2);
     drop((store, reader));
     assert_eq!(integrity_check(&path), "ok");
+}
+
+#[test]
+fn store_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Store>();
 }
 
 #[test]
