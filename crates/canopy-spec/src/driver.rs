@@ -1,0 +1,427 @@
+//! The generation loop.
+
+use std::time::Instant;
+
+use canopy_plan::TreePlan;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::draft::{greedy_children, sampled_children};
+use crate::model::{ModelError, NodeIn, TreeModel};
+use crate::sampling::{argmax, distribution, Dist, SamplingConfig};
+use crate::verify::{walk_greedy, walk_sampling, DraftTree, Walk};
+use crate::Token;
+
+/// Where an output token came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// Drafted and accepted by the target.
+    Draft,
+    /// The target's own token (bonus, correction, or plain decoding).
+    Target,
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    Eos,
+    Stop,
+    MaxTokens,
+    ContextFull,
+    Cancelled,
+}
+
+/// What the consumer of tokens wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop(StopReason),
+}
+
+/// Receives output tokens one at a time; decides about end of sequence and stop strings.
+pub trait TokenSink {
+    /// Takes one output token. Returning `Stop` ends generation (the token is not counted as
+    /// output when the reason is `Eos` or `Stop`).
+    fn push(&mut self, token: Token, source: Source) -> Flow;
+    /// Checked between steps.
+    fn cancelled(&self) -> bool;
+}
+
+/// Chooses the tree shape of every step and learns from the outcome.
+pub trait PlanPolicy {
+    /// The tree for the next step; node 0 is the root. The driver prunes it to fit the context and
+    /// the tokens still wanted.
+    fn next_plan(&mut self) -> TreePlan;
+    /// Called after every step with the walk's visits.
+    fn observe(&mut self, visits: &[(usize, Option<usize>)]);
+    /// A short description such as `tree:64 (depth 7)`.
+    fn describe(&self) -> String;
+}
+
+/// Settings of one generation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenConfig {
+    pub sampling: SamplingConfig,
+    pub max_tokens: usize,
+    pub seed: u64,
+}
+
+/// Statistics of one generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenStats {
+    /// Output tokens.
+    pub tokens: usize,
+    pub prefill_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+    /// Target passes after prefill.
+    pub steps: usize,
+    /// `accepted_histogram[k]` = steps that accepted k draft tokens.
+    pub accepted_histogram: Vec<u64>,
+    pub draft_secs: f64,
+    pub verify_secs: f64,
+    /// Largest tree budget and depth used.
+    pub max_budget: usize,
+    pub max_depth: usize,
+    pub stop_reason: Option<StopReason>,
+}
+
+impl GenStats {
+    /// Mean accepted draft tokens per target pass.
+    pub fn mean_accepted_per_step(&self) -> f64 {
+        let total: u64 = self
+            .accepted_histogram
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| k as u64 * n)
+            .sum();
+        if self.steps == 0 {
+            0.0
+        } else {
+            total as f64 / self.steps as f64
+        }
+    }
+}
+
+/// Failure of a generation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("target model: {0}")]
+    Target(ModelError),
+    #[error("draft model: {0}")]
+    Draft(ModelError),
+}
+
+/// Keeps the nodes of `plan` with depth ≤ `max_depth`, then its first `max_budget` nodes in
+/// breadth-first order (a breadth-first prefix of a tree is a tree).
+pub fn prune(plan: &TreePlan, max_budget: usize, max_depth: usize) -> TreePlan {
+    let mut keep = vec![usize::MAX; plan.nodes.len()];
+    let mut nodes = Vec::new();
+    for (i, n) in plan.nodes.iter().enumerate() {
+        if nodes.len() >= max_budget.max(1) || n.depth as usize > max_depth {
+            continue;
+        }
+        let parent = match n.parent {
+            Some(p) if keep[p] == usize::MAX => continue,
+            Some(p) => Some(keep[p]),
+            None => None,
+        };
+        keep[i] = nodes.len();
+        let mut node = n.clone();
+        node.parent = parent;
+        node.children = 0;
+        if let Some(p) = parent {
+            let parent_node: &mut canopy_plan::PlanNode = &mut nodes[p];
+            parent_node.children += 1;
+        }
+        nodes.push(node);
+    }
+    TreePlan {
+        nodes,
+        expected_tokens: f64::NAN,
+    }
+}
+
+struct Emitter<'a> {
+    sink: &'a mut dyn TokenSink,
+    produced: usize,
+    max_tokens: usize,
+}
+
+impl Emitter<'_> {
+    fn emit(&mut self, token: Token, source: Source) -> Option<StopReason> {
+        match self.sink.push(token, source) {
+            Flow::Continue => {
+                self.produced += 1;
+                (self.produced >= self.max_tokens).then_some(StopReason::MaxTokens)
+            }
+            Flow::Stop(reason) => Some(reason),
+        }
+    }
+}
+
+/// Generates up to `cfg.max_tokens` tokens after `prompt`.
+///
+/// With `draft == None`, or while the policy asks for the root alone, every step is one plain target
+/// decode. Otherwise every step drafts a tree level by level (one draft decode per level), verifies
+/// it in one target decode and commits the accepted path plus the target's bonus token in both
+/// models. The output is the target's: identical tokens at temperature 0 (given batch-invariant
+/// logits), the same distribution when sampling.
+///
+/// # Errors
+/// Model failures, tagged with the model that failed. Running out of context is not an error: it
+/// ends generation with [`StopReason::ContextFull`].
+pub fn generate(
+    target: &mut dyn TreeModel,
+    mut draft: Option<&mut dyn TreeModel>,
+    prompt: &[Token],
+    cfg: &GenConfig,
+    policy: &mut dyn PlanPolicy,
+    sink: &mut dyn TokenSink,
+) -> Result<GenStats, GenError> {
+    let (&root_token, context) = prompt.split_last().ok_or(GenError::EmptyPrompt)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+    let mut stats = GenStats {
+        prefill_tokens: prompt.len(),
+        ..GenStats::default()
+    };
+
+    let started = Instant::now();
+    target.prefill(context).map_err(GenError::Target)?;
+    if let Some(d) = draft.as_deref_mut() {
+        d.prefill(context).map_err(GenError::Draft)?;
+    }
+    stats.prefill_secs = started.elapsed().as_secs_f64();
+
+    let decode_started = Instant::now();
+    let mut root = root_token;
+    // Tokens committed in the target but not yet decoded by the draft (the root is always last).
+    let mut draft_pending: Vec<Token> = vec![root];
+    let mut out = Emitter {
+        sink,
+        produced: 0,
+        max_tokens: cfg.max_tokens,
+    };
+    let stop = loop {
+        if out.produced >= cfg.max_tokens {
+            break StopReason::MaxTokens;
+        }
+        if out.sink.cancelled() {
+            break StopReason::Cancelled;
+        }
+        let room = target.n_ctx().saturating_sub(target.n_past());
+        if room == 0 {
+            break StopReason::ContextFull;
+        }
+        let wanted = cfg.max_tokens - out.produced;
+        let mut plan = policy.next_plan();
+        if let Some(d) = draft.as_deref() {
+            let draft_room = d.n_ctx().saturating_sub(d.n_past() + draft_pending.len());
+            let limit = room.min(target.max_batch()).min(draft_room + 1);
+            plan = prune(&plan, limit, wanted.saturating_sub(1));
+        }
+        let speculate = plan.nodes.len() > 1 && draft.is_some();
+
+        let (walk, tokens) = if let (true, Some(d)) = (speculate, draft.as_deref_mut()) {
+            let t0 = Instant::now();
+            let drafted = draft_tree(d, &mut draft_pending, &plan, &cfg.sampling, &mut rng)
+                .map_err(GenError::Draft)?;
+            let t1 = Instant::now();
+            let walk = verify_tree(target, &drafted.tree, &drafted.q, &cfg.sampling, &mut rng)?;
+            stats.draft_secs += (t1 - t0).as_secs_f64();
+            stats.verify_secs += t1.elapsed().as_secs_f64();
+            stats.max_budget = stats.max_budget.max(drafted.tree.len());
+            stats.max_depth = stats.max_depth.max(plan.depth());
+            // Commit in the draft: its pending chain plus the accepted nodes it decoded.
+            let mut draft_path: Vec<usize> = (0..drafted.chain_len).collect();
+            let mut rest = Vec::new();
+            for &v in &walk.path {
+                match drafted.draft_index[v] {
+                    Some(i) if rest.is_empty() => draft_path.push(i),
+                    _ => rest.push(drafted.tree.tokens[v]),
+                }
+            }
+            d.commit(&draft_path).map_err(GenError::Draft)?;
+            draft_pending = rest;
+            draft_pending.push(walk.bonus);
+            policy.observe(&walk.visits);
+            let tokens: Vec<Token> = walk.path.iter().map(|&v| drafted.tree.tokens[v]).collect();
+            (walk, tokens)
+        } else {
+            let t0 = Instant::now();
+            let walk = verify_tree(
+                target,
+                &DraftTree::root(root),
+                &[None],
+                &cfg.sampling,
+                &mut rng,
+            )?;
+            stats.verify_secs += t0.elapsed().as_secs_f64();
+            stats.max_budget = stats.max_budget.max(1);
+            draft_pending.push(walk.bonus);
+            (walk, Vec::new())
+        };
+        stats.steps += 1;
+        let accepted = walk.path.len();
+        if stats.accepted_histogram.len() <= accepted {
+            stats.accepted_histogram.resize(accepted + 1, 0);
+        }
+        stats.accepted_histogram[accepted] += 1;
+
+        // Keep the target's KV cache equal to decoding the committed tokens one by one.
+        let mut target_path = vec![0];
+        target_path.extend(&walk.path);
+        target.commit(&target_path).map_err(GenError::Target)?;
+        root = walk.bonus;
+
+        let emitted = tokens
+            .into_iter()
+            .map(|t| (t, Source::Draft))
+            .chain(std::iter::once((walk.bonus, Source::Target)));
+        if let Some(reason) = emitted.into_iter().find_map(|(t, s)| out.emit(t, s)) {
+            break reason;
+        }
+    };
+    stats.tokens = out.produced;
+    stats.decode_secs = decode_started.elapsed().as_secs_f64();
+    stats.stop_reason = Some(stop);
+    Ok(stats)
+}
+
+/// A tree drafted for one step.
+struct Drafted {
+    tree: DraftTree,
+    /// Draft distribution of every node that got children (sampling only).
+    q: Vec<Option<Dist>>,
+    /// Pending-tree index in the draft model of each tree node it decoded.
+    draft_index: Vec<Option<usize>>,
+    /// Length of the pending chain decoded before the tree (its last node is the root).
+    chain_len: usize,
+}
+
+/// Grows the tree of `plan` level by level: one draft decode per level, over the nodes of that
+/// level that get children.
+fn draft_tree(
+    draft: &mut dyn TreeModel,
+    pending: &mut Vec<Token>,
+    plan: &TreePlan,
+    sampling: &SamplingConfig,
+    rng: &mut ChaCha20Rng,
+) -> Result<Drafted, ModelError> {
+    // A long pending chain (after plain steps) goes into the prefix first.
+    const CHAIN_MAX: usize = 64;
+    if pending.len() > CHAIN_MAX {
+        let cut = pending.len() - CHAIN_MAX;
+        draft.prefill(&pending[..cut])?;
+        pending.drain(..cut);
+    }
+    let chain_len = pending.len();
+    let root = *pending.last().unwrap_or(&0);
+    let nodes: Vec<NodeIn> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, &token)| NodeIn {
+            token,
+            parent: i.checked_sub(1),
+            logits: i + 1 == chain_len,
+        })
+        .collect();
+    draft.decode(&nodes)?;
+    let mut next_draft_index = chain_len;
+
+    let n = plan.nodes.len();
+    let mut tree = DraftTree::root(root);
+    let mut q = vec![None];
+    let mut draft_index = vec![Some(chain_len - 1)];
+    // plan node -> tree node (None when the draft had fewer candidates than planned).
+    let mut at: Vec<Option<usize>> = vec![None; n];
+    at[0] = Some(0);
+    // Logits rows of the last draft decode: tree node -> row.
+    let mut rows: Vec<(usize, usize)> = vec![(0, 0)];
+    for level in plan.levels() {
+        let mut next_rows = Vec::new();
+        let mut decode = Vec::new();
+        for &(plan_node, count) in &level.expand {
+            let Some(v) = at[plan_node] else { continue };
+            let Some(&(_, row)) = rows.iter().find(|r| r.0 == v) else {
+                continue;
+            };
+            let logits = draft.logits(row);
+            let kids = if sampling.is_greedy() {
+                greedy_children(logits, count as usize)
+            } else {
+                let dist = distribution(logits, sampling);
+                let kids = sampled_children(&dist, count as usize, rng);
+                q[v] = Some(dist);
+                kids
+            };
+            for (plan_child, token) in plan.children(plan_node).zip(kids) {
+                let c = tree.push(v, token);
+                q.push(None);
+                draft_index.push(None);
+                at[plan_child] = Some(c);
+                if plan.nodes[plan_child].children > 0 {
+                    let parent = draft_index[v];
+                    decode.push(NodeIn {
+                        token,
+                        parent,
+                        logits: true,
+                    });
+                    draft_index[c] = Some(next_draft_index);
+                    next_draft_index += 1;
+                    next_rows.push((c, next_rows.len()));
+                }
+            }
+        }
+        if decode.is_empty() {
+            break;
+        }
+        draft.decode(&decode)?;
+        rows = next_rows;
+    }
+    Ok(Drafted {
+        tree,
+        q,
+        draft_index,
+        chain_len,
+    })
+}
+
+/// Decodes the whole tree in the target in one pass and walks it.
+fn verify_tree(
+    target: &mut dyn TreeModel,
+    tree: &DraftTree,
+    q: &[Option<Dist>],
+    sampling: &SamplingConfig,
+    rng: &mut ChaCha20Rng,
+) -> Result<Walk, GenError> {
+    let mut parents = vec![None; tree.len()];
+    for (v, kids) in tree.children.iter().enumerate() {
+        for &c in kids {
+            parents[c] = Some(v);
+        }
+    }
+    let nodes: Vec<NodeIn> = tree
+        .tokens
+        .iter()
+        .zip(&parents)
+        .map(|(&token, &parent)| NodeIn {
+            token,
+            parent,
+            logits: true,
+        })
+        .collect();
+    target.decode(&nodes).map_err(GenError::Target)?;
+    Ok(if sampling.is_greedy() {
+        let best: Vec<Token> = (0..tree.len()).map(|i| argmax(target.logits(i))).collect();
+        walk_greedy(tree, &best)
+    } else {
+        let dists: Vec<Dist> = (0..tree.len())
+            .map(|i| distribution(target.logits(i), sampling))
+            .collect();
+        walk_sampling(tree, &dists, q, rng)
+    })
+}

@@ -1,0 +1,172 @@
+//! A deterministic fake language model for the speculation loop's tests.
+#![allow(dead_code)]
+
+use canopy_spec::{Flow, ModelError, NodeIn, Source, StopReason, Token, TokenSink, TreeModel};
+
+/// Logits are a fixed pseudo-random function of the whole context, so the model is a real
+/// (if meaningless) autoregressive distribution; `noise` perturbs them to make a draft that agrees
+/// only partly with its target.
+#[derive(Clone)]
+pub struct FakeModel {
+    pub vocab: usize,
+    pub n_ctx: usize,
+    pub seed: u64,
+    /// Scale of the logits (larger = peakier distributions).
+    pub scale: f32,
+    /// 0 = identical to the model with `noise_seed` 0 and the same seed; larger = more different.
+    pub noise: f32,
+    pub noise_seed: u64,
+    pub prefix: Vec<Token>,
+    pending: Vec<(Token, Option<usize>)>,
+    rows: Vec<Vec<f32>>,
+    pub decodes: usize,
+}
+
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ceb9fe1a85ec53);
+    h ^ (h >> 33)
+}
+
+fn unit(h: u64) -> f32 {
+    (mix(h) >> 40) as f32 / (1u64 << 24) as f32
+}
+
+impl FakeModel {
+    pub fn new(vocab: usize, seed: u64, scale: f32) -> Self {
+        FakeModel {
+            vocab,
+            n_ctx: 4096,
+            seed,
+            scale,
+            noise: 0.0,
+            noise_seed: 0,
+            prefix: Vec::new(),
+            pending: Vec::new(),
+            rows: Vec::new(),
+            decodes: 0,
+        }
+    }
+
+    pub fn with_noise(mut self, noise: f32, noise_seed: u64) -> Self {
+        self.noise = noise;
+        self.noise_seed = noise_seed;
+        self
+    }
+
+    /// The logits after `context`.
+    pub fn logits_for(&self, context: &[Token]) -> Vec<f32> {
+        let mut h = self.seed;
+        // Only the last three tokens matter, so contexts repeat and drafts can learn them.
+        for &t in context.iter().rev().take(3) {
+            h = mix(h ^ (t as u64 + 1).wrapping_mul(0x9e3779b97f4a7c15));
+        }
+        (0..self.vocab)
+            .map(|v| {
+                let base = unit(h ^ (v as u64) << 1) * self.scale;
+                let noise = if self.noise > 0.0 {
+                    (unit(mix(h ^ self.noise_seed) ^ (v as u64) << 2) - 0.5) * self.noise
+                } else {
+                    0.0
+                };
+                base + noise
+            })
+            .collect()
+    }
+
+    fn path(&self, mut i: usize) -> Vec<Token> {
+        let mut toks = Vec::new();
+        loop {
+            toks.push(self.pending[i].0);
+            match self.pending[i].1 {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        toks.reverse();
+        let mut ctx = self.prefix.clone();
+        ctx.extend(toks);
+        ctx
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl TreeModel for FakeModel {
+    fn n_vocab(&self) -> usize {
+        self.vocab
+    }
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    fn n_past(&self) -> usize {
+        self.prefix.len()
+    }
+    fn max_batch(&self) -> usize {
+        512
+    }
+    fn prefill(&mut self, tokens: &[Token]) -> Result<(), ModelError> {
+        assert!(self.pending.is_empty());
+        self.prefix.extend_from_slice(tokens);
+        Ok(())
+    }
+    fn decode(&mut self, nodes: &[NodeIn]) -> Result<(), ModelError> {
+        self.decodes += 1;
+        if self.prefix.len() + self.pending.len() + nodes.len() > self.n_ctx {
+            return Err(ModelError::ContextFull { n_ctx: self.n_ctx });
+        }
+        self.rows.clear();
+        for n in nodes {
+            if let Some(p) = n.parent {
+                assert!(p < self.pending.len(), "parent after child");
+            }
+            self.pending.push((n.token, n.parent));
+            if n.logits {
+                let ctx = self.path(self.pending.len() - 1);
+                self.rows.push(self.logits_for(&ctx));
+            }
+        }
+        Ok(())
+    }
+    fn logits(&self, i: usize) -> &[f32] {
+        &self.rows[i]
+    }
+    fn commit(&mut self, path: &[usize]) -> Result<(), ModelError> {
+        for (k, &v) in path.iter().enumerate() {
+            let expected = k.checked_sub(1).map(|j| path[j]);
+            if self.pending[v].1 != expected {
+                return Err(ModelError::InvalidTree("not a chain".into()));
+            }
+        }
+        let toks: Vec<Token> = path.iter().map(|&v| self.pending[v].0).collect();
+        self.prefix.extend(toks);
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Collects output tokens; stops at `eos` if set.
+#[derive(Default)]
+pub struct Collect {
+    pub tokens: Vec<Token>,
+    pub sources: Vec<Source>,
+    pub eos: Option<Token>,
+}
+
+impl TokenSink for Collect {
+    fn push(&mut self, token: Token, source: Source) -> Flow {
+        if Some(token) == self.eos {
+            return Flow::Stop(StopReason::Eos);
+        }
+        self.tokens.push(token);
+        self.sources.push(source);
+        Flow::Continue
+    }
+    fn cancelled(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,311 @@
+//! Exactness of the speculation loop with deterministic fake models: greedy output equals the
+//! target's greedy output token for token, and sampled output follows the target's distribution
+//! (chi-square over the joint distribution of the first tokens).
+
+mod common;
+
+use std::collections::HashMap;
+
+use canopy_plan::{chain, optimal_tree, Acceptance, Limits, TreePlan};
+use canopy_spec::sampling::{distribution, SamplingConfig};
+use canopy_spec::{generate, FixedPolicy, GenConfig, Source, Token, TreeModel};
+use common::{Collect, FakeModel};
+
+const VOCAB: usize = 6;
+
+fn target() -> FakeModel {
+    FakeModel::new(VOCAB, 11, 3.0)
+}
+
+fn draft() -> FakeModel {
+    FakeModel::new(VOCAB, 11, 3.0).with_noise(2.5, 99)
+}
+
+fn tree(budget: usize, depth: usize, branch: usize) -> TreePlan {
+    let acc = Acceptance::new(vec![0.5, 0.2, 0.1, 0.05]).unwrap();
+    let limits = Limits {
+        budget,
+        max_depth: depth,
+        max_branch: branch,
+        max_leaves: 255,
+    };
+    optimal_tree(&acc, &limits).unwrap()
+}
+
+fn run(
+    plan: &TreePlan,
+    speculate: bool,
+    sampling: SamplingConfig,
+    seed: u64,
+    max: usize,
+) -> Collect {
+    let mut t = target();
+    let mut d = draft();
+    let mut policy = FixedPolicy::new(plan.clone(), "test");
+    let mut sink = Collect::default();
+    let cfg = GenConfig {
+        sampling,
+        max_tokens: max,
+        seed,
+    };
+    let draft: Option<&mut dyn TreeModel> = if speculate { Some(&mut d) } else { None };
+    generate(&mut t, draft, &[1, 2, 3], &cfg, &mut policy, &mut sink).unwrap();
+    sink
+}
+
+#[test]
+fn greedy_speculation_equals_target_greedy() {
+    let plain = run(&TreePlan::plain(), false, SamplingConfig::GREEDY, 0, 200);
+    assert_eq!(plain.tokens.len(), 200);
+    let acc = Acceptance::new(vec![0.5, 0.2]).unwrap();
+    for plan in [
+        chain(&acc, 1),
+        chain(&acc, 5),
+        tree(8, 3, 3),
+        tree(32, 6, 4),
+        tree(64, 12, 6),
+    ] {
+        let spec = run(&plan, true, SamplingConfig::GREEDY, 0, 200);
+        assert_eq!(
+            spec.tokens,
+            plain.tokens,
+            "plan with {} nodes",
+            plan.nodes.len()
+        );
+        let drafted = spec.sources.iter().filter(|s| **s == Source::Draft).count();
+        // The noisy draft really gets rejected sometimes, and accepted sometimes.
+        assert!(drafted > 0 && drafted < 200, "{drafted} drafted tokens");
+    }
+}
+
+/// Pearson chi-square statistic and its critical value at p = 1e-4 (Wilson–Hilferty).
+fn chi_square(
+    counts: &HashMap<Vec<Token>, u64>,
+    expected: &HashMap<Vec<Token>, f64>,
+    n: u64,
+) -> (f64, f64) {
+    let mut stat = 0.0;
+    let mut cells = 0;
+    let mut other_obs = 0.0;
+    let mut other_exp = 0.0;
+    for (k, &p) in expected {
+        let e = p * n as f64;
+        let o = *counts.get(k).unwrap_or(&0) as f64;
+        if e < 5.0 {
+            other_obs += o;
+            other_exp += e;
+            continue;
+        }
+        stat += (o - e).powi(2) / e;
+        cells += 1;
+    }
+    let unexpected: u64 = counts
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(unexpected, 0, "sequences the target cannot produce");
+    if other_exp > 0.0 {
+        stat += (other_obs - other_exp).powi(2) / other_exp.max(1e-9);
+        cells += 1;
+    }
+    let df = (cells - 1) as f64;
+    let z = 3.719;
+    let crit = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
+    (stat, crit)
+}
+
+/// The exact distribution of the target's first `len` tokens after the prompt.
+fn exact_joint(sampling: &SamplingConfig, len: usize) -> HashMap<Vec<Token>, f64> {
+    let model = target();
+    let mut out = HashMap::new();
+    let mut stack = vec![(Vec::<Token>::new(), 1.0)];
+    while let Some((seq, p)) = stack.pop() {
+        if seq.len() == len {
+            out.insert(seq, p);
+            continue;
+        }
+        let mut ctx = vec![1, 2, 3];
+        ctx.extend(&seq);
+        let dist = distribution(&model.logits_for(&ctx), sampling);
+        for &(t, q) in dist.entries() {
+            let mut s = seq.clone();
+            s.push(t);
+            stack.push((s, p * q));
+        }
+    }
+    out
+}
+
+fn check_distribution(plan: &TreePlan, sampling: SamplingConfig, len: usize, n: u64) {
+    let expected = exact_joint(&sampling, len);
+    let mut counts: HashMap<Vec<Token>, u64> = HashMap::new();
+    for seed in 0..n {
+        let out = run(plan, true, sampling, seed, len);
+        *counts.entry(out.tokens).or_insert(0) += 1;
+    }
+    let (stat, crit) = chi_square(&counts, &expected, n);
+    assert!(
+        stat < crit,
+        "chi-square {stat:.1} >= {crit:.1} for a {}-node tree at T={}",
+        plan.nodes.len(),
+        sampling.temperature
+    );
+}
+
+#[test]
+fn sampled_speculation_follows_target_distribution() {
+    let acc = Acceptance::new(vec![0.5, 0.2]).unwrap();
+    let cases = [
+        (tree(8, 3, 3), 1.0, 3),
+        (tree(16, 4, 4), 0.7, 3),
+        (chain(&acc, 3), 1.3, 3),
+        (tree(6, 1, 5), 1.0, 2),
+    ];
+    for (plan, temperature, len) in cases {
+        let sampling = SamplingConfig {
+            temperature,
+            top_k: 0,
+            top_p: 1.0,
+        };
+        check_distribution(&plan, sampling, len, 20_000);
+    }
+}
+
+#[test]
+fn sampled_speculation_respects_top_k_and_top_p() {
+    let sampling = SamplingConfig {
+        temperature: 0.9,
+        top_k: 4,
+        top_p: 0.9,
+    };
+    check_distribution(&tree(12, 3, 3), sampling, 2, 20_000);
+}
+
+#[test]
+fn the_chi_square_check_can_fail() {
+    // A distribution that differs from the target's must be rejected: counts drawn from the
+    // *draft* model instead of the target.
+    let sampling = SamplingConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+    };
+    let expected = exact_joint(&sampling, 2);
+    let n = 20_000u64;
+    let mut counts: HashMap<Vec<Token>, u64> = HashMap::new();
+    for seed in 0..n {
+        let mut d = draft();
+        let mut t2 = draft();
+        let mut policy = FixedPolicy::new(TreePlan::plain(), "draft-only");
+        let mut sink = Collect::default();
+        let cfg = GenConfig {
+            sampling,
+            max_tokens: 2,
+            seed,
+        };
+        let _ = &mut t2;
+        generate(&mut d, None, &[1, 2, 3], &cfg, &mut policy, &mut sink).unwrap();
+        *counts.entry(sink.tokens).or_insert(0) += 1;
+    }
+    let (stat, crit) = chi_square(&counts, &expected, n);
+    assert!(
+        stat > crit,
+        "a wrong distribution passed: {stat:.1} < {crit:.1}"
+    );
+}
+
+#[test]
+fn stops_at_eos_inside_an_accepted_path_and_respects_max_tokens() {
+    let plain = run(&TreePlan::plain(), false, SamplingConfig::GREEDY, 0, 50);
+    let eos = plain.tokens[7];
+    let first = plain.tokens.iter().position(|&t| t == eos).unwrap();
+    let mut t = target();
+    let mut d = draft();
+    let mut policy = FixedPolicy::new(tree(32, 8, 4), "t");
+    let mut sink = Collect {
+        eos: Some(eos),
+        ..Collect::default()
+    };
+    let cfg = GenConfig {
+        sampling: SamplingConfig::GREEDY,
+        max_tokens: 50,
+        seed: 0,
+    };
+    let stats = generate(
+        &mut t,
+        Some(&mut d),
+        &[1, 2, 3],
+        &cfg,
+        &mut policy,
+        &mut sink,
+    )
+    .unwrap();
+    assert_eq!(sink.tokens, plain.tokens[..first]);
+    assert_eq!(stats.stop_reason, Some(canopy_spec::StopReason::Eos));
+    for max in [1, 2, 3, 7] {
+        let out = run(&tree(32, 8, 4), true, SamplingConfig::GREEDY, 0, max);
+        assert_eq!(out.tokens, plain.tokens[..max]);
+    }
+}
+
+#[test]
+fn context_full_ends_generation_cleanly() {
+    let mut t = target();
+    t.n_ctx = 20;
+    let mut d = draft();
+    d.n_ctx = 20;
+    let mut policy = FixedPolicy::new(tree(16, 6, 3), "t");
+    let mut sink = Collect::default();
+    let cfg = GenConfig {
+        sampling: SamplingConfig::GREEDY,
+        max_tokens: 100,
+        seed: 0,
+    };
+    let stats = generate(
+        &mut t,
+        Some(&mut d),
+        &[1, 2, 3],
+        &cfg,
+        &mut policy,
+        &mut sink,
+    )
+    .unwrap();
+    assert_eq!(
+        stats.stop_reason,
+        Some(canopy_spec::StopReason::ContextFull)
+    );
+    let plain = run(&TreePlan::plain(), false, SamplingConfig::GREEDY, 0, 100);
+    assert_eq!(sink.tokens, plain.tokens[..sink.tokens.len()]);
+    assert!(sink.tokens.len() >= 16, "{}", sink.tokens.len());
+}
+
+#[test]
+fn kv_state_after_each_step_matches_committed_tokens() {
+    // After generation the fake target's prefix must be exactly prompt + output minus the last
+    // (bonus) token, which is decoded only at the next step.
+    let mut t = target();
+    let mut d = draft();
+    let mut policy = FixedPolicy::new(tree(24, 5, 4), "t");
+    let mut sink = Collect::default();
+    let cfg = GenConfig {
+        sampling: SamplingConfig::GREEDY,
+        max_tokens: 40,
+        seed: 0,
+    };
+    generate(
+        &mut t,
+        Some(&mut d),
+        &[1, 2, 3],
+        &cfg,
+        &mut policy,
+        &mut sink,
+    )
+    .unwrap();
+    let mut all = vec![1, 2, 3];
+    all.extend(&sink.tokens);
+    assert!(t.prefix.len() < all.len());
+    assert_eq!(t.prefix[..], all[..t.prefix.len()]);
+    assert_eq!(t.pending_len(), 0);
+    assert_eq!(d.prefix[..], all[..d.prefix.len()]);
+}
