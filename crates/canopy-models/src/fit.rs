@@ -183,11 +183,9 @@ pub fn estimate(
     } else {
         after_draft
     };
-    let resident = if per_layer == 0 {
-        target.n_layers
-    } else {
-        (for_layers / per_layer).min(target.n_layers)
-    };
+    let resident = for_layers
+        .checked_div(per_layer)
+        .map_or(target.n_layers, |n| n.min(target.n_layers));
     let streamed = if resident >= target.n_layers {
         0
     } else {
