@@ -19,6 +19,25 @@
 //! 150k-token vocabulary), never its weights. Each refusal is a [`GgufError`] that names the check,
 //! the key or tensor and the byte offset.
 //!
+//! ```
+//! use canopy_gguf::{validate_bytes, Check, GgmlType, GgufWriter, ModelInfo};
+//!
+//! let file = GgufWriter::new()
+//!     .kv_str("general.architecture", "llama")
+//!     .tensor("output_norm.weight", &[64], GgmlType::F32)
+//!     .to_bytes();
+//! let info = ModelInfo::from_header(&validate_bytes(&file)?);
+//! assert_eq!(info.parameter_count, 64);
+//!
+//! let err = validate_bytes(&file[..40]).unwrap_err();
+//! assert_eq!(err.check(), Check::TensorCount);
+//! assert_eq!(
+//!     err.to_string(),
+//!     "invalid GGUF at byte 8: tensor count 1 cannot fit in the 16 bytes left"
+//! );
+//! # Ok::<(), canopy_gguf::GgufError>(())
+//! ```
+//!
 //! Architecture invariant: this crate does no IO beyond reading the file it is given, and knows
 //! nothing of llama.cpp, SQLite or the desktop app.
 
