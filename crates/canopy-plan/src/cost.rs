@@ -1,0 +1,253 @@
+//! Hardware-aware choice of budget and depth from measured pass times.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dp::{Dims, LeafTable, Table};
+use crate::{Acceptance, Limits, PlanError, TreePlan};
+
+/// Measured `(n, seconds)` points of one kind of pass, sorted by `n`.
+///
+/// Between points the time is interpolated linearly; outside the measured range [`CostTable::at`] fails
+/// and only [`CostTable::extrapolate`] answers, when a caller asks for it on purpose.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CostTable {
+    points: Vec<(usize, f64)>,
+}
+
+impl CostTable {
+    /// Sorts and validates the points; `table` below names the table in errors.
+    ///
+    /// Fails when there are no points, when an `n` is 0 or measured twice, or when a time is not a
+    /// finite number > 0.
+    pub fn new(points: Vec<(usize, f64)>) -> Result<Self, PlanError> {
+        Self::named(points, "cost")
+    }
+
+    /// Like [`CostTable::new`], naming the table (`"target"`, `"draft"`) in errors.
+    pub fn named(mut points: Vec<(usize, f64)>, table: &'static str) -> Result<Self, PlanError> {
+        if points.is_empty() {
+            return Err(PlanError::EmptyCostTable { table });
+        }
+        for &(n, seconds) in &points {
+            if n == 0 {
+                return Err(PlanError::InvalidCostPoint {
+                    table,
+                    n,
+                    seconds,
+                    reason: "n counts tokens, so it is >= 1",
+                });
+            }
+            if !seconds.is_finite() || seconds <= 0.0 {
+                return Err(PlanError::InvalidCostPoint {
+                    table,
+                    n,
+                    seconds,
+                    reason: "a time must be a finite number of seconds > 0",
+                });
+            }
+        }
+        points.sort_by_key(|&(n, _)| n);
+        if let Some(w) = points.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(PlanError::DuplicateCostPoint { table, n: w[0].0 });
+        }
+        Ok(CostTable { points })
+    }
+
+    /// The measured points, sorted by `n`.
+    pub fn points(&self) -> &[(usize, f64)] {
+        &self.points
+    }
+
+    /// The smallest measured `n`.
+    pub fn min_n(&self) -> usize {
+        self.points[0].0
+    }
+
+    /// The largest measured `n`.
+    pub fn max_n(&self) -> usize {
+        self.points[self.points.len() - 1].0
+    }
+
+    /// The time of a pass over `n` tokens, interpolated linearly between measured points.
+    ///
+    /// Fails with [`PlanError::OutOfRange`] when `n` lies outside the measured range.
+    pub fn at(&self, n: usize) -> Result<f64, PlanError> {
+        if n < self.min_n() || n > self.max_n() {
+            return Err(PlanError::OutOfRange {
+                table: "cost",
+                n,
+                min: self.min_n(),
+                max: self.max_n(),
+            });
+        }
+        Ok(self.extrapolate(n))
+    }
+
+    /// Explicit extrapolation: like [`CostTable::at`] inside the range, and along the nearest measured
+    /// segment outside it (a single point extrapolates flat). Never below the smallest measured time.
+    pub fn extrapolate(&self, n: usize) -> f64 {
+        let pts = &self.points;
+        if pts.len() == 1 {
+            return pts[0].1;
+        }
+        let i = match pts.binary_search_by_key(&n, |&(m, _)| m) {
+            Ok(i) => return pts[i].1,
+            Err(i) => i.clamp(1, pts.len() - 1),
+        };
+        let ((n0, t0), (n1, t1)) = (pts[i - 1], pts[i]);
+        let t = t0 + (t1 - t0) * (n as f64 - n0 as f64) / (n1 as f64 - n0 as f64);
+        let floor = pts.iter().map(|&(_, s)| s).fold(f64::INFINITY, f64::min);
+        t.max(floor)
+    }
+
+    fn key(&self) -> Vec<(usize, u64)> {
+        self.points.iter().map(|&(n, s)| (n, s.to_bits())).collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for CostTable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let points = Vec::<(usize, f64)>::deserialize(deserializer)?;
+        CostTable::new(points).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Measured pass times of the target and the draft.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Costs {
+    /// One target pass over `n` new tokens (`n` = the tree's budget; 1 = plain decoding).
+    pub target: CostTable,
+    /// One draft pass over a level of `k` nodes.
+    pub draft: CostTable,
+}
+
+impl Costs {
+    pub(crate) fn key(&self) -> crate::planner::CostKey {
+        (self.target.key(), self.draft.key())
+    }
+
+    /// Seconds of one speculation step with `plan`: one target pass over its budget plus one draft pass
+    /// per level over the nodes that get children there (leaves need no draft pass).
+    ///
+    /// Fails with [`PlanError::OutOfRange`] when the budget or a level's width lies outside the measured
+    /// range of the target or draft table.
+    pub fn step_seconds(&self, plan: &TreePlan) -> Result<f64, PlanError> {
+        let target = self
+            .target
+            .at(plan.budget())
+            .map_err(|e| rename(e, "target"))?;
+        let mut draft = 0.0;
+        for level in plan.levels() {
+            draft += self
+                .draft
+                .at(level.expand.len())
+                .map_err(|e| rename(e, "draft"))?;
+        }
+        Ok(target + draft)
+    }
+}
+
+fn step_from_profile(costs: &Costs, nodes: usize, expanded: &[usize]) -> Result<f64, PlanError> {
+    let mut seconds = costs.target.at(nodes)?;
+    for &width in expanded {
+        seconds += costs.draft.at(width)?;
+    }
+    Ok(seconds)
+}
+
+fn rename(err: PlanError, name: &'static str) -> PlanError {
+    match err {
+        PlanError::OutOfRange { n, min, max, .. } => PlanError::OutOfRange {
+            table: name,
+            n,
+            min,
+            max,
+        },
+        other => other,
+    }
+}
+
+/// The plan chosen for a machine, with its prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub plan: TreePlan,
+    /// `expected_tokens / step_seconds`.
+    pub predicted_tokens_per_second: f64,
+    /// `1 / t_target(1)`.
+    pub plain_tokens_per_second: f64,
+    /// `predicted_tokens_per_second / plain_tokens_per_second` (>= 1).
+    pub speedup: f64,
+    /// Predicted seconds of one step (target pass plus draft passes; `t_target(1)` for plain decoding).
+    pub step_seconds: f64,
+}
+
+/// Chooses budget (at most `limits.budget` and the largest measured target `n`) and depth (at most
+/// `limits.max_depth`) maximising `expected_tokens / (t_target(budget) + sum of draft level times)`,
+/// among the optimal trees of every such budget and depth. Plain decoding is always a candidate, so the
+/// choice is never predicted slower than it. Trees whose level widths the draft table does not cover
+/// are skipped (never extrapolated).
+///
+/// Fails when the limits are invalid, when the target table does not cover `n = 1`, or with
+/// [`PlanError::LeafLimitTooCostly`] when the leaf limit binds for limits too large to plan exactly.
+pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice, PlanError> {
+    limits.validate()?;
+    let plain_seconds = costs.target.at(1).map_err(|e| rename(e, "target"))?;
+    let plain_tps = 1.0 / plain_seconds;
+    let mut best = Choice {
+        plan: TreePlan::plain(),
+        predicted_tokens_per_second: plain_tps,
+        plain_tokens_per_second: plain_tps,
+        speedup: 1.0,
+        step_seconds: plain_seconds,
+    };
+    let budget = limits.budget.min(costs.target.max_n());
+    let dims = Dims::new(acc, budget, limits.max_depth, limits.max_branch);
+    if dims.depth == 0 {
+        return Ok(best);
+    }
+    let table = Table::build(acc, dims);
+    let mut leaf_table: Option<LeafTable> = None;
+    let (mut expanded, mut queue) = (Vec::new(), Vec::new());
+    let consider = |plan: TreePlan, step: f64, best: &mut Choice| {
+        let tps = plan.expected_tokens / step;
+        if tps > best.predicted_tokens_per_second {
+            *best = Choice {
+                predicted_tokens_per_second: tps,
+                plain_tokens_per_second: plain_tps,
+                speedup: tps / plain_tps,
+                step_seconds: step,
+                plan,
+            };
+        }
+    };
+    for d in 1..=dims.depth {
+        for n in 2..=dims.budget {
+            let choice = table.choice(d, n);
+            if choice.0 == 0 || choice == table.choice(d, n - 1) {
+                continue;
+            }
+            let nodes = table.profile(d, n, &mut expanded, &mut queue);
+            let leaves = nodes - expanded.iter().sum::<usize>();
+            if leaves > limits.max_leaves {
+                if leaf_table.is_none() {
+                    leaf_table = Some(LeafTable::build(acc, dims, limits.max_leaves)?);
+                }
+                if let Some(leafy) = &leaf_table {
+                    let plan = leafy.plan(acc, d, n, limits.max_leaves);
+                    if let Ok(step) = costs.step_seconds(&plan) {
+                        consider(plan, step, &mut best);
+                    }
+                }
+                continue;
+            }
+            let Ok(step) = step_from_profile(costs, nodes, &expanded) else {
+                continue;
+            };
+            let value = table.value(d, n);
+            if value / step > best.predicted_tokens_per_second {
+                consider(table.plan(acc, d, n), step, &mut best);
+            }
+        }
+    }
+    Ok(best)
+}
