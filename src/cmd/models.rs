@@ -1,13 +1,531 @@
-//! `canopy models`.
+//! `canopy models`: inspect, register, pair, fit and download GGUF models.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use canopy_models::{
+    catalog, estimate, fmt_bytes, library_pairs, DeleteFile, DownloadEvent, DownloadRequest,
+    Expected, HashEvent, HashState, ImportMode, Library, MachineFacts, ModelRecord, ModelShape,
+    ModelsError, Role, Verdict,
+};
 
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// List entries.
-    List,
+    /// Validate a GGUF file and show what it holds, without loading its weights.
+    Inspect {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register every valid .gguf file under a folder (invalid ones are reported with the reason).
+    Scan {
+        /// The folder to scan (recursively).
+        dir: PathBuf,
+    },
+    /// Copy a GGUF file into the models folder and register it.
+    Import {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Register the file where it is instead of copying it.
+        #[arg(long)]
+        reference: bool,
+    },
+    /// List the registered models and their disk usage.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a model from the library.
+    Remove {
+        /// Registry id (see `canopy models list`).
+        id: i64,
+        /// Also delete the file (only inside the models folder unless --force is given).
+        #[arg(long)]
+        delete_file: bool,
+        /// With --delete-file: delete the file even outside the models folder.
+        #[arg(long, requires = "delete_file")]
+        force: bool,
+    },
+    /// Set whether a model is used as a draft, a target or both.
+    Role {
+        /// Registry id.
+        id: i64,
+        /// draft, target or both.
+        role: String,
+    },
+    /// For a target, judge every registered model as a draft, with the reason for each refusal.
+    Pairs {
+        /// Registry id or path of the target.
+        target: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a GGUF file (resumable), verify it and register it.
+    Download {
+        /// http(s) URL of the .gguf file.
+        url: String,
+        /// Expected sha256 (required unless the catalog knows the file's checksum or size).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// File name in the models folder (default: from the URL).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Estimate whether a target (with a draft) runs on this machine.
+    Fit {
+        /// Registry id or path of the target.
+        target: String,
+        /// Registry id or path of the draft (default: the smallest compatible one).
+        #[arg(long)]
+        draft: Option<String>,
+        /// Context length in tokens.
+        #[arg(long, default_value_t = canopy_models::fit::DEFAULT_CONTEXT)]
+        context: u64,
+        /// GPU memory in GiB (default: none known, CPU only).
+        #[arg(long)]
+        vram_gib: Option<f64>,
+        /// Pinned host-to-device bandwidth in GB/s.
+        #[arg(long)]
+        h2d_gbps: Option<f64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the recommended target/draft pairs and where to download them.
+    Catalog {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(_command: Command) -> CliResult {
-    Err(CliError::user("`canopy models` is not available in this build"))
+pub fn run(command: Command) -> CliResult {
+    match command {
+        Command::Inspect { file, json } => inspect(file, json),
+        Command::Scan { dir } => scan(dir),
+        Command::Import { file, reference } => import(file, reference),
+        Command::List { json } => list(json),
+        Command::Remove {
+            id,
+            delete_file,
+            force,
+        } => remove(id, delete_file, force),
+        Command::Role { id, role } => {
+            let role = Role::parse(&role).map_err(models_err)?;
+            let record = open()?.set_role(id, role).map_err(models_err)?;
+            println!(
+                "model {} ({}) is now a {}",
+                record.id,
+                record.file_name,
+                role.as_str()
+            );
+            Ok(())
+        }
+        Command::Pairs { target, json } => pairs(target, json),
+        Command::Download { url, sha256, name } => download(url, sha256, name),
+        Command::Fit {
+            target,
+            draft,
+            context,
+            vram_gib,
+            h2d_gbps,
+            json,
+        } => fit(target, draft, context, vram_gib, h2d_gbps, json),
+        Command::Catalog { json } => show_catalog(json),
+    }
+}
+
+fn models_err(err: ModelsError) -> CliError {
+    if err.is_user_error() {
+        CliError::user(err.to_string())
+    } else {
+        CliError::Failure(anyhow::Error::new(err))
+    }
+}
+
+fn open() -> CliResult<Library> {
+    Library::open_default().map_err(models_err)
+}
+
+fn print_json(value: &impl serde::Serialize) -> CliResult {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failure(e.into()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn inspect(file: PathBuf, json: bool) -> CliResult {
+    let info = canopy_gguf::inspect(&file)
+        .map_err(|e| CliError::user(format!("{}: {e}", file.display())))?;
+    if json {
+        return print_json(&info);
+    }
+    let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+    println!(
+        "file           {} ({})",
+        file.display(),
+        fmt_bytes(info.file_size)
+    );
+    println!(
+        "architecture   {}",
+        info.architecture.as_deref().unwrap_or("unknown")
+    );
+    if let Some(name) = &info.name {
+        println!("name           {name}");
+    }
+    println!(
+        "parameters     {} ({})",
+        canopy_models::pairing::fmt_params(info.parameter_count),
+        info.parameter_count
+    );
+    println!(
+        "quantization   {} ({:.2} bits per weight)",
+        info.file_type.as_deref().unwrap_or("mixed"),
+        info.bits_per_weight
+    );
+    println!("layers         {}", opt(info.layers));
+    println!("context        {}", opt(info.context_length));
+    println!("embedding      {}", opt(info.embedding_size));
+    println!(
+        "heads          {} (KV heads {})",
+        opt(info.heads),
+        opt(info.kv_heads)
+    );
+    println!(
+        "tokenizer      {} ({} tokens, chat template {})",
+        info.tokenizer_model.as_deref().unwrap_or("none"),
+        opt(info.vocab_size),
+        if info.has_chat_template { "yes" } else { "no" }
+    );
+    println!("weights        {}", fmt_bytes(info.weights_bytes));
+    if let Some(kv) = info.kv_cache_bytes_per_token {
+        println!("KV cache       {} per token", fmt_bytes(kv));
+    }
+    Ok(())
+}
+
+/// Hashes the given models in the background, printing progress to stderr, and waits.
+fn hash(library: &Library, models: &[ModelRecord]) {
+    if models.is_empty() {
+        return;
+    }
+    let job = library.start_hashing(models);
+    let mut last = Instant::now();
+    for event in job.events.iter() {
+        match event {
+            HashEvent::Progress { id, done, total } => {
+                if last.elapsed() > Duration::from_millis(500) || done == total {
+                    last = Instant::now();
+                    let pct = (done * 100).checked_div(total).unwrap_or(100);
+                    eprint!("\rhashing model {id}: {pct:>3}%");
+                    let _ = std::io::stderr().flush();
+                }
+            }
+            HashEvent::Done { id, sha256 } => eprintln!("\rmodel {id}: sha256 {sha256}"),
+            HashEvent::Failed { id, reason } => eprintln!("\rmodel {id}: cannot hash: {reason}"),
+        }
+    }
+}
+
+fn scan(dir: PathBuf) -> CliResult {
+    let mut library = open()?;
+    let report = library.scan(&dir).map_err(models_err)?;
+    for m in &report.added {
+        println!("added    {:>4}  {}", m.id, m.path.display());
+    }
+    for p in &report.already {
+        println!("known          {}", p.display());
+    }
+    for (p, reason) in &report.invalid {
+        println!("invalid        {}: {reason}", p.display());
+    }
+    println!(
+        "{} added, {} already known, {} invalid",
+        report.added.len(),
+        report.already.len(),
+        report.invalid.len()
+    );
+    hash(&library, &report.added);
+    Ok(())
+}
+
+fn import(file: PathBuf, reference: bool) -> CliResult {
+    let mut library = open()?;
+    let mode = if reference {
+        ImportMode::Reference
+    } else {
+        ImportMode::Copy
+    };
+    let record = library.import(&file, mode).map_err(models_err)?;
+    println!("added {:>4}  {}", record.id, record.path.display());
+    hash(&library, std::slice::from_ref(&record));
+    Ok(())
+}
+
+fn list(json: bool) -> CliResult {
+    let library = open()?;
+    let listing = library.list().map_err(models_err)?;
+    if json {
+        return print_json(&listing);
+    }
+    if listing.models.is_empty() {
+        println!("no models yet: canopy models scan DIR, import FILE or download URL");
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<6}  {:>6}  {:>10}  {:<9}  file",
+        "id", "role", "params", "size", "sha256"
+    );
+    for m in &listing.models {
+        let sha = match &m.hash {
+            HashState::Done => m
+                .sha256
+                .as_deref()
+                .map_or("-".to_string(), |s| s[..8].to_string()),
+            HashState::Hashing { done } => {
+                format!("hashing {}%", done * 100 / m.size.max(1))
+            }
+            HashState::Failed { .. } => "failed".to_string(),
+        };
+        let missing = if m.present { "" } else { "  (missing)" };
+        println!(
+            "{:>4}  {:<6}  {:>6}  {:>10}  {:<9}  {}{missing}",
+            m.id,
+            m.role.as_str(),
+            canopy_models::pairing::fmt_params(m.info.parameter_count),
+            fmt_bytes(m.size),
+            sha,
+            m.path.display()
+        );
+    }
+    println!(
+        "{} models, {} in all, {} in the models folder {}",
+        listing.models.len(),
+        fmt_bytes(listing.total_bytes),
+        fmt_bytes(listing.managed_bytes),
+        library.models_dir().display()
+    );
+    Ok(())
+}
+
+fn remove(id: i64, delete_file: bool, force: bool) -> CliResult {
+    let mut library = open()?;
+    let delete = match (delete_file, force) {
+        (false, _) => DeleteFile::Keep,
+        (true, false) => DeleteFile::InsideModelsDir,
+        (true, true) => DeleteFile::Anywhere,
+    };
+    let record = library.remove(id, delete).map_err(|e| match e {
+        ModelsError::OutsideModelsDir { .. } => {
+            CliError::user(format!("{e}; add --force to delete it anyway"))
+        }
+        e => models_err(e),
+    })?;
+    if delete_file {
+        println!("removed model {id} and deleted {}", record.path.display());
+    } else {
+        println!(
+            "removed model {id} (the file {} is kept)",
+            record.path.display()
+        );
+    }
+    Ok(())
+}
+
+fn pairs(target: String, json: bool) -> CliResult {
+    let library = open()?;
+    let target = library.resolve(&target).map_err(models_err)?;
+    let pairing = library_pairs(&library, &target).map_err(models_err)?;
+    if json {
+        return print_json(&pairing);
+    }
+    println!("drafts for model {} ({}):", target.id, target.file_name);
+    for c in &pairing.candidates {
+        match &c.verdict {
+            Verdict::Compatible => println!("  {:>4}  compatible  {}", c.id, c.file_name),
+            Verdict::Refused { reason } => {
+                println!("  {:>4}  refused     {}: {reason}", c.id, c.file_name)
+            }
+        }
+    }
+    if let Some(note) = &pairing.note {
+        println!("{note}");
+    }
+    Ok(())
+}
+
+fn download(url: String, sha256: Option<String>, name: Option<String>) -> CliResult {
+    canopy_models::download::check_url(&url).map_err(|e| CliError::user(e.to_string()))?;
+    let catalog = catalog().map_err(models_err)?;
+    let known = catalog.by_url(&url);
+    let expected = match (sha256, known) {
+        (Some(sha), known) => Expected {
+            sha256: Some(sha),
+            size: known.and_then(|k| k.size),
+        },
+        (None, Some(k)) if k.sha256.is_some() => k.expected(),
+        (None, Some(k)) if k.size.is_some() => {
+            eprintln!(
+                "warning: no checksum is known for {}; only its size will be verified (pass --sha256 to verify it fully)",
+                k.file
+            );
+            k.expected()
+        }
+        (None, _) => {
+            return Err(CliError::user(
+                "no checksum is known for this URL: pass --sha256 HEX (the sha256 the model's publisher lists)",
+            ))
+        }
+    };
+    let mut library = open()?;
+    let request = DownloadRequest {
+        url,
+        file_name: name,
+        expected,
+    };
+    let cancel = AtomicBool::new(false);
+    let mut last = Instant::now();
+    let mut on_event = |e: &DownloadEvent| match e {
+        DownloadEvent::CheckingPartial { bytes } => {
+            eprintln!(
+                "resuming: checking the {} already downloaded",
+                fmt_bytes(*bytes)
+            )
+        }
+        DownloadEvent::ServerIgnoredRange { discarded } => eprintln!(
+            "the server cannot resume; starting again (dropped {})",
+            fmt_bytes(*discarded)
+        ),
+        DownloadEvent::Connected { .. } => {}
+        DownloadEvent::Progress { done, total } => {
+            if last.elapsed() > Duration::from_millis(500) || Some(*done) == *total {
+                last = Instant::now();
+                match total {
+                    Some(t) => eprint!(
+                        "\r{} of {} ({}%)   ",
+                        fmt_bytes(*done),
+                        fmt_bytes(*t),
+                        done * 100 / (*t).max(1)
+                    ),
+                    None => eprint!("\r{}   ", fmt_bytes(*done)),
+                }
+                let _ = std::io::stderr().flush();
+            }
+        }
+    };
+    let result =
+        canopy_models::download_and_register(&mut library, &request, &cancel, &mut on_event);
+    eprintln!();
+    let (record, file) = result.map_err(models_err)?;
+    let verified = if file.checksum_verified {
+        "sha256 verified"
+    } else {
+        "size verified, no checksum"
+    };
+    println!(
+        "added {:>4}  {} ({}, {verified})",
+        record.id,
+        record.path.display(),
+        fmt_bytes(file.size)
+    );
+    Ok(())
+}
+
+fn fit(
+    target: String,
+    draft: Option<String>,
+    context: u64,
+    vram_gib: Option<f64>,
+    h2d_gbps: Option<f64>,
+    json: bool,
+) -> CliResult {
+    let library = open()?;
+    let target = library.resolve(&target).map_err(models_err)?;
+    let draft = match draft {
+        Some(d) => Some(library.resolve(&d).map_err(models_err)?),
+        None => {
+            let pairing = library_pairs(&library, &target).map_err(models_err)?;
+            let best = pairing.compatible().next().map(|c| c.id);
+            match best {
+                Some(id) => Some(library.get(id).map_err(models_err)?),
+                None => None,
+            }
+        }
+    };
+    let mut machine = MachineFacts::detect();
+    if let Some(gib) = vram_gib {
+        if !(gib.is_finite() && gib >= 0.0) {
+            return Err(CliError::user(format!(
+                "--vram-gib must be a non-negative number, got {gib}"
+            )));
+        }
+        machine.vram_bytes = Some((gib * (1u64 << 30) as f64) as u64);
+    }
+    if let Some(gbps) = h2d_gbps {
+        if !(gbps.is_finite() && gbps > 0.0) {
+            return Err(CliError::user(format!(
+                "--h2d-gbps must be a positive number, got {gbps}"
+            )));
+        }
+        machine.h2d_bytes_per_second = Some(gbps * 1e9);
+    }
+    let target_shape = ModelShape::from_info(&target.info);
+    let draft_shape = draft.as_ref().map(|d| ModelShape::from_info(&d.info));
+    let fit = estimate(&machine, &target_shape, draft_shape.as_ref(), context);
+    if json {
+        return print_json(&serde_json::json!({
+            "target": target.id,
+            "draft": draft.as_ref().map(|d| d.id),
+            "machine": machine,
+            "estimate": fit,
+        }));
+    }
+    println!("target   {} ({})", target.id, target.file_name);
+    match &draft {
+        Some(d) => println!("draft    {} ({})", d.id, d.file_name),
+        None => println!("draft    none (no compatible draft registered)"),
+    }
+    println!(
+        "machine  {} RAM ({} free), VRAM {}",
+        fmt_bytes(machine.ram_total),
+        fmt_bytes(machine.ram_available),
+        machine
+            .vram_bytes
+            .map_or("none known".to_string(), fmt_bytes)
+    );
+    println!("{}: {}", fit.badge.as_str(), fit.reason);
+    println!(
+        "  resident target layers {} of {}, streamed per pass {}, RAM needed {}",
+        fit.target_layers_resident,
+        fit.target_layers_total,
+        fmt_bytes(fit.bytes_streamed_per_pass),
+        fmt_bytes(fit.ram_needed_bytes)
+    );
+    Ok(())
+}
+
+fn show_catalog(json: bool) -> CliResult {
+    let catalog = catalog().map_err(models_err)?;
+    if json {
+        return print_json(&catalog);
+    }
+    for pair in &catalog.pairs {
+        let (Some(t), Some(d)) = (catalog.model(&pair.target), catalog.model(&pair.draft)) else {
+            continue;
+        };
+        println!("{} + draft {}", t.name, d.name);
+        println!("  {}", pair.note);
+        for m in [t, d] {
+            let sha = m.sha256.as_deref().unwrap_or("unknown (pass --sha256)");
+            println!("  {}\n    sha256 {sha}", m.url);
+        }
+    }
+    Ok(())
 }
