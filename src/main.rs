@@ -4,6 +4,7 @@
 //! calls the library crates. User errors exit with code 2 and a single line on stderr.
 
 mod cmd;
+mod engine;
 mod error;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     Chat(cmd::chat::Args),
     /// Plan an optimal speculation tree from an acceptance vector (and optionally measured costs).
     Plan(cmd::plan::Args),
+    /// Measure this machine and save a hardware profile.
+    Profile(cmd::profile::Args),
     /// Browse, search, export and import the chat history.
     #[command(subcommand)]
     History(cmd::history::Command),
@@ -55,6 +58,7 @@ fn main() {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Chat(args) => cmd::chat::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Profile(args) => cmd::profile::run(args),
         Command::History(command) => cmd::history::run(command),
         Command::Models(command) => cmd::models::run(command),
         Command::Worker(args) => cmd::worker::run(args),

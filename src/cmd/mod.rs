@@ -5,4 +5,5 @@ pub mod generate;
 pub mod history;
 pub mod models;
 pub mod plan;
+pub mod profile;
 pub mod worker;

@@ -1,10 +1,11 @@
-//! `canopy worker`.
+//! `canopy worker`: the inference worker process (internal; started by the other commands).
 
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 
 #[derive(clap::Args)]
 pub struct Args {}
 
 pub fn run(_args: Args) -> CliResult {
-    Err(CliError::user("`canopy worker` is not available in this build"))
+    canopy_llama::serve_worker().map_err(|e| anyhow::anyhow!("worker: {e}"))?;
+    Ok(())
 }

@@ -86,7 +86,7 @@ impl Default for Sampling {
 }
 
 /// Where the target model's weights live.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Placement {
     /// Everything on the CPU.

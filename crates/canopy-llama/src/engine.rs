@@ -1,0 +1,697 @@
+//! The worker's engine: model cache, prompt building, and the jobs of the protocol.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use canopy_plan::{chain, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
+use canopy_spec::driver::GenError;
+use canopy_spec::sampling::{argmax, distribution, SamplingConfig};
+use canopy_spec::{
+    generate, AutoPolicy, FixedPolicy, GenConfig, NodeIn, PlanPolicy, StopReason, Token, TreeModel,
+};
+use canopy_worker::{
+    AcceptanceRequest, AcceptanceResult, ChatRole, CostCurves, EventSink, GenerateRequest,
+    GenerateResult, Handler, HandlerError, Job, JobResult, MeasureRequest, MeasureResult,
+    Placement, Prompt, StopReason as WireStop, TimedPoint,
+};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use rand::SeedableRng;
+
+use crate::text::TextSink;
+use crate::tree::{LlamaTree, MAX_SEQ};
+
+/// Acceptance vector assumed before anything was measured (a typical small draft of the same family).
+pub const DEFAULT_ACCEPTANCE: [f64; 4] = [0.6, 0.1, 0.04, 0.02];
+/// How many observations the default or stored acceptance vector is worth against measurements.
+const PRIOR_WEIGHT: f64 = 8.0;
+/// Default context when the request names none.
+const DEFAULT_CONTEXT: u32 = 4096;
+/// Smallest batch: prompt chunks and trees up to this size.
+const MIN_BATCH: usize = 512;
+
+/// Engine start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("llama.cpp backend failed to start: {0}")]
+    Backend(String),
+}
+
+type ModelKey = (PathBuf, Placement);
+
+/// Loads models once per worker and runs jobs over them.
+pub struct Engine {
+    backend: LlamaBackend,
+    models: HashMap<ModelKey, LlamaModel>,
+    /// Cost curves measured in this process, keyed by (target, draft, placement).
+    calibrations: HashMap<(PathBuf, PathBuf, Placement), Costs>,
+    threads: i32,
+}
+
+/// How to speculate, parsed from `none`, `chain:K`, `tree:N`, `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanKind {
+    None,
+    Chain(usize),
+    Tree(usize),
+    Auto,
+}
+
+impl PlanKind {
+    /// Parses a plan as written on the command line.
+    ///
+    /// # Errors
+    /// A one-line message naming the accepted forms.
+    pub fn parse(s: &str) -> Result<PlanKind, String> {
+        let bad = || {
+            format!(
+                "invalid plan {s:?}: use none, chain:K (K >= 1), tree:N (2 <= N <= 2048) or auto"
+            )
+        };
+        let number = |v: &str| v.parse::<usize>().map_err(|_| bad());
+        match s.split_once(':') {
+            None if s == "none" => Ok(PlanKind::None),
+            None if s == "auto" => Ok(PlanKind::Auto),
+            Some(("chain", k)) => match number(k)? {
+                0 => Err(bad()),
+                k if k > 255 => Err(bad()),
+                k => Ok(PlanKind::Chain(k)),
+            },
+            Some(("tree", n)) => match number(n)? {
+                n if !(2..=2048).contains(&n) => Err(bad()),
+                n => Ok(PlanKind::Tree(n)),
+            },
+            _ => Err(bad()),
+        }
+    }
+
+    fn largest_tree(&self) -> usize {
+        match *self {
+            PlanKind::None => 1,
+            PlanKind::Chain(k) => k + 1,
+            PlanKind::Tree(n) => n,
+            PlanKind::Auto => AUTO_MAX_BUDGET,
+        }
+    }
+}
+
+/// Largest tree `auto` considers (the calibration may stop earlier).
+const AUTO_MAX_BUDGET: usize = 512;
+
+fn user(msg: impl Into<String>) -> HandlerError {
+    HandlerError::user(msg)
+}
+
+fn gen_error(e: GenError) -> HandlerError {
+    HandlerError::internal(e.to_string())
+}
+
+/// Checks that `path` names a readable GGUF file, with a message the user can act on.
+fn check_model_file(path: &Path, what: &str) -> Result<(), HandlerError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        user(format!(
+            "{what} model {} cannot be read: {e}",
+            path.display()
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(user(format!(
+            "{what} model {} is not a file",
+            path.display()
+        )));
+    }
+    canopy_gguf::validate(path).map_err(|e| {
+        user(format!(
+            "{what} model {} is not a valid GGUF file: {e}",
+            path.display()
+        ))
+    })
+}
+
+impl Engine {
+    /// Starts llama.cpp's backend (logs silenced unless `CANOPY_LLAMA_LOG` is set).
+    ///
+    /// # Errors
+    /// When the backend fails to initialise.
+    pub fn new() -> Result<Engine, EngineError> {
+        let mut backend = LlamaBackend::init().map_err(|e| EngineError::Backend(e.to_string()))?;
+        if std::env::var_os("CANOPY_LLAMA_LOG").is_none() {
+            backend.void_logs();
+        }
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get()) as i32;
+        Ok(Engine {
+            backend,
+            models: HashMap::new(),
+            calibrations: HashMap::new(),
+            threads,
+        })
+    }
+
+    fn load(&mut self, path: &Path, placement: Placement, what: &str) -> Result<(), HandlerError> {
+        let key = (path.to_path_buf(), placement);
+        if self.models.contains_key(&key) {
+            return Ok(());
+        }
+        check_model_file(path, what)?;
+        let params = match placement {
+            Placement::Cpu => LlamaModelParams::default().with_n_gpu_layers(0),
+            // Pinned host buffers (no mmap) so that streamed weights cross PCIe at full speed.
+            Placement::Stream => LlamaModelParams::default()
+                .with_n_gpu_layers(0)
+                .with_use_mmap(false),
+            Placement::Partial { layers } => LlamaModelParams::default()
+                .with_n_gpu_layers(layers)
+                .with_use_mmap(false),
+            Placement::Gpu => LlamaModelParams::default().with_n_gpu_layers(u32::MAX / 2),
+        };
+        let model = LlamaModel::load_from_file(&self.backend, path, &params).map_err(|e| {
+            user(format!(
+                "{what} model {} could not be loaded by llama.cpp: {e}",
+                path.display()
+            ))
+        })?;
+        self.models.insert(key, model);
+        Ok(())
+    }
+
+    fn model(&self, path: &Path, placement: Placement) -> &LlamaModel {
+        &self.models[&(path.to_path_buf(), placement)]
+    }
+
+    fn context<'m>(
+        &self,
+        model: &'m LlamaModel,
+        n_ctx: u32,
+        n_batch: usize,
+    ) -> Result<LlamaTree<'m>, HandlerError> {
+        new_context(&self.backend, self.threads, model, n_ctx, n_batch)
+    }
+
+    /// Renders the prompt and tokenizes it.
+    fn prompt_tokens(model: &LlamaModel, prompt: &Prompt) -> Result<Vec<Token>, HandlerError> {
+        let text = match prompt {
+            Prompt::Raw(text) => text.clone(),
+            Prompt::Chat(messages) => {
+                let template = model.chat_template(None).map_err(|_| {
+                    user("the model has no chat template: use a raw prompt (--raw) instead")
+                })?;
+                let chat = messages
+                    .iter()
+                    .map(|m| {
+                        let role = match m.role {
+                            ChatRole::System => "system",
+                            ChatRole::User => "user",
+                            ChatRole::Assistant => "assistant",
+                        };
+                        LlamaChatMessage::new(role.to_owned(), m.content.clone())
+                            .map_err(|_| user("a message contains a NUL character"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                model
+                    .apply_chat_template(&template, &chat, true)
+                    .map_err(|e| {
+                        user(format!(
+                            "the model's chat template could not be applied: {e}"
+                        ))
+                    })?
+            }
+        };
+        let vocab = model.vocab();
+        let mut tokens: Vec<Token> = vocab
+            .tokenize(text.as_bytes(), true, true)
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        // A template that already writes BOS and a tokenizer that adds one: keep one.
+        if tokens.len() >= 2 && tokens[0] == tokens[1] && tokens[0] == vocab.bos().0 {
+            tokens.remove(0);
+        }
+        if tokens.is_empty() {
+            return Err(user("the prompt is empty"));
+        }
+        Ok(tokens)
+    }
+
+    fn check_pair(target: &Path, draft: &Path) -> Result<(), HandlerError> {
+        let a = canopy_gguf::vocabulary(target)
+            .map_err(|e| user(format!("target model {}: {e}", target.display())))?;
+        let b = canopy_gguf::vocabulary(draft)
+            .map_err(|e| user(format!("draft model {}: {e}", draft.display())))?;
+        canopy_gguf::compare_vocab(&a, &b).map_err(|e| {
+            user(format!(
+                "draft {} cannot speculate for target {}: {e}",
+                draft.display(),
+                target.display()
+            ))
+        })
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        events: &mut EventSink,
+    ) -> Result<GenerateResult, HandlerError> {
+        let sampling = SamplingConfig {
+            temperature: req.sampling.temperature,
+            top_k: req.sampling.top_k,
+            top_p: req.sampling.top_p,
+        };
+        sampling.validate().map_err(user)?;
+        if req.max_tokens == 0 {
+            return Err(user("max tokens must be at least 1"));
+        }
+        let kind = PlanKind::parse(&req.plan).map_err(user)?;
+        let draft_path = match (kind, &req.draft) {
+            (PlanKind::None, _) => None,
+            (_, Some(d)) => Some(d.clone()),
+            (_, None) => {
+                return Err(user(format!(
+                    "plan {} needs a draft model (--draft)",
+                    req.plan
+                )))
+            }
+        };
+        check_model_file(&req.target, "target")?;
+        if let Some(d) = &draft_path {
+            check_model_file(d, "draft")?;
+            Self::check_pair(&req.target, d)?;
+        }
+        events.progress("loading target", 0.0);
+        self.load(&req.target, req.placement, "target")?;
+        if let Some(d) = &draft_path {
+            events.progress("loading draft", 0.5);
+            self.load(d, Placement::Gpu, "draft")?;
+        }
+        let Engine {
+            backend,
+            models,
+            calibrations,
+            threads,
+        } = self;
+        let (backend, threads) = (&*backend, *threads);
+        let target_model = &models[&(req.target.clone(), req.placement)];
+        let prompt = Self::prompt_tokens(target_model, &req.prompt)?;
+        let n_ctx = req
+            .context
+            .unwrap_or_else(|| target_model.n_ctx_train().clamp(256, DEFAULT_CONTEXT));
+        if n_ctx < 16 {
+            return Err(user(format!(
+                "context must be at least 16 tokens, got {n_ctx}"
+            )));
+        }
+        let needed = prompt.len() + req.max_tokens as usize;
+        if needed > n_ctx as usize {
+            return Err(user(format!(
+                "the prompt ({} tokens) plus max tokens ({}) exceeds the context of {n_ctx} tokens: shorten the prompt, lower --max-tokens or raise --context",
+                prompt.len(),
+                req.max_tokens
+            )));
+        }
+        let n_batch = MIN_BATCH.max(kind.largest_tree());
+        let mut target = new_context(backend, threads, target_model, n_ctx, n_batch)?;
+        let mut draft = match &draft_path {
+            Some(d) => {
+                let model = &models[&(d.clone(), Placement::Gpu)];
+                Some(new_context(backend, threads, model, n_ctx, n_batch)?)
+            }
+            None => None,
+        };
+
+        let prior: Vec<f64> = req
+            .acceptance
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ACCEPTANCE.to_vec());
+        let acc = Acceptance::new(prior.clone())
+            .map_err(|e| user(format!("invalid acceptance vector: {e}")))?;
+        let mut policy: Box<dyn PlanPolicy> = match kind {
+            PlanKind::None => Box::new(FixedPolicy::new(TreePlan::plain(), "none")),
+            PlanKind::Chain(k) => Box::new(FixedPolicy::new(chain(&acc, k), format!("chain:{k}"))),
+            PlanKind::Tree(n) => {
+                let limits = Limits {
+                    budget: n,
+                    max_depth: n - 1,
+                    max_branch: 16,
+                    max_leaves: MAX_SEQ - 1,
+                };
+                let plan = optimal_tree(&acc, &limits).map_err(|e| user(e.to_string()))?;
+                let label = format!("tree:{n} (depth {})", plan.depth());
+                Box::new(FixedPolicy::new(plan, label))
+            }
+            PlanKind::Auto => {
+                let costs = match &req.costs {
+                    Some(curves) => costs_from(curves).map_err(user)?,
+                    None => {
+                        events.progress("calibrating", 0.0);
+                        let key = (
+                            req.target.clone(),
+                            draft_path.clone().unwrap_or_default(),
+                            req.placement,
+                        );
+                        match calibrations.get(&key) {
+                            Some(c) => c.clone(),
+                            None => {
+                                let d = draft.as_mut().ok_or_else(|| user("auto needs a draft"))?;
+                                let c = calibrate(
+                                    &mut target,
+                                    d,
+                                    &prompt,
+                                    n_batch.min(AUTO_MAX_BUDGET),
+                                    events,
+                                )?;
+                                calibrations.insert(key, c.clone());
+                                c
+                            }
+                        }
+                    }
+                };
+                let limits = Limits {
+                    budget: costs.target.max_n().min(n_batch),
+                    max_depth: 24,
+                    max_branch: 16,
+                    max_leaves: MAX_SEQ - 1,
+                };
+                Box::new(AutoPolicy::new(costs, limits, &prior, PRIOR_WEIGHT))
+            }
+        };
+
+        let mut sink = TextSink::new(target_model, events, &req.stop);
+        let cfg = GenConfig {
+            sampling,
+            max_tokens: req.max_tokens as usize,
+            seed: req.sampling.seed,
+        };
+        let stats = generate(
+            &mut target,
+            draft.as_mut().map(|d| d as &mut dyn TreeModel),
+            &prompt,
+            &cfg,
+            policy.as_mut(),
+            &mut sink,
+        )
+        .map_err(gen_error)?;
+        sink.flush();
+        let stop_reason = match stats.stop_reason.unwrap_or(StopReason::MaxTokens) {
+            StopReason::Eos => WireStop::Eos,
+            StopReason::Stop => WireStop::Stop,
+            StopReason::MaxTokens => WireStop::MaxTokens,
+            StopReason::ContextFull => WireStop::ContextFull,
+            StopReason::Cancelled => WireStop::Cancelled,
+        };
+        let tokens = stats.tokens as u64;
+        Ok(GenerateResult {
+            text: sink.text.clone(),
+            tokens,
+            prefill_tokens: stats.prefill_tokens as u64,
+            prefill_ms: stats.prefill_secs * 1e3,
+            decode_ms: stats.decode_secs * 1e3,
+            tokens_per_second: if stats.decode_secs > 0.0 {
+                tokens as f64 / stats.decode_secs
+            } else {
+                0.0
+            },
+            stop_reason,
+            plan: policy.describe(),
+            steps: stats.steps as u64,
+            mean_accepted_per_step: stats.mean_accepted_per_step(),
+            accepted_histogram: stats.accepted_histogram.clone(),
+            budget: stats.max_budget as u32,
+            depth: stats.max_depth as u32,
+            draft_ms: stats.draft_secs * 1e3,
+            verify_ms: stats.verify_secs * 1e3,
+            provenance: sink.provenance.clone(),
+        })
+    }
+
+    fn measure(
+        &mut self,
+        req: &MeasureRequest,
+        events: &mut EventSink,
+    ) -> Result<MeasureResult, HandlerError> {
+        if req.repeats == 0 {
+            return Err(user("repeats must be at least 1"));
+        }
+        check_model_file(&req.target, "target")?;
+        self.load(&req.target, req.placement, "target")?;
+        if let Some(d) = &req.draft {
+            check_model_file(d, "draft")?;
+            self.load(d, Placement::Gpu, "draft")?;
+        }
+        let largest = req
+            .target_grid
+            .iter()
+            .chain(&req.draft_grid)
+            .copied()
+            .max()
+            .unwrap_or(1);
+        let n_batch = MIN_BATCH.max(largest);
+        let model = self.model(&req.target, req.placement);
+        let probe = Self::prompt_tokens(
+            model,
+            &Prompt::Raw("The quick brown fox jumps over the lazy dog.".into()),
+        )?;
+        let mut target = self.context(model, (2 * n_batch + 64) as u32, n_batch)?;
+        let total = (req.target_grid.len() + req.draft_grid.len()).max(1) as f64;
+        let mut done = 0.0;
+        let mut target_points = Vec::new();
+        for &n in &req.target_grid {
+            if events.is_cancelled() {
+                return Err(user("cancelled"));
+            }
+            target_points.push(time_pass(&mut target, &probe, n, req.repeats)?);
+            done += 1.0;
+            events.progress("target passes", done / total);
+        }
+        let mut draft_points = Vec::new();
+        if let Some(d) = &req.draft {
+            let mut draft = self.context(
+                self.model(d, Placement::Gpu),
+                (2 * n_batch + 64) as u32,
+                n_batch,
+            )?;
+            for &k in &req.draft_grid {
+                if events.is_cancelled() {
+                    return Err(user("cancelled"));
+                }
+                draft_points.push(time_pass(&mut draft, &probe, k, req.repeats)?);
+                done += 1.0;
+                events.progress("draft passes", done / total);
+            }
+        }
+        Ok(MeasureResult {
+            target: target_points,
+            draft: draft_points,
+        })
+    }
+
+    fn acceptance(
+        &mut self,
+        req: &AcceptanceRequest,
+        events: &mut EventSink,
+    ) -> Result<AcceptanceResult, HandlerError> {
+        if req.width == 0 || req.width > 64 {
+            return Err(user("width must be between 1 and 64"));
+        }
+        if req.prompts.is_empty() {
+            return Err(user("no prompts given"));
+        }
+        let sampling = SamplingConfig {
+            temperature: req.temperature,
+            top_k: 0,
+            top_p: 1.0,
+        };
+        sampling.validate().map_err(user)?;
+        check_model_file(&req.target, "target")?;
+        check_model_file(&req.draft, "draft")?;
+        Self::check_pair(&req.target, &req.draft)?;
+        self.load(&req.target, Placement::Cpu, "target")?;
+        self.load(&req.draft, Placement::Gpu, "draft")?;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(req.seed);
+        let mut sum = vec![0.0; req.width];
+        let mut positions = 0u64;
+        for (i, prompt) in req.prompts.iter().enumerate() {
+            if events.is_cancelled() {
+                return Err(user("cancelled"));
+            }
+            let tmodel = self.model(&req.target, Placement::Cpu);
+            let dmodel = self.model(&req.draft, Placement::Gpu);
+            let chat = Prompt::Chat(vec![canopy_worker::ChatMessage {
+                role: ChatRole::User,
+                content: prompt.clone(),
+            }]);
+            let tokens = Self::prompt_tokens(tmodel, &chat)?;
+            let n_ctx = (tokens.len() + req.tokens_per_prompt as usize + 8) as u32;
+            let mut t = self.context(tmodel, n_ctx.max(64), MIN_BATCH)?;
+            let mut d = self.context(dmodel, n_ctx.max(64), MIN_BATCH)?;
+            let (&last, context) = tokens.split_last().ok_or_else(|| user("empty prompt"))?;
+            t.prefill(context)
+                .map_err(|e| HandlerError::internal(e.to_string()))?;
+            d.prefill(context)
+                .map_err(|e| HandlerError::internal(e.to_string()))?;
+            let mut root = last;
+            for _ in 0..req.tokens_per_prompt {
+                let one = [NodeIn {
+                    token: root,
+                    parent: None,
+                    logits: true,
+                }];
+                t.decode(&one)
+                    .map_err(|e| HandlerError::internal(e.to_string()))?;
+                d.decode(&one)
+                    .map_err(|e| HandlerError::internal(e.to_string()))?;
+                let (tl, dl) = (t.logits(0), d.logits(0));
+                let row = if sampling.is_greedy() {
+                    canopy_spec::acceptance::greedy_position(tl, dl, req.width)
+                } else {
+                    let p = distribution(tl, &sampling);
+                    let q = distribution(dl, &sampling);
+                    canopy_spec::acceptance::sampled_position(&p, &q, req.width, 4, &mut rng)
+                };
+                let next = if sampling.is_greedy() {
+                    argmax(tl)
+                } else {
+                    distribution(tl, &sampling).sample(&mut rng).unwrap_or(root)
+                };
+                for (s, r) in sum.iter_mut().zip(&row) {
+                    *s += r;
+                }
+                positions += 1;
+                t.commit(&[0])
+                    .map_err(|e| HandlerError::internal(e.to_string()))?;
+                d.commit(&[0])
+                    .map_err(|e| HandlerError::internal(e.to_string()))?;
+                if tmodel.vocab().is_eog(llama_cpp_2::token::LlamaToken(next)) {
+                    break;
+                }
+                root = next;
+            }
+            events.progress("acceptance", (i + 1) as f64 / req.prompts.len() as f64);
+        }
+        let acceptance = sum.iter().map(|s| s / positions.max(1) as f64).collect();
+        Ok(AcceptanceResult {
+            acceptance,
+            positions,
+            temperature: req.temperature,
+        })
+    }
+}
+
+/// Converts measured curves into the planner's cost tables.
+fn costs_from(curves: &CostCurves) -> Result<Costs, String> {
+    let target = CostTable::new(curves.target.clone())
+        .map_err(|e| format!("invalid target cost curve: {e}"))?;
+    let draft = CostTable::new(curves.draft.clone())
+        .map_err(|e| format!("invalid draft cost curve: {e}"))?;
+    Ok(Costs { target, draft })
+}
+
+/// Times one decode of `n` tokens (a chain hung on the prefix), best of `repeats` after a warm-up.
+fn time_pass(
+    model: &mut LlamaTree<'_>,
+    probe: &[Token],
+    n: usize,
+    repeats: u32,
+) -> Result<TimedPoint, HandlerError> {
+    let internal = |e: canopy_spec::ModelError| HandlerError::internal(e.to_string());
+    let nodes: Vec<NodeIn> = (0..n)
+        .map(|i| NodeIn {
+            token: probe[i % probe.len()],
+            parent: i.checked_sub(1),
+            logits: true,
+        })
+        .collect();
+    let mut times = Vec::with_capacity(repeats as usize);
+    for r in 0..=repeats {
+        let t0 = Instant::now();
+        model.decode(&nodes).map_err(internal)?;
+        let _ = model.logits(n - 1).first();
+        let dt = t0.elapsed().as_secs_f64();
+        model.commit(&[]).map_err(internal)?;
+        if r > 0 {
+            times.push(dt);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(TimedPoint {
+        n,
+        median: times[times.len() / 2],
+        min: times[0],
+        max: times[times.len() - 1],
+    })
+}
+
+/// Measures this machine's pass times for `auto` when no profile was given: target passes over a
+/// doubling grid until a pass costs more than any tree of that size could repay, draft passes over
+/// the same grid.
+fn calibrate(
+    target: &mut LlamaTree<'_>,
+    draft: &mut LlamaTree<'_>,
+    prompt: &[Token],
+    max_n: usize,
+    events: &mut EventSink,
+) -> Result<Costs, HandlerError> {
+    const REPEATS: u32 = 2;
+    let mut t_points = Vec::new();
+    let mut n = 1;
+    let mut t1 = None;
+    while n <= max_n {
+        let p = time_pass(target, prompt, n, REPEATS)?;
+        let base = *t1.get_or_insert(p.min);
+        t_points.push((n, p.min));
+        events.progress(
+            "calibrating",
+            (n as f64).log2() / (max_n as f64).log2().max(1.0) * 0.8,
+        );
+        // A tree of n tokens yields at most n tokens, and in practice far fewer than 1 + its depth
+        // of ~log2(n)+8: beyond that point bigger trees cannot pay.
+        if p.min > base * ((n as f64).log2() + 8.0).min(n as f64 + 1.0) {
+            break;
+        }
+        n *= 2;
+    }
+    let mut d_points = Vec::new();
+    for &(k, _) in &t_points {
+        let p = time_pass(draft, prompt, k, REPEATS)?;
+        d_points.push((k, p.min));
+    }
+    events.progress("calibrating", 1.0);
+    costs_from(&CostCurves {
+        target: t_points,
+        draft: d_points,
+    })
+    .map_err(HandlerError::internal)
+}
+
+impl Handler for Engine {
+    fn run(&mut self, job: Job, sink: &mut EventSink) -> Result<JobResult, HandlerError> {
+        match job {
+            Job::Generate(req) => self.generate(&req, sink).map(JobResult::Generate),
+            Job::Measure(req) => self.measure(&req, sink).map(JobResult::Measure),
+            Job::Acceptance(req) => self.acceptance(&req, sink).map(JobResult::Acceptance),
+        }
+    }
+}
+
+fn new_context<'m>(
+    backend: &LlamaBackend,
+    threads: i32,
+    model: &'m LlamaModel,
+    n_ctx: u32,
+    n_batch: usize,
+) -> Result<LlamaTree<'m>, HandlerError> {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_batch as u32)
+        .with_n_ubatch(n_batch as u32)
+        .with_n_seq_max(MAX_SEQ as u32)
+        .with_kv_unified(true)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let ctx = model.new_context(backend, params).map_err(|e| {
+        HandlerError::internal(format!("could not create a llama.cpp context: {e}"))
+    })?;
+    Ok(LlamaTree::new(ctx, model.n_vocab() as usize, MAX_SEQ))
+}

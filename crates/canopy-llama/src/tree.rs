@@ -1,0 +1,283 @@
+//! [`TreeModel`] over a llama.cpp context, with the leaf-sequence scheme of BRIEF §3.
+//!
+//! The committed prefix lives in sequence 0. Every leaf of the pending tree owns a sequence id
+//! 1..=255 that holds exactly its root-to-leaf path (plus the prefix, shared by metadata copies in
+//! the unified KV cache); a node is tagged with the sequences of every leaf below it, so the
+//! attention mask lets it see exactly its ancestors. Committing copies the accepted path's cells
+//! into sequence 0 and clears every other sequence.
+
+use std::collections::HashMap;
+
+use canopy_spec::{ModelError, NodeIn, Token, TreeModel};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::token::LlamaToken;
+
+/// Sequence ids available to leaves: llama.cpp allows `LLAMA_MAX_SEQ` = 256 sequences, 0 is the prefix.
+pub const MAX_SEQ: usize = 256;
+
+#[derive(Clone, Debug)]
+struct Pending {
+    pos: i32,
+    parent: Option<usize>,
+    /// A sequence that holds this node's root-to-node path (and possibly deeper nodes).
+    seq: i32,
+}
+
+/// One llama.cpp context used as a [`TreeModel`].
+pub struct LlamaTree<'m> {
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    n_seq: usize,
+    n_vocab: usize,
+    n_past: usize,
+    pending: Vec<Pending>,
+    /// sequence id -> the pending node at the end of its path.
+    tips: HashMap<i32, usize>,
+    /// Batch rows of the nodes that asked for logits in the last decode.
+    rows: Vec<i32>,
+}
+
+impl<'m> LlamaTree<'m> {
+    /// Wraps a context created with `n_batch == n_ubatch`, `kv_unified` and `n_seq_max == n_seq`.
+    pub fn new(ctx: LlamaContext<'m>, n_vocab: usize, n_seq: usize) -> Self {
+        let n_batch = ctx.n_batch() as usize;
+        let n_seq = n_seq.clamp(1, MAX_SEQ);
+        LlamaTree {
+            batch: LlamaBatch::new(n_batch, n_seq as i32),
+            ctx,
+            n_batch,
+            n_seq,
+            n_vocab,
+            n_past: 0,
+            pending: Vec::new(),
+            tips: HashMap::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// The underlying context.
+    pub fn context(&self) -> &LlamaContext<'m> {
+        &self.ctx
+    }
+
+    /// Forgets everything: empty KV cache, no prefix.
+    pub fn reset(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.n_past = 0;
+        self.pending.clear();
+        self.tips.clear();
+        self.rows.clear();
+    }
+
+    /// Highest position held by `seq` (-1 when empty).
+    pub fn seq_pos_max(&self, seq: i32) -> i32 {
+        self.ctx.kv_cache_seq_pos_max(seq)
+    }
+
+    /// Lowest position held by `seq` (-1 when empty).
+    pub fn seq_pos_min(&self, seq: i32) -> i32 {
+        self.ctx.kv_cache_seq_pos_min(seq)
+    }
+
+    /// Number of sequence ids the context was created with.
+    pub fn n_seq(&self) -> usize {
+        self.n_seq
+    }
+
+    fn free_seq(&self, claimed: &[i32]) -> Option<i32> {
+        (1..self.n_seq as i32).find(|s| !self.tips.contains_key(s) && !claimed.contains(s))
+    }
+
+    fn run_batch(&mut self) -> Result<(), ModelError> {
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| ModelError::Decode(e.to_string()))
+    }
+}
+
+fn pos_of(n_past: usize) -> i32 {
+    i32::try_from(n_past).unwrap_or(i32::MAX)
+}
+
+impl TreeModel for LlamaTree<'_> {
+    fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    fn n_ctx(&self) -> usize {
+        self.ctx.n_ctx() as usize
+    }
+
+    fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    fn max_batch(&self) -> usize {
+        self.n_batch
+    }
+
+    fn prefill(&mut self, tokens: &[Token]) -> Result<(), ModelError> {
+        if !self.pending.is_empty() {
+            return Err(ModelError::InvalidTree(
+                "prefill with a pending tree".into(),
+            ));
+        }
+        if self.n_past + tokens.len() > self.n_ctx() {
+            return Err(ModelError::ContextFull {
+                n_ctx: self.n_ctx(),
+            });
+        }
+        for chunk in tokens.chunks(self.n_batch) {
+            self.batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                self.batch
+                    .add(LlamaToken(t), pos_of(self.n_past + i), &[0], false)
+                    .map_err(|e| ModelError::Decode(e.to_string()))?;
+            }
+            self.run_batch()?;
+            self.n_past += chunk.len();
+        }
+        self.rows.clear();
+        Ok(())
+    }
+
+    fn decode(&mut self, nodes: &[NodeIn]) -> Result<(), ModelError> {
+        if nodes.is_empty() {
+            self.rows.clear();
+            return Ok(());
+        }
+        if nodes.len() > self.n_batch {
+            return Err(ModelError::InvalidTree(format!(
+                "{} nodes exceed the batch size {}",
+                nodes.len(),
+                self.n_batch
+            )));
+        }
+        if self.n_past + self.pending.len() + nodes.len() > self.n_ctx() {
+            return Err(ModelError::ContextFull {
+                n_ctx: self.n_ctx(),
+            });
+        }
+        let base = self.pending.len();
+        let n = nodes.len();
+        // Validate parents and find which new nodes have new children.
+        let mut has_child = vec![false; n];
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(p) = node.parent {
+                if p >= base + i {
+                    return Err(ModelError::InvalidTree(format!(
+                        "node {} has parent {p}, which does not precede it",
+                        base + i
+                    )));
+                }
+                if p >= base {
+                    has_child[p - base] = true;
+                }
+            }
+        }
+        // Give every new leaf a sequence holding its ancestors.
+        let mut seqs: Vec<Vec<i32>> = vec![Vec::new(); n];
+        let mut claimed: Vec<i32> = Vec::new();
+        for i in (0..n).filter(|&i| !has_child[i]) {
+            // The nearest ancestor that was decoded before this call.
+            let mut top = i;
+            while let Some(p) = nodes[top].parent.filter(|&p| p >= base) {
+                top = p - base;
+            }
+            let anchor = nodes[top].parent;
+            let reusable = anchor.and_then(|e| {
+                let s = self.pending[e].seq;
+                (self.tips.get(&s) == Some(&e) && !claimed.contains(&s)).then_some(s)
+            });
+            let seq = match reusable {
+                Some(s) => s,
+                None => {
+                    let s = self.free_seq(&claimed).ok_or(ModelError::TooManyLeaves {
+                        max: self.n_seq - 1,
+                    })?;
+                    let (src, end) = match anchor {
+                        Some(e) => (self.pending[e].seq, Some((self.pending[e].pos + 1) as u32)),
+                        None => (0, None),
+                    };
+                    self.ctx
+                        .copy_kv_cache_seq(src, s, None, end)
+                        .map_err(|e| ModelError::Decode(e.to_string()))?;
+                    s
+                }
+            };
+            claimed.push(seq);
+            seqs[i].push(seq);
+        }
+        // Every node carries the sequences of all leaves below it.
+        for i in (0..n).rev() {
+            if let Some(p) = nodes[i].parent.filter(|&p| p >= base) {
+                let below = seqs[i].clone();
+                seqs[p - base].extend(below);
+            }
+        }
+        self.batch.clear();
+        self.rows.clear();
+        for (i, node) in nodes.iter().enumerate() {
+            let pos = match node.parent {
+                Some(p) => self.pending[p].pos + 1,
+                None => pos_of(self.n_past),
+            };
+            if node.logits {
+                self.rows.push(i as i32);
+            }
+            self.batch
+                .add(LlamaToken(node.token), pos, &seqs[i], node.logits)
+                .map_err(|e| ModelError::Decode(e.to_string()))?;
+            self.pending.push(Pending {
+                pos,
+                parent: node.parent,
+                seq: seqs[i][0],
+            });
+        }
+        for (i, s) in seqs.iter().enumerate() {
+            if !has_child[i] {
+                self.tips.insert(s[0], base + i);
+            }
+        }
+        self.run_batch()
+    }
+
+    fn logits(&self, i: usize) -> &[f32] {
+        self.ctx.get_logits_ith(self.rows[i])
+    }
+
+    fn commit(&mut self, path: &[usize]) -> Result<(), ModelError> {
+        // `path` must be a chain starting at a node hung on the prefix.
+        for (k, &v) in path.iter().enumerate() {
+            let Some(node) = self.pending.get(v) else {
+                return Err(ModelError::InvalidTree(format!("unknown node {v}")));
+            };
+            let expected_parent = k.checked_sub(1).map(|j| path[j]);
+            if node.parent != expected_parent {
+                return Err(ModelError::InvalidTree(format!(
+                    "node {v} does not continue the committed path"
+                )));
+            }
+        }
+        if let Some(&last) = path.last() {
+            let node = &self.pending[last];
+            let (seq, end) = (node.seq, (node.pos + 1) as u32);
+            self.ctx
+                .copy_kv_cache_seq(seq, 0, Some(self.n_past as u32), Some(end))
+                .map_err(|e| ModelError::Decode(e.to_string()))?;
+        }
+        for s in 1..self.n_seq as u32 {
+            if self.ctx.kv_cache_seq_pos_max(s as i32) >= 0 {
+                self.ctx
+                    .clear_kv_cache_seq(Some(s), None, None)
+                    .map_err(|e| ModelError::Decode(e.to_string()))?;
+            }
+        }
+        self.n_past += path.len();
+        self.pending.clear();
+        self.tips.clear();
+        Ok(())
+    }
+}
