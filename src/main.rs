@@ -47,11 +47,18 @@ enum Command {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            // Help and version go to stdout with code 0; usage errors keep clap's message and exit 2.
-            let code = if err.use_stderr() { 2 } else { 0 };
+        Err(err) if !err.use_stderr() => {
+            // --help and --version.
             let _ = err.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(err) => {
+            // One line: clap's first line names the bad flag or value.
+            let rendered = err.to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("error: {first} (see --help)");
+            std::process::exit(2);
         }
     };
     let result = match cli.command {
