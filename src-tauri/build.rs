@@ -1,0 +1,41 @@
+//! Generates the permission set of the app's own commands, so that a capability can allow
+//! exactly the commands its window uses.
+
+const COMMANDS: &[&str] = &[
+    "app_info",
+    "list_conversations",
+    "search_messages",
+    "create_conversation",
+    "rename_conversation",
+    "delete_conversation",
+    "conversation_messages",
+    "add_user_message",
+    "generate_reply",
+    "stop_generation",
+    "restart_worker",
+    "load_settings",
+    "save_settings",
+    "get_model_pair",
+    "set_model_pair",
+    "list_models",
+    "import_model",
+    "scan_models",
+    "remove_model",
+    "inspect_model",
+    "model_pairings",
+    "model_catalog",
+    "download_model",
+    "cancel_download",
+    "latest_profile",
+    "run_profile",
+    "cancel_profile",
+];
+
+fn main() {
+    let attributes = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    if let Err(err) = tauri_build::try_build(attributes) {
+        eprintln!("tauri build step failed: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,149 @@
+// The hardware profile wizard: detect → bandwidth → cost curves → acceptance → plan.
+
+import { api } from "../api";
+import { showBanner, showError } from "../banner";
+import { acceptanceChart, bandwidthChart, curveChart, treePicture } from "../lib/charts";
+import { h, replace } from "../lib/dom";
+import { formatRate, relativeTime } from "../lib/format";
+import type { ModelView, ProfileEvent, ProfileStep, ProfileView } from "../types";
+
+const STEPS: { id: ProfileStep; label: string; what: string }[] = [
+  { id: "detect", label: "Detect", what: "CPU, memory and GPUs" },
+  { id: "bandwidth", label: "Bandwidth", what: "memory and host→GPU copy speed" },
+  { id: "costs", label: "Cost curves", what: "time of one pass over n tokens" },
+  { id: "acceptance", label: "Acceptance", what: "how often the target accepts draft tokens" },
+  { id: "plan", label: "Plan", what: "the tree that maximises tokens per second" },
+];
+
+interface StepState {
+  fraction: number;
+  note: string;
+  done: boolean;
+}
+
+export class ProfileScreen {
+  readonly root: HTMLElement;
+  private profile: ProfileView | null = null;
+  private models: ModelView[] = [];
+  private running = false;
+  private steps = new Map<ProfileStep, StepState>();
+  private readonly stepper = h("ol", { class: "stepper", "data-testid": "stepper" });
+  private readonly controls = h("div", { class: "profile-controls" });
+  private readonly results = h("div", { class: "profile-results", "data-testid": "profile-results" });
+
+  constructor() {
+    this.root = h("div", { class: "profile" },
+      h("header", { class: "screen-head" },
+        h("div", {}, h("h1", {}, "Hardware profile"),
+          h("p", { class: "muted" }, "Canopy measures this machine and the chosen models, then sizes its speculation tree to maximise tokens per second. The chat uses the saved profile."))),
+      this.controls, this.stepper, this.results);
+  }
+
+  async show(): Promise<void> {
+    const [profile, models] = await Promise.all([api.latestProfile(), api.listModels().catch(() => [])]);
+    this.models = models;
+    if (!this.running) this.profile = profile;
+    this.renderControls();
+    this.renderStepper();
+    this.renderResults();
+  }
+
+  private renderControls(): void {
+    const targets = h("select", { class: "model-select", "aria-label": "Target model", "data-testid": "profile-target", disabled: this.running },
+      h("option", { value: "" }, "No model (machine only)"), ...this.models.map((m) => h("option", { value: m.id }, m.name)));
+    const drafts = h("select", { class: "model-select", "aria-label": "Draft model", "data-testid": "profile-draft", disabled: this.running },
+      h("option", { value: "" }, "No draft"), ...this.models.map((m) => h("option", { value: m.id }, m.name)));
+    const bigToSmall = [...this.models].sort((a, b) => (b.parameters ?? 0) - (a.parameters ?? 0));
+    if (bigToSmall.length > 0) targets.value = bigToSmall[0].id;
+    if (bigToSmall.length > 1) drafts.value = bigToSmall[bigToSmall.length - 1].id;
+    const run = (quick: boolean) => this.run(quick, targets.value || null, drafts.value || null);
+    replace(this.controls,
+      h("label", { class: "pair-field" }, h("span", {}, "Target"), targets),
+      h("label", { class: "pair-field" }, h("span", {}, "Draft"), drafts),
+      h("button", { class: "primary", type: "button", disabled: this.running, "data-testid": "run-quick", onclick: () => run(true) }, "Quick profile"),
+      h("button", { type: "button", disabled: this.running, "data-testid": "run-full", onclick: () => run(false) }, "Full profile"),
+      this.running ? h("button", { class: "danger", type: "button", "data-testid": "cancel-profile", onclick: () => api.cancelProfile().catch(showError) }, "Cancel") : null);
+  }
+
+  private renderStepper(): void {
+    replace(this.stepper, ...STEPS.map((s, i) => {
+      const st = this.steps.get(s.id);
+      const state = st?.done ? "done" : st ? "active" : "waiting";
+      const bar = h("progress", { max: 1, value: st ? (st.done ? 1 : st.fraction) : 0 });
+      return h("li", { class: `step ${state}`, "data-step": s.id, "data-testid": `step-${s.id}` },
+        h("span", { class: "step-index" }, st?.done ? "✓" : String(i + 1)),
+        h("div", { class: "step-body" },
+          h("div", { class: "step-title" }, s.label),
+          h("div", { class: "step-note muted" }, st?.note || s.what),
+          bar));
+    }));
+  }
+
+  private async run(quick: boolean, target: string | null, draft: string | null): Promise<void> {
+    if (this.running) return;
+    if (draft && draft === target) {
+      showBanner("Choose a draft that differs from the target, or no draft.");
+      return;
+    }
+    this.running = true;
+    this.steps = new Map();
+    this.renderControls();
+    this.renderStepper();
+    const onEvent = (e: ProfileEvent) => {
+      if (e.type === "step") {
+        const prev = this.steps.get(e.step);
+        this.steps.set(e.step, { fraction: e.fraction, note: e.note, done: prev?.done ?? false });
+        this.renderStepper();
+      } else if (e.type === "step_done") {
+        const prev = this.steps.get(e.step);
+        this.steps.set(e.step, { fraction: 1, note: prev?.note ?? "", done: true });
+        this.profile = e.profile;
+        this.renderStepper();
+        this.renderResults();
+      }
+    };
+    try {
+      this.profile = await api.runProfile(quick, target, draft, onEvent);
+      for (const s of STEPS) {
+        const st = this.steps.get(s.id);
+        this.steps.set(s.id, { fraction: 1, note: st?.note ?? "", done: true });
+      }
+      showBanner("Profile saved. The chat now plans with it.", "info");
+    } catch (err) {
+      showError(err);
+    } finally {
+      this.running = false;
+      this.renderControls();
+      this.renderStepper();
+      this.renderResults();
+    }
+  }
+
+  private renderResults(): void {
+    const p = this.profile;
+    if (!p) {
+      replace(this.results, h("div", { class: "empty-state small", "data-testid": "profile-empty" },
+        h("h3", {}, "No profile yet"),
+        h("p", {}, "Run the quick profile (about a minute) to measure this machine. Pick a target and a draft to also measure their costs and acceptance.")));
+      return;
+    }
+    const speedup = p.plain_tokens_per_second > 0 ? p.predicted_tokens_per_second / p.plain_tokens_per_second : 0;
+    replace(this.results,
+      h("div", { class: "prediction", "data-testid": "prediction" },
+        h("div", { class: "big-number" }, formatRate(p.predicted_tokens_per_second)),
+        h("div", {},
+          h("div", {}, `predicted with plan ${p.plan}`),
+          h("div", { class: "muted" }, `${formatRate(p.plain_tokens_per_second)} without speculation${speedup > 0 ? ` · ×${speedup.toFixed(2)}` : ""} · ${p.expected_tokens_per_step.toFixed(2)} tokens per step · ${p.quick ? "quick" : "full"} profile, ${relativeTime(p.created_at)}`))),
+      h("div", { class: "chart-grid" },
+        chartCard("Machine", h("dl", { class: "facts" }, ...p.system.flatMap((e) => [h("dt", {}, e.key), h("dd", {}, e.value)]))),
+        chartCard("Bandwidth", bandwidthChart(p.bandwidth)),
+        chartCard("Target pass time t_target(n)", curveChart([{ name: "target", points: p.target_curve, cls: "s-target" }], "tokens per pass (n)")),
+        chartCard("Draft pass time t_draft(k)", curveChart([{ name: "draft", points: p.draft_curve, cls: "s-draft" }], "tokens per level (k)")),
+        chartCard("Acceptance by draft rank p[k]", acceptanceChart(p.acceptance)),
+        chartCard(`Chosen tree: ${p.budget} node${p.budget === 1 ? "" : "s"}, depth ${p.depth}`, p.tree.length > 0 ? treePicture(p.tree) : h("p", { class: "muted" }, "No speculation: plain decoding is fastest here."), "wide")));
+  }
+}
+
+function chartCard(title: string, body: Element, extra = ""): HTMLElement {
+  return h("section", { class: `chart-card ${extra}` }, h("h3", {}, title), body);
+}
