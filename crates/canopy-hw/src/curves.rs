@@ -24,6 +24,29 @@ pub trait PassTimer {
     fn placement(&self) -> Option<crate::Placement> {
         None
     }
+    /// Times a whole grid in one request, for engines where starting a request costs more than a
+    /// pass (a worker process that builds its contexts per request). Each point is `repeats` timed
+    /// passes after the engine's own warm-up. `progress` gets the fraction done, 0..=1.
+    ///
+    /// `None` (the default) means the engine times pass by pass through [`PassTimer::target_pass`]
+    /// and [`PassTimer::draft_level`].
+    fn time_grid(
+        &mut self,
+        _grid: &CurveGrid,
+        _repeats: usize,
+        _progress: &mut dyn FnMut(f64),
+    ) -> Option<Result<GridTimes, TimerError>> {
+        None
+    }
+}
+
+/// A grid timed in one request by [`PassTimer::time_grid`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridTimes {
+    pub target: Vec<CurvePoint>,
+    pub draft: Vec<CurvePoint>,
+    /// Untimed passes the engine ran before each point.
+    pub warmup: usize,
 }
 
 /// The budgets to time: target tree sizes `n` and draft level widths `k`.
@@ -178,9 +201,12 @@ pub struct CurveStep {
 
 /// Times every grid point: `warmup` untimed passes then `repeats` timed ones, keeping the median and
 /// spread. Draft levels are timed first (they are cheap), then target passes from small to large.
+/// An engine that times whole grids ([`PassTimer::time_grid`]) is asked once instead, with its own
+/// warm-up; its points are checked like single passes.
 ///
 /// Fails with [`HwError::InvalidSetting`] for zero repeats, [`HwError::Timer`] when the engine fails,
-/// and [`HwError::BadTiming`] when it reports a time that is not positive and finite.
+/// and [`HwError::BadTiming`] when it reports a time that is not positive and finite (or, for a
+/// grid, a point missing or out of order).
 pub fn measure_curves(
     timer: &mut dyn PassTimer,
     grid: &CurveGrid,
@@ -192,6 +218,36 @@ pub fn measure_curves(
         return Err(HwError::InvalidSetting(
             "cost curves need at least one repeat".into(),
         ));
+    }
+    let points = grid.target.len() + grid.draft.len();
+    let mut on_fraction = |fraction: f64| {
+        let done = ((fraction.clamp(0.0, 1.0) * points as f64).round() as usize).min(points);
+        let (kind, n) = match done.checked_sub(1) {
+            Some(i) if i < grid.target.len() => (CurveKind::Target, grid.target[i]),
+            Some(i) => (CurveKind::Draft, grid.draft[i - grid.target.len()]),
+            None => (CurveKind::Target, grid.target[0]),
+        };
+        progress(CurveStep {
+            kind,
+            n,
+            done,
+            total: points,
+        });
+    };
+    if let Some(result) = timer.time_grid(grid, repeats, &mut on_fraction) {
+        let times = result.map_err(|source| HwError::Timer {
+            what: "grid",
+            n: grid.target.last().copied().unwrap_or(0),
+            source,
+        })?;
+        let target = checked_grid_curve("target", &grid.target, times.target)?;
+        let draft = checked_grid_curve("draft", &grid.draft, times.draft)?;
+        return Ok(MeasuredCurves {
+            target,
+            draft,
+            warmup: times.warmup,
+            repeats,
+        });
     }
     let per_point = repeats + warmup;
     let total = per_point * (grid.draft.len() + grid.target.len());
@@ -237,6 +293,35 @@ pub fn measure_curves(
         warmup,
         repeats,
     })
+}
+
+/// Checks that a grid timed in one request has exactly the asked points with positive finite times.
+fn checked_grid_curve(
+    what: &'static str,
+    asked: &[usize],
+    points: Vec<CurvePoint>,
+) -> Result<CostCurve, HwError> {
+    if points.len() != asked.len() {
+        return Err(HwError::BadTiming {
+            what,
+            n: asked.get(points.len()).copied().unwrap_or(0),
+            seconds: f64::NAN,
+        });
+    }
+    for (p, &n) in points.iter().zip(asked) {
+        let s = &p.seconds;
+        let bad = [s.median, s.min, s.max]
+            .into_iter()
+            .find(|x| !(x.is_finite() && *x > 0.0));
+        if p.n != n || bad.is_some() {
+            return Err(HwError::BadTiming {
+                what,
+                n,
+                seconds: bad.unwrap_or(f64::NAN),
+            });
+        }
+    }
+    Ok(CostCurve { points })
 }
 
 /// The smallest measured `n` at which the GPU-path curve is no slower than the CPU-path curve, for
@@ -352,6 +437,74 @@ mod tests {
         let err = measure_curves(&mut Zero, &grid, 1, 0, &mut |_| {}).unwrap_err();
         assert!(matches!(err, HwError::BadTiming { what: "draft", .. }));
         assert!(measure_curves(&mut Zero, &grid, 0, 0, &mut |_| {}).is_err());
+    }
+
+    /// An engine that answers whole grids: target = 0.1 s per token, draft = 0.01 s per node.
+    struct Batched {
+        drop_last: bool,
+    }
+
+    impl PassTimer for Batched {
+        fn target_pass(&mut self, _: usize) -> Result<f64, TimerError> {
+            Err("pass by pass is not used".into())
+        }
+        fn draft_level(&mut self, _: usize) -> Result<f64, TimerError> {
+            Err("pass by pass is not used".into())
+        }
+        fn time_grid(
+            &mut self,
+            grid: &CurveGrid,
+            repeats: usize,
+            progress: &mut dyn FnMut(f64),
+        ) -> Option<Result<GridTimes, TimerError>> {
+            let point = |n: usize, per: f64| CurvePoint {
+                n,
+                seconds: Spread::from_range(
+                    per * n as f64,
+                    per * n as f64 * 0.9,
+                    per * n as f64 * 1.1,
+                    repeats,
+                ),
+            };
+            let mut target: Vec<_> = grid.target().iter().map(|&n| point(n, 0.1)).collect();
+            if self.drop_last {
+                target.pop();
+            }
+            progress(0.5);
+            progress(1.0);
+            Some(Ok(GridTimes {
+                target,
+                draft: grid.draft().iter().map(|&k| point(k, 0.01)).collect(),
+                warmup: 1,
+            }))
+        }
+    }
+
+    #[test]
+    fn whole_grids_are_checked_and_reported() {
+        let grid = CurveGrid::new(vec![1, 2, 4], vec![1, 8]).unwrap();
+        let mut steps = Vec::new();
+        let curves = measure_curves(&mut Batched { drop_last: false }, &grid, 3, 0, &mut |s| {
+            steps.push(s)
+        })
+        .unwrap();
+        assert_eq!((curves.warmup, curves.repeats), (1, 3));
+        assert_eq!(curves.target.medians(), vec![(1, 0.1), (2, 0.2), (4, 0.4)]);
+        assert_eq!(curves.draft.points[1].seconds.samples, 3);
+        assert_eq!(steps.last().map(|s| (s.done, s.total)), Some((5, 5)));
+        let err =
+            measure_curves(&mut Batched { drop_last: true }, &grid, 3, 0, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HwError::BadTiming {
+                    what: "target",
+                    n: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

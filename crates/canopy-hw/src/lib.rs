@@ -21,7 +21,7 @@ pub mod system;
 
 pub use curves::{
     crossover, interpolate, measure_curves, CostCurve, CurveGrid, CurveKind, CurvePoint, CurveStep,
-    MeasuredCurves, PassTimer,
+    GridTimes, MeasuredCurves, PassTimer,
 };
 pub use error::{HwError, TimerError};
 pub use gpu::{probe_gpu, GpuBandwidths, GpuFacts, GpuInfo, GpuProbeOptions, GpuStatus};

@@ -63,6 +63,10 @@ pub struct ModelRef {
     pub bytes: u64,
     pub params: Option<u64>,
     pub layers: Option<u32>,
+    /// The file that was profiled, so that a later run of the same file finds these curves.
+    /// Absent in profiles written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
 }
 
 /// A measured curve with the model and placement it belongs to.

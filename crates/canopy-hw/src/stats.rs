@@ -35,6 +35,19 @@ impl Spread {
         })
     }
 
+    /// A summary reported by someone else as median, minimum and maximum of `samples` samples. The
+    /// quartiles were not reported, so they are widened to the range (`q1 = min`, `q3 = max`).
+    pub fn from_range(median: f64, min: f64, max: f64, samples: usize) -> Spread {
+        Spread {
+            median,
+            min,
+            max,
+            q1: min,
+            q3: max,
+            samples,
+        }
+    }
+
     /// A summary of a single figure that was not measured here (a reference or spec value).
     pub fn exact(value: f64) -> Spread {
         Spread {

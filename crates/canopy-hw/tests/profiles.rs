@@ -84,6 +84,7 @@ fn sample_profile() -> Profile {
                 bytes: 1_117_320_736,
                 params: Some(1_543_714_304),
                 layers: Some(28),
+                path: Some("/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into()),
             },
             placement: Placement {
                 resident_layers: 0,
@@ -97,6 +98,7 @@ fn sample_profile() -> Profile {
                 bytes: 491_400_032,
                 params: None,
                 layers: None,
+                path: None,
             },
             placement: Placement {
                 resident_layers: 24,
