@@ -33,6 +33,8 @@ enum Command {
     Plan(cmd::plan::Args),
     /// Measure this machine and save a hardware profile.
     Profile(cmd::profile::Args),
+    /// Predict tokens per second on a profiled machine for a target of any size (model-based).
+    Simulate(cmd::simulate::Args),
     /// Browse, search, export and import the chat history.
     #[command(subcommand)]
     History(cmd::history::Command),
@@ -55,7 +57,10 @@ fn main() {
         Err(err) => {
             // One line: clap's first line names the bad flag or value.
             let rendered = err.to_string();
-            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             let first = first.trim_start_matches("error: ");
             eprintln!("error: {first} (see --help)");
             std::process::exit(2);
@@ -66,6 +71,7 @@ fn main() {
         Command::Chat(args) => cmd::chat::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Profile(args) => cmd::profile::run(args),
+        Command::Simulate(args) => cmd::simulate::run(args),
         Command::History(command) => cmd::history::run(command),
         Command::Models(command) => cmd::models::run(command),
         Command::Worker(args) => cmd::worker::run(args),

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use canopy_worker::{
-    CancelFlag, ChatMessage, ChatRole, GenerateRequest, GenerateResult, Prompt, Source,
+    CancelFlag, ChatMessage, ChatRole, CostCurves, GenerateRequest, GenerateResult, Prompt, Source,
 };
 use serde_json::json;
 
@@ -48,6 +48,10 @@ pub struct Args {
     /// Print one JSON object with the text and statistics instead of streaming.
     #[arg(long)]
     pub json: bool,
+    /// With --plan auto: plan with this hardware profile's curves and acceptance vector (name or file)
+    /// instead of the newest saved profile measured for these models and placement.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub profile: Option<String>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -71,6 +75,11 @@ pub fn run(args: Args) -> CliResult {
         role: ChatRole::User,
         content: args.prompt.clone(),
     });
+    let placement = placement(&args.placement)?;
+    let (acceptance, costs) = match (&args.plan[..], &draft) {
+        ("auto", Some(d)) => profile_plan(args.profile.as_deref(), &target, d, placement)?,
+        _ => (None, None),
+    };
     let request = GenerateRequest {
         target,
         draft,
@@ -84,9 +93,9 @@ pub fn run(args: Args) -> CliResult {
         stop: args.stop.clone(),
         plan: args.plan.clone(),
         context: args.context,
-        placement: placement(&args.placement)?,
-        acceptance: None,
-        costs: None,
+        placement,
+        acceptance,
+        costs,
     };
     let mut supervisor = supervisor()?;
     let cancel = CancelFlag::new();
@@ -118,6 +127,36 @@ pub fn run(args: Args) -> CliResult {
             Err(worker_error(err))
         }
     }
+}
+
+/// The acceptance vector and cost curves `--plan auto` plans with: those of `--profile`, else of the
+/// newest saved profile measured for these files and placement, else none (the worker calibrates).
+fn profile_plan(
+    spec: Option<&str>,
+    target: &std::path::Path,
+    draft: &std::path::Path,
+    placement: canopy_worker::Placement,
+) -> Result<(Option<Vec<f64>>, Option<CostCurves>), CliError> {
+    let profile = match spec {
+        Some(spec) => {
+            Some(canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string()))?)
+        }
+        None => crate::cmd::profile::saved_profile_for(target, draft, placement),
+    };
+    let Some(profile) = profile else {
+        return Ok((None, None));
+    };
+    let Some((target, draft)) = profile.costs() else {
+        return Err(CliError::user(format!(
+            "profile {} has no measured cost curves: run `canopy profile --target T --draft D`",
+            profile.name
+        )));
+    };
+    eprintln!("planning with profile {}", profile.name);
+    Ok((
+        profile.acceptance.map(|a| a.p),
+        Some(CostCurves { target, draft }),
+    ))
 }
 
 /// The `--json` document: the text and the statistics of the generation.

@@ -6,4 +6,5 @@ pub mod history;
 pub mod models;
 pub mod plan;
 pub mod profile;
+pub mod simulate;
 pub mod worker;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use canopy_plan::{
-    choose, optimal_tree, Acceptance, Choice, Costs, Limits, TreePlan, LLAMA_MAX_LEAVES,
+    choose, optimal_tree, Acceptance, Choice, CostTable, Costs, Limits, TreePlan, LLAMA_MAX_LEAVES,
 };
 use serde_json::{json, Value};
 
@@ -12,9 +12,10 @@ use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Positional acceptance vector p[1],p[2],...: probability that the k-th draft candidate is accepted.
+    /// Positional acceptance vector p[1],p[2],...: probability that the k-th draft candidate is accepted
+    /// (default with --profile: the profile's measured vector).
     #[arg(long, value_name = "P1,P2,...")]
-    acceptance: String,
+    acceptance: Option<String>,
     /// Tokens in one target pass, counting the root (1 = plain decoding).
     #[arg(long, default_value_t = 128)]
     budget: usize,
@@ -31,13 +32,40 @@ pub struct Args {
     /// choose budget and depth within the limits for the most tokens per second.
     #[arg(long, value_name = "FILE")]
     costs: Option<PathBuf>,
+    /// A hardware profile (name or file) whose measured curves to use instead of --costs.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "costs")]
+    profile: Option<String>,
     /// Print JSON instead of a summary and a picture.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let acc = parse_acceptance(&args.acceptance)?;
+    let profile = args
+        .profile
+        .as_deref()
+        .map(|spec| canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string())))
+        .transpose()?;
+    let acc = match (&args.acceptance, &profile) {
+        (Some(text), _) => parse_acceptance(text)?,
+        (None, Some(p)) => {
+            let record = p.acceptance.as_ref().ok_or_else(|| {
+                CliError::user(format!(
+                    "profile {} has no acceptance vector: give --acceptance",
+                    p.name
+                ))
+            })?;
+            Acceptance::new(record.p.clone()).map_err(|e| {
+                CliError::user(format!("profile {}: acceptance vector: {e}", p.name))
+            })?
+        }
+        (None, None) => {
+            return Err(CliError::user(
+                "give --acceptance, or --profile with a measured acceptance vector",
+            ))
+        }
+    };
+    let profile_costs = profile.as_ref().map(profile_costs).transpose()?;
     let limits = Limits {
         budget: args.budget,
         max_depth: args.max_depth,
@@ -47,13 +75,16 @@ pub fn run(args: Args) -> CliResult {
     limits
         .validate()
         .map_err(|e| CliError::user(e.to_string()))?;
-    let outcome = match &args.costs {
+    let costs = match (&args.costs, profile_costs) {
+        (Some(path), _) => Some(read_costs(path)?),
+        (None, costs) => costs,
+    };
+    let outcome = match costs {
         None => Outcome {
             plan: optimal_tree(&acc, &limits).map_err(|e| CliError::user(e.to_string()))?,
             choice: None,
         },
-        Some(path) => {
-            let costs = read_costs(path)?;
+        Some(costs) => {
             let choice =
                 choose(&acc, &costs, &limits).map_err(|e| CliError::user(e.to_string()))?;
             Outcome {
@@ -91,6 +122,24 @@ fn parse_acceptance(text: &str) -> CliResult<Acceptance> {
         p.push(value);
     }
     Acceptance::new(p).map_err(|e| CliError::user(format!("--acceptance: {e}")))
+}
+
+/// The measured curves of a profile as the planner's cost tables.
+fn profile_costs(p: &canopy_hw::Profile) -> CliResult<Costs> {
+    let (target, draft) = p.costs().ok_or_else(|| {
+        CliError::user(format!(
+            "profile {} has no measured cost curves: run `canopy profile --target T --draft D`, or use `canopy simulate` for a reference profile",
+            p.name
+        ))
+    })?;
+    let table = |points, name| {
+        CostTable::named(points, name)
+            .map_err(|e| CliError::user(format!("profile {}: {e}", p.name)))
+    };
+    Ok(Costs {
+        target: table(target, "target")?,
+        draft: table(draft, "draft")?,
+    })
 }
 
 fn read_costs(path: &Path) -> CliResult<Costs> {

@@ -1,17 +1,23 @@
 //! `canopy profile`: measure this machine (system facts, GPU, host memory bandwidth and, given a
 //! draft/target pair, the engine's cost curves) and save the result as a profile.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use canopy_hw::{
-    measure_curves, measure_host_bandwidth, probe_gpu, system_facts, CostModel, CurveGrid,
-    CurveKind, GpuProbeOptions, GpuStatus, HostBandwidthOptions, ModelCurve, PassTimer, Placement,
-    Profile, ProfileCurves, ProfileKind, SCHEMA_VERSION,
+    measure_curves, measure_host_bandwidth, probe_gpu, recommend_placement, system_facts,
+    AcceptanceRecord, CostModel, CurveGrid, CurveKind, CurvePoint, GpuProbeOptions, GpuStatus,
+    GridTimes, HostBandwidthOptions, ModelCurve, ModelRef, ModelSpec, PassTimer, Placement,
+    Profile, ProfileCurves, ProfileKind, Spread, TimerError, SCHEMA_VERSION,
+};
+use canopy_worker::{
+    AcceptanceRequest, CancelFlag, Event, Job, JobResult, MeasureRequest, MeasureResult,
+    Placement as WorkerPlacement, Supervisor, TimedPoint, WorkerCommand, WorkerError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::engine::{model_path, supervisor, worker_error};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -43,19 +49,30 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    run_with_timer(args, None)
+    let models = match (&args.target, &args.draft) {
+        (Some(t), Some(d)) => Some((model_path(t, "target")?, model_path(d, "draft")?)),
+        _ => None,
+    };
+    let hw = hardware(&args)?;
+    let mut engine = models
+        .map(|(t, d)| WorkerTimer::new(&t, &d, &hw.cost_model, &hw.gpu))
+        .transpose()?;
+    let mut profile = assemble(&args, hw, engine.as_mut().map(|t| t as &mut dyn PassTimer))?;
+    if let Some(engine) = &mut engine {
+        profile.acceptance = Some(engine.acceptance(args.quick)?);
+    }
+    finish(&args, &profile)
 }
 
-/// `canopy profile` with the engine's pass timer for the cost curves. The engine builds `timer` for
-/// `args.target` and `args.draft` (choosing its placement with `canopy_hw::recommend_placement`);
-/// `None` profiles the hardware only, and is refused when models were named.
-pub fn run_with_timer(args: Args, timer: Option<&mut dyn PassTimer>) -> CliResult {
-    if args.target.is_some() && timer.is_none() {
-        return Err(CliError::user(
-            "measuring cost curves for --target/--draft needs the inference engine, which this build does not provide to `canopy profile`; run it without models to profile the hardware",
-        ));
-    }
+/// What `canopy profile` measures without models.
+struct Hardware {
+    facts: canopy_hw::SystemFacts,
+    host: canopy_hw::HostBandwidth,
+    gpu: GpuStatus,
+    cost_model: CostModel,
+}
 
+fn hardware(args: &Args) -> CliResult<Hardware> {
     let facts = stage("system facts", || Ok(system_facts()))?;
     let threads = facts.physical_cores.unwrap_or(facts.logical_cores);
 
@@ -80,18 +97,44 @@ pub fn run_with_timer(args: Args, timer: Option<&mut dyn PassTimer>) -> CliResul
     bar.finish_with_message(format!("{:.1} GB/s", host.copy_gb_per_s.median));
 
     let cost_model = CostModel::from_measurements(&facts, Some(&host), &gpu);
+    Ok(Hardware {
+        facts,
+        host,
+        gpu,
+        cost_model,
+    })
+}
 
+/// The grid to time: powers of two up to `--max-tree` / `--max-level` and the two budgets around the
+/// op-offload threshold (on a GPU). `--quick` stops at 32 target tokens and 8 draft nodes on a CPU
+/// (where a pass grows with its size) and at 256 / 16 on a GPU (where it is nearly flat).
+fn grid(args: &Args, threshold: Option<usize>, has_gpu: bool) -> CliResult<CurveGrid> {
+    let threshold = threshold.filter(|_| has_gpu);
+    let (max_n, max_k) = if args.quick {
+        let (n, k) = if has_gpu { (256, 16) } else { (32, 8) };
+        (
+            (args.max_tree as usize).min(n),
+            (args.max_level as usize).min(k),
+        )
+    } else {
+        (args.max_tree as usize, args.max_level as usize)
+    };
+    CurveGrid::standard(max_n, max_k, threshold, false).map_err(|e| CliError::user(e.to_string()))
+}
+
+fn assemble(args: &Args, hw: Hardware, timer: Option<&mut dyn PassTimer>) -> CliResult<Profile> {
+    let Hardware {
+        facts,
+        host,
+        gpu,
+        cost_model,
+    } = hw;
+    let has_gpu = gpu.info().is_some();
     let mut curves = None;
     let mut placement = None;
     if let Some(timer) = timer {
         let threshold = timer.placement().map(|p| p.op_offload_min_batch as usize);
-        let grid = CurveGrid::standard(
-            args.max_tree as usize,
-            args.max_level as usize,
-            threshold,
-            args.quick,
-        )
-        .map_err(|e| CliError::user(e.to_string()))?;
+        let grid = grid(args, threshold, has_gpu)?;
         let (repeats, warmup) = if args.quick { (3, 1) } else { (5, 2) };
         let bar = counting_bar("engine cost curves");
         let measured = measure_curves(timer, &grid, repeats, warmup, &mut |step| {
@@ -108,7 +151,7 @@ pub fn run_with_timer(args: Args, timer: Option<&mut dyn PassTimer>) -> CliResul
         placement = target_placement;
         if let Some((target, draft)) = timer.models() {
             let draft_placement = Placement {
-                resident_layers: if gpu.info().is_some() {
+                resident_layers: if has_gpu {
                     draft.layers.unwrap_or(0)
                 } else {
                     0
@@ -135,12 +178,11 @@ pub fn run_with_timer(args: Args, timer: Option<&mut dyn PassTimer>) -> CliResul
         }
     }
 
-    let has_gpu = gpu.info().is_some();
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| default_name(&gpu, &facts.cpu_model));
-    let profile = Profile {
+    Ok(Profile {
         schema_version: SCHEMA_VERSION,
         name: canopy_hw::profile::slug(&name),
         kind: ProfileKind::Measured,
@@ -161,8 +203,11 @@ pub fn run_with_timer(args: Args, timer: Option<&mut dyn PassTimer>) -> CliResul
             .filter(|_| has_gpu)
             .map(|p| p.op_offload_min_batch),
         resident_layers: placement.map(|p| p.resident_layers),
-    };
+    })
+}
 
+/// Saves the profile (file and SQLite store) and prints it.
+fn finish(args: &Args, profile: &Profile) -> CliResult {
     let path = match &args.output {
         Some(path) => path.clone(),
         None => canopy_hw::profiles_dir()
@@ -170,14 +215,361 @@ pub fn run_with_timer(args: Args, timer: Option<&mut dyn PassTimer>) -> CliResul
             .join(format!("{}.json", profile.name)),
     };
     profile.save(&path).context("saving the profile")?;
+    canopy_store::Store::open_default()
+        .and_then(|store| store.save_profile(&profile.name, &profile.to_json()))
+        .context("saving the profile in the store")?;
     eprintln!("saved profile to {}", path.display());
 
     if args.json {
         println!("{}", profile.to_json());
     } else {
-        print_summary(&profile);
+        print_summary(profile);
     }
     Ok(())
+}
+
+/// A model as the profile records it, and as the cost model sees it.
+fn describe_model(path: &Path, what: &str) -> CliResult<(ModelRef, ModelSpec)> {
+    let info = canopy_gguf::inspect(path)
+        .map_err(|e| CliError::user(format!("{what} model {}: {e}", path.display())))?;
+    let layers = info.layers.and_then(|l| u32::try_from(l).ok());
+    let model = ModelRef {
+        name: path
+            .file_stem()
+            .map_or_else(|| what.to_owned(), |s| s.to_string_lossy().into_owned()),
+        bytes: info.file_size,
+        params: Some(info.parameter_count),
+        layers,
+        path: Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())),
+    };
+    let spec = ModelSpec {
+        bytes: info.file_size.max(1),
+        params: info.parameter_count.max(1),
+        layers: layers.unwrap_or(1).max(1),
+    };
+    Ok((model, spec))
+}
+
+/// The worker's placement for a target placed as `placement` on a machine with or without a GPU.
+pub fn worker_placement(
+    placement: &Placement,
+    layers: Option<u32>,
+    has_gpu: bool,
+) -> WorkerPlacement {
+    match (has_gpu, placement.resident_layers) {
+        (false, _) => WorkerPlacement::Cpu,
+        (true, 0) => WorkerPlacement::Stream,
+        (true, r) if layers.is_some_and(|l| r >= l) => WorkerPlacement::Gpu,
+        (true, r) => WorkerPlacement::Partial { layers: r },
+    }
+}
+
+/// Times passes of the real engine through the worker process: a whole grid in one `Measure` job
+/// (the worker warms up once per point and reports median, min and max), or single passes.
+pub struct WorkerTimer {
+    supervisor: Supervisor,
+    target: (PathBuf, ModelRef),
+    draft: (PathBuf, ModelRef),
+    placement: Placement,
+    worker_placement: WorkerPlacement,
+}
+
+impl WorkerTimer {
+    /// Inspects both models and chooses the target's placement for this hardware: without a GPU
+    /// everything on the CPU; with one, the resident layers and op-offload threshold of
+    /// [`canopy_hw::recommend_placement`] (the threshold goes to the worker's environment).
+    ///
+    /// Fails with a user error when a model is not a valid GGUF file.
+    pub fn new(target: &Path, draft: &Path, model: &CostModel, gpu: &GpuStatus) -> CliResult<Self> {
+        let (target_ref, target_spec) = describe_model(target, "target")?;
+        let (draft_ref, _) = describe_model(draft, "draft")?;
+        let placement = match gpu.info() {
+            Some(info) => recommend_placement(
+                model,
+                &target_spec,
+                draft_ref.bytes,
+                info.facts.vram_free_bytes,
+            ),
+            None => Placement {
+                resident_layers: 0,
+                op_offload_min_batch: canopy_hw::model::LLAMA_DEFAULT_OP_OFFLOAD_MIN_BATCH,
+            },
+        };
+        let has_gpu = gpu.info().is_some();
+        let mut supervisor = supervisor()?;
+        if has_gpu {
+            let program = std::env::current_exe().map_err(|e| {
+                CliError::Failure(anyhow::anyhow!("cannot find the canopy executable: {e}"))
+            })?;
+            supervisor.set_command(WorkerCommand {
+                program,
+                args: vec!["worker".into()],
+                env: vec![(
+                    "GGML_OP_OFFLOAD_MIN_BATCH".into(),
+                    placement.op_offload_min_batch.to_string().into(),
+                )],
+            });
+        }
+        Ok(WorkerTimer {
+            supervisor,
+            worker_placement: worker_placement(&placement, target_ref.layers, has_gpu),
+            target: (target.to_owned(), target_ref),
+            draft: (draft.to_owned(), draft_ref),
+            placement,
+        })
+    }
+
+    fn measure(
+        &mut self,
+        target_grid: Vec<usize>,
+        draft_grid: Vec<usize>,
+        repeats: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<MeasureResult, WorkerError> {
+        let job = Job::Measure(MeasureRequest {
+            target: self.target.0.clone(),
+            draft: (!draft_grid.is_empty()).then(|| self.draft.0.clone()),
+            target_grid,
+            draft_grid,
+            repeats: repeats.try_into().unwrap_or(u32::MAX),
+            placement: self.worker_placement,
+        });
+        let mut on_event = |event: &Event| {
+            if let Event::Progress { fraction, .. } = event {
+                progress(*fraction);
+            }
+        };
+        match self
+            .supervisor
+            .run(job, &CancelFlag::new(), &mut on_event)?
+        {
+            JobResult::Measure(result) => Ok(result),
+            other => Err(WorkerError::Protocol(format!(
+                "expected a measurement, got {other:?}"
+            ))),
+        }
+    }
+
+    fn single(&mut self, target: bool, n: usize) -> Result<f64, TimerError> {
+        let (t, d) = if target {
+            (vec![n], vec![])
+        } else {
+            (vec![], vec![n])
+        };
+        let result = self.measure(t, d, 1, &mut |_| {})?;
+        let points = if target { result.target } else { result.draft };
+        points
+            .first()
+            .map(|p| p.median)
+            .ok_or_else(|| "the worker returned no timing".into())
+    }
+
+    /// The pair's greedy positional acceptance vector over the prompts of [`load_prompts`] (fewer
+    /// prompts and tokens with `quick`).
+    ///
+    /// Fails when the worker does.
+    pub fn acceptance(&mut self, quick: bool) -> CliResult<AcceptanceRecord> {
+        let mut prompts = load_prompts(None)?;
+        let tokens_per_prompt = if quick {
+            prompts.truncate(2);
+            ACCEPTANCE_MIN_POSITIONS
+        } else {
+            ACCEPTANCE_MIN_POSITIONS.max(256)
+        };
+        let bar = counting_bar("acceptance");
+        bar.set_length(100);
+        let job = Job::Acceptance(AcceptanceRequest {
+            target: self.target.0.clone(),
+            draft: self.draft.0.clone(),
+            prompts,
+            temperature: 0.0,
+            width: ACCEPTANCE_WIDTH,
+            tokens_per_prompt,
+            seed: 0,
+        });
+        let mut on_event = |event: &Event| {
+            if let Event::Progress { fraction, .. } = event {
+                bar.set_position((fraction * 100.0) as u64);
+            }
+        };
+        let result = match self
+            .supervisor
+            .run(job, &CancelFlag::new(), &mut on_event)
+            .map_err(worker_error)?
+        {
+            JobResult::Acceptance(result) => result,
+            other => {
+                return Err(CliError::Failure(anyhow::anyhow!(
+                    "the worker answered an acceptance job with {other:?}"
+                )))
+            }
+        };
+        bar.finish_with_message(format!("{} positions", result.positions));
+        Ok(AcceptanceRecord {
+            draft: self.draft.1.name.clone(),
+            target: self.target.1.name.clone(),
+            temperature: result.temperature as f64,
+            p: result.acceptance,
+        })
+    }
+}
+
+impl PassTimer for WorkerTimer {
+    fn target_pass(&mut self, n: usize) -> Result<f64, TimerError> {
+        self.single(true, n)
+    }
+
+    fn draft_level(&mut self, k: usize) -> Result<f64, TimerError> {
+        self.single(false, k)
+    }
+
+    fn models(&self) -> Option<(ModelRef, ModelRef)> {
+        Some((self.target.1.clone(), self.draft.1.clone()))
+    }
+
+    fn placement(&self) -> Option<Placement> {
+        Some(self.placement)
+    }
+
+    fn time_grid(
+        &mut self,
+        grid: &CurveGrid,
+        repeats: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> Option<Result<GridTimes, TimerError>> {
+        let points = |v: Vec<TimedPoint>| {
+            v.into_iter()
+                .map(|p| CurvePoint {
+                    n: p.n,
+                    seconds: Spread::from_range(p.median, p.min, p.max, repeats),
+                })
+                .collect()
+        };
+        Some(
+            self.measure(
+                grid.target().to_vec(),
+                grid.draft().to_vec(),
+                repeats,
+                progress,
+            )
+            .map(|r| GridTimes {
+                target: points(r.target),
+                draft: points(r.draft),
+                warmup: 1,
+            })
+            .map_err(Into::into),
+        )
+    }
+}
+
+/// Positions asked per prompt when measuring acceptance (a prompt stops early at end of text). The
+/// engine sizes its acceptance contexts as prompt + positions + 8 tokens, and llama.cpp aborts when
+/// a context is smaller than the 256 sequences it reserves outputs for; asking this many keeps every
+/// context at 256 tokens or more.
+pub const ACCEPTANCE_MIN_POSITIONS: u32 = 248;
+
+/// Candidates per position in a measured acceptance vector.
+pub const ACCEPTANCE_WIDTH: usize = 8;
+
+/// Prompts used when none are given: short, varied requests.
+const BUILTIN_PROMPTS: &[&str] = &[
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Explain in two sentences why the sky is blue.",
+    "List three uses of a hash map.",
+    "Write a short poem about the sea.",
+    "What is the capital of France, and what is it known for?",
+    "Summarise the rules of chess in a paragraph.",
+];
+
+/// Prompts from `file` (a JSON array of strings, or of objects with a `prompt` field, or one prompt
+/// per non-empty line), else from `assets/prompts.json` when it exists in the working directory,
+/// else a short built-in list.
+///
+/// Fails with a user error when the file cannot be read or holds no prompt.
+pub fn load_prompts(file: Option<&Path>) -> CliResult<Vec<String>> {
+    let default = Path::new("assets/prompts.json");
+    let path = match file {
+        Some(path) => path,
+        None if default.is_file() => default,
+        None => return Ok(BUILTIN_PROMPTS.iter().map(|s| (*s).to_owned()).collect()),
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::user(format!("cannot read prompts {}: {e}", path.display())))?;
+    let prompts: Vec<String> = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| {
+                v.as_str()
+                    .or_else(|| v.get("prompt").and_then(|p| p.as_str()))
+                    .map(str::to_owned)
+            })
+            .collect(),
+        _ => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    if prompts.is_empty() {
+        return Err(CliError::user(format!(
+            "no prompts in {} (expected a JSON array of strings or one prompt per line)",
+            path.display()
+        )));
+    }
+    Ok(prompts)
+}
+
+/// The newest saved profile whose curves were measured for these target and draft files in this
+/// placement: profiles under `<data dir>/profiles/` and the newest one in the store. `None` when
+/// there is none (unreadable files are skipped).
+pub fn saved_profile_for(
+    target: &Path,
+    draft: &Path,
+    placement: WorkerPlacement,
+) -> Option<Profile> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let (target, draft) = (canon(target), canon(draft));
+    let matches = |p: &Profile| {
+        let Some(c) = &p.curves else { return false };
+        let same =
+            |m: &ModelRef, want: &Path| m.path.as_deref().map(canon).as_deref() == Some(want);
+        same(&c.target.model, &target)
+            && same(&c.draft.model, &draft)
+            && worker_placement(
+                &c.target.placement,
+                c.target.model.layers,
+                p.gpu.info().is_some(),
+            ) == placement
+    };
+    let mut found: Vec<Profile> = Vec::new();
+    if let Ok(entries) = canopy_hw::profiles_dir().and_then(|dir| {
+        std::fs::read_dir(&dir).map_err(|source| canopy_hw::HwError::Io {
+            action: "cannot list",
+            path: dir,
+            source,
+        })
+    }) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                if let Ok(profile) = canopy_hw::load_profile(&path) {
+                    found.push(profile);
+                }
+            }
+        }
+    }
+    if let Ok(Some((_, _, json))) =
+        canopy_store::Store::open_default().and_then(|s| s.latest_profile())
+    {
+        if let Ok(profile) = Profile::from_json(&json, Path::new("<store>")) {
+            found.push(profile);
+        }
+    }
+    found
+        .into_iter()
+        .filter(matches)
+        .max_by(|a, b| a.created_at.cmp(&b.created_at))
 }
 
 /// Runs one quick stage behind a spinner.
@@ -269,6 +661,16 @@ fn print_summary(p: &Profile) {
                 pt.n, pt.seconds.median, pt.seconds.min, pt.seconds.max
             );
         }
+    }
+    if let Some(a) = &p.acceptance {
+        let p: Vec<String> = a.p.iter().map(|x| format!("{x:.3}")).collect();
+        println!(
+            "acceptance   {} (draft {}, target {}, temperature {})",
+            p.join(","),
+            a.draft,
+            a.target,
+            a.temperature
+        );
     }
     if let Some(t) = p.op_offload_min_batch {
         println!("op offload   GGML_OP_OFFLOAD_MIN_BATCH={t}");
