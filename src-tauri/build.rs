@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "get_model_pair",
     "set_model_pair",
     "list_models",
+    "library_usage",
     "import_model",
     "scan_models",
     "remove_model",

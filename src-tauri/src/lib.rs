@@ -73,6 +73,7 @@ pub fn run() {
             chat::get_model_pair,
             chat::set_model_pair,
             models::list_models,
+            models::library_usage,
             models::import_model,
             models::scan_models,
             models::remove_model,

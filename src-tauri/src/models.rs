@@ -186,6 +186,29 @@ pub fn list_models(state: State<'_, AppState>) -> CommandResult<Vec<ModelView>> 
     Ok(listing.models.iter().map(|r| view(r, &machine)).collect())
 }
 
+/// Disk usage of the library.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryUsage {
+    pub models: usize,
+    /// Bytes of all registered files.
+    pub total_bytes: u64,
+    /// Bytes of the files inside the models folder.
+    pub managed_bytes: u64,
+    pub models_dir: PathBuf,
+}
+
+#[tauri::command]
+pub fn library_usage(state: State<'_, AppState>) -> CommandResult<LibraryUsage> {
+    let library = state.inner.library()?;
+    let listing = library.list()?;
+    Ok(LibraryUsage {
+        models: listing.models.len(),
+        total_bytes: listing.total_bytes,
+        managed_bytes: listing.managed_bytes,
+        models_dir: library.models_dir().to_path_buf(),
+    })
+}
+
 /// Registers a file the user chose, where it lies; the library validates it as GGUF first.
 #[tauri::command]
 pub async fn import_model(state: State<'_, AppState>, path: String) -> CommandResult<ModelView> {
@@ -431,24 +454,24 @@ pub async fn download_model(
         let started = Instant::now();
         let mut first: Option<u64> = None;
         let mut last_sent = Instant::now() - std::time::Duration::from_secs(1);
-        let mut on_progress = |event: &LibraryDownloadEvent| match event {
-            LibraryDownloadEvent::Progress { done, total } => {
-                let base = *first.get_or_insert(*done);
-                let finished = total.is_some_and(|t| *done >= t);
-                if last_sent.elapsed().as_millis() >= 100 || finished {
-                    last_sent = Instant::now();
-                    let secs = started.elapsed().as_secs_f64().max(1e-3);
-                    let _ = on_event.send(DownloadEvent::Progress {
-                        received: *done,
-                        total: *total,
-                        bytes_per_second: (done - base.min(*done)) as f64 / secs,
-                    });
-                }
-                if finished {
-                    let _ = on_event.send(DownloadEvent::Verifying);
-                }
+        let mut on_progress = |event: &LibraryDownloadEvent| {
+            let LibraryDownloadEvent::Progress { done, total } = event else {
+                return;
+            };
+            let base = *first.get_or_insert(*done);
+            let finished = total.is_some_and(|t| *done >= t);
+            if last_sent.elapsed().as_millis() >= 100 || finished {
+                last_sent = Instant::now();
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                let _ = on_event.send(DownloadEvent::Progress {
+                    received: *done,
+                    total: *total,
+                    bytes_per_second: (done - base.min(*done)) as f64 / secs,
+                });
             }
-            _ => {}
+            if finished {
+                let _ = on_event.send(DownloadEvent::Verifying);
+            }
         };
         // The library lock is taken for registration only, so listing stays possible meanwhile.
         let models_dir = app.inner.library()?.models_dir().to_path_buf();

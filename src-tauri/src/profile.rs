@@ -3,7 +3,7 @@
 //! Measurements run in the inference worker (`Measure` and `Acceptance` jobs); the plan comes from
 //! `canopy_plan`. The result is saved in the store and read back by the chat when it plans.
 
-use canopy_models::MachineFacts;
+use canopy_hw::{GpuProbeOptions, GpuStatus, HostBandwidth, HostBandwidthOptions};
 use canopy_plan::{Acceptance, CostTable, Costs, Limits, TreePlan};
 use canopy_worker::{
     AcceptanceRequest, CostCurves, Event, Job, JobResult, MeasureRequest, Placement, TimedPoint,
@@ -148,33 +148,54 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-fn detect() -> Vec<Fact> {
-    let machine = MachineFacts::detect();
-    let fact = |k: &str, v: String| Fact {
-        key: k.to_owned(),
-        value: v,
+fn fact(key: &str, value: String) -> Fact {
+    Fact {
+        key: key.to_owned(),
+        value,
+    }
+}
+
+/// What the operating system and the GPU driver say about this machine.
+fn detect(gpu: &GpuStatus) -> Vec<Fact> {
+    let sys = canopy_hw::system_facts();
+    let cores = match sys.physical_cores {
+        Some(physical) => format!("{physical} cores, {} threads", sys.logical_cores),
+        None => format!("{} threads", sys.logical_cores),
     };
     vec![
-        fact(
-            "System",
-            format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-        ),
-        fact(
-            "CPU threads",
-            std::thread::available_parallelism()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "unknown".into()),
-        ),
-        fact("RAM", gib(machine.ram_total)),
-        fact("RAM available", gib(machine.ram_available)),
-        fact(
-            "GPU",
-            machine
-                .vram_bytes
-                .map(|v| format!("{} of VRAM", gib(v)))
-                .unwrap_or_else(|| "none used by this build (CPU only)".into()),
-        ),
+        fact("CPU", format!("{} ({})", sys.cpu_model, sys.cpu_arch)),
+        fact("Cores", cores),
+        fact("RAM", gib(sys.ram_total_bytes)),
+        fact("RAM available", gib(sys.ram_available_bytes)),
+        fact("System", format!("{} {}", sys.os_name, sys.os_version)),
+        fact("GPU", gpu.summary()),
     ]
+}
+
+/// Host memory copy speed and, with a GPU, its transfer speeds, as bars.
+fn bandwidths(host: Option<&HostBandwidth>, gpu: &GpuStatus) -> Vec<Bandwidth> {
+    let mut bars = Vec::new();
+    if let Some(host) = host {
+        bars.push(Bandwidth {
+            label: "RAM copy".into(),
+            gb_per_second: host.copy_gb_per_s.median,
+        });
+    }
+    if let Some(b) = gpu.info().and_then(|info| info.bandwidths.as_ref()) {
+        let mut push = |label: &str, value: Option<f64>| {
+            if let Some(v) = value {
+                bars.push(Bandwidth {
+                    label: label.into(),
+                    gb_per_second: v,
+                });
+            }
+        };
+        push("H→D pinned", b.h2d_pinned_gb_per_s());
+        push("H→D pageable", b.h2d_pageable_gb_per_s());
+        push("D→H pinned", b.d2h_pinned.last().map(|p| p.gb_per_s.median));
+        push("GPU memory", Some(b.d2d.gb_per_s.median));
+    }
+    bars
 }
 
 /// Runs the profile; every finished step is streamed with the profile so far, and the final
@@ -252,20 +273,63 @@ pub async fn run_profile(
         };
 
         send_step(Step::Detect, 0.0, "reading CPU, memory and GPUs");
-        profile.system = detect();
+        let gpu_options = GpuProbeOptions {
+            measure_bandwidth: false,
+            ..GpuProbeOptions::quick()
+        };
+        let gpu_facts = canopy_hw::probe_gpu(&gpu_options, &mut |_, _| {})
+            .map_err(|e| CommandError::internal(format!("looking for a GPU failed: {e}")))?;
+        profile.system = detect(&gpu_facts);
         done(Step::Detect, &profile);
 
-        send_step(
-            Step::Bandwidth,
-            0.0,
-            "checking for a GPU to stream weights to",
-        );
-        // This build runs on the CPU: no host→GPU copies to measure.
-        send_step(
-            Step::Bandwidth,
-            1.0,
-            "no GPU in use: weights stay in RAM, nothing is streamed",
-        );
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        send_step(Step::Bandwidth, 0.0, "copying a large buffer in RAM");
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let host_options = if quick {
+            HostBandwidthOptions::quick(threads)
+        } else {
+            HostBandwidthOptions::full(threads)
+        };
+        let host = canopy_hw::measure_host_bandwidth(&host_options, &mut |done, total| {
+            send_step(
+                Step::Bandwidth,
+                0.5 * done as f64 / total.max(1) as f64,
+                "copying a large buffer in RAM",
+            );
+        })
+        .map_err(|e| CommandError::internal(format!("measuring memory bandwidth failed: {e}")))?;
+        let gpu = if gpu_facts.info().is_some() {
+            let options = if quick {
+                GpuProbeOptions::quick()
+            } else {
+                GpuProbeOptions::full()
+            };
+            canopy_hw::probe_gpu(&options, &mut |done, total| {
+                send_step(
+                    Step::Bandwidth,
+                    0.5 + 0.5 * done as f64 / total.max(1) as f64,
+                    "timing host↔GPU copies",
+                );
+            })
+            .map_err(|e| CommandError::internal(format!("measuring the GPU failed: {e}")))?
+        } else {
+            gpu_facts
+        };
+        profile.bandwidth = bandwidths(Some(&host), &gpu);
+        let note = match gpu.info().and_then(|i| i.bandwidths.as_ref()) {
+            Some(b) => format!(
+                "RAM {:.1} GB/s, host→GPU {:.1} GB/s",
+                host.copy_gb_per_s.median,
+                b.h2d_pinned_gb_per_s().unwrap_or(0.0)
+            ),
+            None => format!(
+                "RAM {:.1} GB/s; no GPU to stream to",
+                host.copy_gb_per_s.median
+            ),
+        };
+        send_step(Step::Bandwidth, 1.0, &note);
         done(Step::Bandwidth, &profile);
 
         if cancel.is_cancelled() {
@@ -525,7 +589,9 @@ mod tests {
 
     #[test]
     fn the_machine_is_described() {
-        let facts = detect();
+        let facts = detect(&GpuStatus::NotBuilt);
         assert!(facts.iter().any(|f| f.key == "RAM"));
+        assert!(facts.iter().any(|f| f.value.contains("no CUDA support")));
+        assert!(bandwidths(None, &GpuStatus::NotBuilt).is_empty());
     }
 }

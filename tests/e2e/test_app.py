@@ -9,9 +9,15 @@ Environment:
   CANOPY_E2E_FAILURES where to save a screenshot of each failure (default target/e2e-failures)
   WEBDRIVER_URL       default http://127.0.0.1:4444
 """
+import functools
+import hashlib
+import http.server
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
+import threading
 import time
 import traceback
 
@@ -20,6 +26,7 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.remote.file_detector import UselessFileDetector
+from selenium.webdriver.support.ui import Select
 
 APP = os.environ["CANOPY_APP"]
 HOME = pathlib.Path(os.environ["CANOPY_HOME"])
@@ -27,6 +34,8 @@ SHOTS = pathlib.Path(os.environ.get("CANOPY_E2E_SHOTS", "docs/screenshots"))
 FAILURES = pathlib.Path(os.environ.get("CANOPY_E2E_FAILURES", "target/e2e-failures"))
 URL = os.environ.get("WEBDRIVER_URL", "http://127.0.0.1:4444")
 SMOLLM = HOME / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+QWEN_DRAFT = HOME / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_TARGET = HOME / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 PROMPT = "Name three trees that grow in Europe."
 
 
@@ -117,10 +126,58 @@ def test_library_import_and_inspect(driver):
     screenshot(driver, "library")
 
 
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_library_download_from_url(driver):
+    """Downloads a model from a local HTTP server, verified by its sha256, and finds it registered."""
+    served = pathlib.Path(tempfile.mkdtemp(prefix="canopy-served-"))
+    mirror = served / "SmolLM2-mirror.gguf"
+    try:
+        os.link(SMOLLM, mirror)
+    except OSError:
+        shutil.copy(SMOLLM, mirror)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        go(driver, "library")
+        find(driver, "download-source").send_keys(f"http://127.0.0.1:{server.server_port}/{mirror.name}")
+        find(driver, "download").click()
+        wait_for(lambda: any("sha256" in b for b in banners(driver)), 10, "a URL outside the catalog to need a sha256")
+        for close in driver.find_elements(By.CSS_SELECTOR, ".banner-close"):
+            close.click()
+        find(driver, "download-sha").send_keys(sha256(SMOLLM))
+        find(driver, "download").click()
+        wait_for(lambda: any("SmolLM2-mirror" in text(r) for r in visible(driver, "model-row")), 120, "the downloaded model")
+        no_error_banner(driver)
+        assert (HOME / "models" / mirror.name).exists(), "the download is not in the models folder"
+        usage = text(find(driver, "library-usage"))
+        assert usage.startswith("2 models"), usage
+    finally:
+        server.shutdown()
+        shutil.rmtree(served, ignore_errors=True)
+    # Remove it again so that the chat's model list stays as the user set it up.
+    row = next(r for r in visible(driver, "model-row") if "SmolLM2-mirror" in text(r))
+    row.find_element(By.CSS_SELECTOR, "[data-testid=remove]").click()
+    wait_for(lambda: visible(driver, "confirm-remove"), 5, "the remove confirmation")[0].click()
+    wait_for(lambda: not any("SmolLM2-mirror" in text(r) for r in visible(driver, "model-row")), 10, "the model to be removed")
+
+
 def test_chat_streams_a_reply(driver):
     go(driver, "chat")
     target = wait_for(lambda: visible(driver, "target-select"), 10, "the model selector")[0]
     assert "SmolLM2" in text(target) or "smollm" in text(target).lower(), text(target)
+    set_max_tokens(driver, 120)
     composer = find(driver, "composer")
     composer.send_keys(PROMPT)
     find(driver, "send").click()
@@ -157,7 +214,7 @@ def test_chat_streams_a_reply(driver):
     if not toggle.is_selected():
         toggle.click()
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=message-assistant] .runs"), 5, "the provenance colouring")
-    screenshot(driver, "chat")
+    screenshot(driver, "chat-plain")
 
 
 def test_conversation_survives_restart(driver):
@@ -182,14 +239,139 @@ def test_quick_profile(driver):
     no_error_banner(driver)
     prediction = text(find(driver, "prediction"))
     assert "tok/s" in prediction, prediction
+    screenshot(driver, "profile-quick")
+
+
+def set_max_tokens(driver, n):
+    if not visible(driver, "settings"):
+        find(driver, "toggle-settings").click()
+    field = wait_for(lambda: visible(driver, "setting-max_tokens"), 5, "the settings panel")[0]
+    field.clear()
+    field.send_keys(str(n))
+    find(driver, "save-settings").click()
+    find(driver, "toggle-settings").click()
+
+
+def worker_pids():
+    """Process ids of this app's inference workers (children started with --worker for our data folder)."""
+    pids = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) >= 2 and argv[1] == b"--worker" and f"CANOPY_HOME={HOME}".encode() in env:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_worker_crash_keeps_the_conversation(driver):
+    go(driver, "chat")
+    find(driver, "search").clear()
+    find(driver, "new-chat").click()
+    set_max_tokens(driver, 400)
+    find(driver, "composer").send_keys("Write a long story about a forest and the animals living in it.")
+    find(driver, "send").click()
+    wait_for(lambda: driver.execute_script(
+        "const m = document.querySelector('[data-testid=message-streaming] .runs'); return m && m.textContent.length > 20;"),
+        120, "the reply to start streaming")
+    pids = wait_for(worker_pids, 10, "the worker process")
+    for pid in pids:
+        os.kill(pid, 9)
+    wait_for(lambda: any("stopped unexpectedly" in b for b in banners(driver)), 30, "the crash to be reported")
+    assert driver.execute_script("return document.body.dataset.ready") == "true", "the window went away"
+    reply = wait_for(lambda: visible(driver, "message-assistant"), 10, "the saved partial reply")[0]
+    assert "interrupted" in text(reply), text(reply)
+    assert len(text(reply)) > 20
+    screenshot(driver, "chat-worker-stopped")
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=banner-error] .banner-action").click()
+    wait_for(lambda: any("restarted" in text(b) for b in find(driver, "banner-info", many=True)), 10, "the restart notice")
+    # Regenerate answers the same message again on a new branch, with a fresh worker.
+    set_max_tokens(driver, 24)
+    find(driver, "regenerate").click()
+    wait_for(lambda: driver.execute_script(
+        "return !document.querySelector('[data-testid=message-streaming]') &&"
+        " !!document.querySelector('[data-testid=message-assistant] [data-testid=branch]');"), 120, "the regenerated branch")
+    no_error_banner(driver)
+    assert "2/2" in text(find(driver, "branch"))
+    # Edit and resend: the edited prompt becomes a sibling of the original, with its own reply.
+    find(driver, "edit").click()
+    area = wait_for(lambda: visible(driver, "edit-input"), 5, "the edit box")[0]
+    area.clear()
+    area.send_keys("Write a haiku about moss.")
+    find(driver, "edit-send").click()
+    wait_for(lambda: driver.execute_script(
+        "return !document.querySelector('[data-testid=message-streaming]') &&"
+        " !!document.querySelector('[data-testid=message-user] [data-testid=branch]') &&"
+        " document.querySelectorAll('[data-testid=message-assistant]').length === 1;"), 120, "the edited branch")
+    no_error_banner(driver)
+    assert "haiku about moss" in text(find(driver, "message-user"))
+    assert "2/2" in text(find(driver, "message-user").find_element(By.CSS_SELECTOR, "[data-testid=branch]"))
+
+
+def test_speculative_pair(driver):
+    """The Qwen2.5-Coder pair: pairing reasons, a profile with a real tree, a reply drafted by the small model."""
+    go(driver, "library")
+    for path in (QWEN_DRAFT, QWEN_TARGET):
+        field = find(driver, "import-path")
+        field.clear()
+        field.send_keys(str(path))
+        find(driver, "import").click()
+        wait_for(lambda: any(path.stem in text(r) for r in visible(driver, "model-row")), 30, f"{path.name} in the library")
+    target_row = next(r for r in visible(driver, "model-row") if QWEN_TARGET.stem in text(r))
+    target_row.find_element(By.CSS_SELECTOR, "[data-testid=inspect]").click()
+    wait_for(lambda: visible(driver, "pairings"), 20, "the pairing view")
+    wait_for(lambda: "✓" in text(find(driver, "pairings")) and "✕" in text(find(driver, "pairings")), 20,
+             "a compatible and a refused draft")
+    no_error_banner(driver)
+    screenshot(driver, "library-pairing")
+
+    go(driver, "profile")
+    Select(find(driver, "profile-target")).select_by_visible_text(QWEN_TARGET.stem)
+    Select(find(driver, "profile-draft")).select_by_visible_text(QWEN_DRAFT.stem)
+    find(driver, "run-quick").click()
+    wait_for(lambda: "done" in find(driver, "step-plan").get_attribute("class") or banners(driver), 600, "the pair profile", interval=0.5)
+    no_error_banner(driver)
+    assert driver.find_elements(By.CSS_SELECTOR, "svg.tree circle"), "no tree picture"
     screenshot(driver, "profile")
+
+    go(driver, "chat")
+    find(driver, "new-chat").click()
+    Select(find(driver, "target-select")).select_by_visible_text(QWEN_TARGET.stem)
+    wait_for(lambda: any(QWEN_DRAFT.stem in text(o) and o.is_enabled()
+                         for o in find(driver, "draft-select").find_elements(By.TAG_NAME, "option")), 20, "the compatible draft")
+    refused = text(find(driver, "draft-select"))
+    assert "SmolLM2" in refused, f"the refused draft is not listed with its reason: {refused}"
+    Select(find(driver, "draft-select")).select_by_visible_text(QWEN_DRAFT.stem)
+    set_max_tokens(driver, 80)
+    find(driver, "composer").send_keys("Write a Python function that reverses a string, with a docstring.")
+    find(driver, "send").click()
+    wait_for(lambda: driver.execute_script(
+        "return !document.querySelector('[data-testid=message-streaming]') &&"
+        " document.querySelectorAll('[data-testid=message-assistant]').length > 0;"), 600, "the speculative reply", interval=0.2)
+    no_error_banner(driver)
+    stats = text(find(driver, "message-assistant"))
+    assert "accepted/step" in stats, stats
+    toggle = find(driver, "show-sources")
+    if not toggle.is_selected():
+        toggle.click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=message-assistant] .runs .prov-draft"), 5, "draft-coloured tokens")
+    screenshot(driver, "chat")
 
 
 def main():
     failures = 0
-    first = [test_library_import_and_inspect, test_chat_streams_a_reply, test_quick_profile]
-    second = [test_conversation_survives_restart]
-    for group in (first, second):
+    first = [test_library_import_and_inspect, test_library_download_from_url, test_chat_streams_a_reply, test_quick_profile]
+    second = [test_conversation_survives_restart, test_worker_crash_keeps_the_conversation]
+    groups = [first, second]
+    if QWEN_DRAFT.exists() and QWEN_TARGET.exists():
+        groups.append([test_speculative_pair])
+    else:
+        print("(the Qwen2.5-Coder pair is not in the models folder: skipping the speculative pair scenario)")
+    for group in groups:
         driver = start()
         try:
             for test in group:

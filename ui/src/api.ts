@@ -9,6 +9,7 @@ import type {
   Conversation,
   DownloadEvent,
   GenerateSettings,
+  LibraryUsage,
   Message,
   ModelDetails,
   ModelPair,
@@ -75,6 +76,7 @@ export const api = {
   saveSettings: (settings: GenerateSettings) => call<void>("save_settings", { settings }),
 
   listModels: () => call<ModelView[]>("list_models"),
+  libraryUsage: () => call<LibraryUsage>("library_usage"),
   importModel: (path: string) => call<ModelView>("import_model", { path }),
   scanModels: () => call<ModelView[]>("scan_models"),
   removeModel: (id: string, deleteFile: boolean) =>

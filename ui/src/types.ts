@@ -179,3 +179,10 @@ export interface ModelPair {
   target: string | null;
   draft: string | null;
 }
+
+export interface LibraryUsage {
+  models: number;
+  total_bytes: number;
+  managed_bytes: number;
+  models_dir: string;
+}

@@ -7,7 +7,7 @@ import { layoutTree } from "./treeLayout";
 
 const W = 360;
 const H = 200;
-const M = { top: 12, right: 12, bottom: 30, left: 46 };
+const M = { top: 12, right: 12, bottom: 30, left: 50 };
 
 function frame(title: string): SVGElement {
   return svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
@@ -24,16 +24,16 @@ function axes(root: SVGElement, xTicks: [number, string][], yTicks: [number, str
   }
   g.append(svg("line", { x1: M.left, x2: W - M.right, y1: H - M.bottom, y2: H - M.bottom, class: "axis" }));
   g.append(svg("text", { x: (M.left + W - M.right) / 2, y: H - 3, "text-anchor": "middle", class: "axis-label" }, xLabel));
-  g.append(svg("text", { x: 10, y: M.top + 2, class: "axis-label", "text-anchor": "start" }, yLabel));
+  g.append(svg("text", { x: 12, y: (M.top + H - M.bottom) / 2, class: "axis-label", "text-anchor": "middle", transform: `rotate(-90 12 ${(M.top + H - M.bottom) / 2})` }, yLabel));
   root.append(g);
 }
 
 /** Seconds per pass against the number of tokens in the pass, log₂ x axis. */
-export function curveChart(series: { name: string; points: CurvePoint[]; cls: string }[], xLabel: string): SVGElement {
+export function curveChart(series: { name: string; points: CurvePoint[]; cls: string }[], xLabel: string, empty = "not measured"): SVGElement {
   const all = series.flatMap((s) => s.points);
   const root = frame(`${series.map((s) => s.name).join(", ")} against ${xLabel}`);
   if (all.length === 0) {
-    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, "no data yet"));
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, empty));
     return root;
   }
   const ns = all.map((p) => p.n);
@@ -50,10 +50,10 @@ export function curveChart(series: { name: string; points: CurvePoint[]; cls: st
 }
 
 /** Vertical bars, one per value, with labels under them. */
-export function barChart(values: { label: string; value: number }[], yLabel: string, format = tickLabel): SVGElement {
+export function barChart(values: { label: string; value: number }[], yLabel: string, format = tickLabel, empty = "not measured"): SVGElement {
   const root = frame(yLabel);
   if (values.length === 0) {
-    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, "no data yet"));
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, empty));
     return root;
   }
   const y = linearScale(extent(values.map((v) => v.value)), [H - M.bottom, M.top]);
@@ -72,12 +72,12 @@ export function barChart(values: { label: string; value: number }[], yLabel: str
   return root;
 }
 
-export function bandwidthChart(points: BandwidthPoint[]): SVGElement {
-  return barChart(points.map((p) => ({ label: p.label, value: p.gb_per_second })), "GB/s");
+export function bandwidthChart(points: BandwidthPoint[], empty?: string): SVGElement {
+  return barChart(points.map((p) => ({ label: p.label, value: p.gb_per_second })), "GB/s", tickLabel, empty);
 }
 
-export function acceptanceChart(acceptance: number[]): SVGElement {
-  return barChart(acceptance.map((p, i) => ({ label: String(i + 1), value: p })), "p[k]", (v) => v.toFixed(2));
+export function acceptanceChart(acceptance: number[], empty?: string): SVGElement {
+  return barChart(acceptance.map((p, i) => ({ label: String(i + 1), value: p })), "p[k]", (v) => v.toFixed(2), empty);
 }
 
 /** The speculation tree: one dot per drafted token, the root being the last committed token. */

@@ -548,7 +548,7 @@ export class ChatScreen {
     if (s) {
       const live = s.acc.stats();
       items.push(["Speed", formatRate(live.tokensPerSecond), "stat-speed"]);
-      items.push(["Accepted / step", live.targetTokens ? live.acceptedPerStep.toFixed(2) : "—", "stat-accepted"]);
+      items.push(["Accepted / step", live.targetTokens && s.plan !== "none" ? live.acceptedPerStep.toFixed(2) : "—", "stat-accepted"]);
       items.push(["Tree budget", s.budget > 0 ? String(s.budget) : s.plan === "auto" ? "auto" : "—", "stat-budget"]);
       items.push(["Tokens", String(live.tokens), "stat-tokens"]);
     } else {

@@ -38,14 +38,14 @@ export class LibraryScreen {
   });
   private readonly progress = h("div", { class: "download-progress", hidden: true, "data-testid": "download-progress" });
   private readonly catalogList = h("div", { class: "catalog" });
+  private readonly usage = h("p", { class: "muted", "data-testid": "library-usage" });
 
-  constructor(info: AppInfo | null) {
+  constructor(private readonly info: AppInfo | null) {
     this.pathInput.addEventListener("keydown", (e) => { if (e.key === "Enter") void this.importPath(); });
     this.root = h("div", { class: "library" },
       h("section", { class: "library-main" },
         h("header", { class: "screen-head" },
-          h("div", {}, h("h1", {}, "Model library"),
-            h("p", { class: "muted" }, info ? `Models live in ${info.models_dir}` : "")),
+          h("div", {}, h("h1", {}, "Model library"), this.usage),
           h("button", { type: "button", "data-testid": "scan", onclick: () => this.scan() }, "Scan models folder")),
         h("div", { class: "cards" },
           h("div", { class: "card" },
@@ -76,6 +76,12 @@ export class LibraryScreen {
 
   private async reload(): Promise<void> {
     this.models = await api.listModels();
+    try {
+      const u = await api.libraryUsage();
+      this.usage.textContent = `${u.models} model${u.models === 1 ? "" : "s"} · ${formatBytes(u.total_bytes)} on disk, ${formatBytes(u.managed_bytes)} of it in ${u.models_dir}`;
+    } catch {
+      this.usage.textContent = this.info ? `Models live in ${this.info.models_dir}` : "";
+    }
     if (this.selected && !this.models.some((m) => m.id === this.selected)) {
       this.selected = null;
       this.details = null;

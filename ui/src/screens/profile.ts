@@ -136,10 +136,10 @@ export class ProfileScreen {
           h("div", { class: "muted" }, `${formatRate(p.plain_tokens_per_second)} without speculation${speedup > 0 ? ` · ×${speedup.toFixed(2)}` : ""} · ${p.expected_tokens_per_step.toFixed(2)} tokens per step · ${p.quick ? "quick" : "full"} profile, ${relativeTime(p.created_at)}`))),
       h("div", { class: "chart-grid" },
         chartCard("Machine", h("dl", { class: "facts" }, ...p.system.flatMap((e) => [h("dt", {}, e.key), h("dd", {}, e.value)]))),
-        chartCard("Bandwidth", bandwidthChart(p.bandwidth)),
-        chartCard("Target pass time t_target(n)", curveChart([{ name: "target", points: p.target_curve, cls: "s-target" }], "tokens per pass (n)")),
-        chartCard("Draft pass time t_draft(k)", curveChart([{ name: "draft", points: p.draft_curve, cls: "s-draft" }], "tokens per level (k)")),
-        chartCard("Acceptance by draft rank p[k]", acceptanceChart(p.acceptance)),
+        chartCard("Bandwidth", bandwidthChart(p.bandwidth, "no GPU in use: nothing is streamed")),
+        chartCard("Target pass time t_target(n)", curveChart([{ name: "target", points: p.target_curve, cls: "s-target" }], "tokens per pass (n)", "no target model chosen")),
+        chartCard("Draft pass time t_draft(k)", curveChart([{ name: "draft", points: p.draft_curve, cls: "s-draft" }], "tokens per level (k)", "no draft model chosen")),
+        chartCard("Acceptance by draft rank p[k]", acceptanceChart(p.acceptance, "no draft model chosen")),
         chartCard(`Chosen tree: ${p.budget} node${p.budget === 1 ? "" : "s"}, depth ${p.depth}`, p.tree.length > 0 ? treePicture(p.tree) : h("p", { class: "muted" }, "No speculation: plain decoding is fastest here."), "wide")));
   }
 }
