@@ -28,6 +28,8 @@ pub fn command() -> WorkerCommand {
     WorkerCommand {
         program,
         args: vec![OsString::from("--worker")],
-        env: Vec::new(),
+        // On an abort ggml would attach gdb and print a backtrace on stdout, which carries the
+        // protocol; without it the supervisor sees a plain crash and reports ggml's own message.
+        env: vec![(OsString::from("GGML_NO_BACKTRACE"), OsString::from("1"))],
     }
 }

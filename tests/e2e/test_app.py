@@ -103,7 +103,7 @@ def screenshot(driver, name, folder=None):
 
 def go(driver, screen):
     find(driver, f"nav-{screen}").click()
-    wait_for(lambda: driver.execute_script("return document.body.dataset.screen") == screen, 5, f"the {screen} screen")
+    wait_for(lambda: driver.execute_script("return document.body.dataset.shown") == screen, 30, f"the {screen} screen")
 
 
 def test_library_import_and_inspect(driver):
@@ -242,14 +242,20 @@ def test_quick_profile(driver):
     screenshot(driver, "profile-quick")
 
 
-def set_max_tokens(driver, n):
+def set_settings(driver, **fields):
     if not visible(driver, "settings"):
         find(driver, "toggle-settings").click()
-    field = wait_for(lambda: visible(driver, "setting-max_tokens"), 5, "the settings panel")[0]
-    field.clear()
-    field.send_keys(str(n))
+    wait_for(lambda: visible(driver, "setting-max_tokens"), 5, "the settings panel")
+    for name, value in fields.items():
+        field = find(driver, f"setting-{name}")
+        field.clear()
+        field.send_keys(str(value))
     find(driver, "save-settings").click()
     find(driver, "toggle-settings").click()
+
+
+def set_max_tokens(driver, n):
+    set_settings(driver, max_tokens=n)
 
 
 def worker_pids():
@@ -329,15 +335,6 @@ def test_speculative_pair(driver):
     no_error_banner(driver)
     screenshot(driver, "library-pairing")
 
-    go(driver, "profile")
-    Select(find(driver, "profile-target")).select_by_visible_text(QWEN_TARGET.stem)
-    Select(find(driver, "profile-draft")).select_by_visible_text(QWEN_DRAFT.stem)
-    find(driver, "run-quick").click()
-    wait_for(lambda: "done" in find(driver, "step-plan").get_attribute("class") or banners(driver), 600, "the pair profile", interval=0.5)
-    no_error_banner(driver)
-    assert driver.find_elements(By.CSS_SELECTOR, "svg.tree circle"), "no tree picture"
-    screenshot(driver, "profile")
-
     go(driver, "chat")
     find(driver, "new-chat").click()
     Select(find(driver, "target-select")).select_by_visible_text(QWEN_TARGET.stem)
@@ -346,8 +343,8 @@ def test_speculative_pair(driver):
     refused = text(find(driver, "draft-select"))
     assert "SmolLM2" in refused, f"the refused draft is not listed with its reason: {refused}"
     Select(find(driver, "draft-select")).select_by_visible_text(QWEN_DRAFT.stem)
-    set_max_tokens(driver, 80)
-    find(driver, "composer").send_keys("Write a Python function that reverses a string, with a docstring.")
+    set_settings(driver, max_tokens=48, plan="tree:16", temperature=0)
+    find(driver, "composer").send_keys("Write a Python function that reverses a string.")
     find(driver, "send").click()
     wait_for(lambda: driver.execute_script(
         "return !document.querySelector('[data-testid=message-streaming]') &&"
@@ -360,6 +357,19 @@ def test_speculative_pair(driver):
         toggle.click()
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-testid=message-assistant] .runs .prov-draft"), 5, "draft-coloured tokens")
     screenshot(driver, "chat")
+
+    go(driver, "profile")
+    Select(find(driver, "profile-target")).select_by_visible_text(QWEN_TARGET.stem)
+    wait_for(lambda: any(QWEN_DRAFT.stem in text(o) and o.is_enabled()
+                         for o in find(driver, "profile-draft").find_elements(By.TAG_NAME, "option")), 20,
+             "the compatible draft in the profile")
+    Select(find(driver, "profile-draft")).select_by_visible_text(QWEN_DRAFT.stem)
+    find(driver, "run-quick").click()
+    wait_for(lambda: "done" in find(driver, "step-plan").get_attribute("class") or banners(driver), 600, "the pair profile", interval=0.5)
+    no_error_banner(driver)
+    assert driver.find_elements(By.CSS_SELECTOR, "svg.tree circle"), "no tree picture"
+    screenshot(driver, "profile")
+
 
 
 def main():

@@ -55,11 +55,14 @@ async function start(): Promise<void> {
     for (const [n, b] of buttons) b.classList.toggle("active", n === name);
     content.replaceChildren(screens[name].root);
     document.body.dataset.screen = name;
+    delete document.body.dataset.shown;
     try {
       await screens[name].show();
     } catch (err) {
       showError(err);
     }
+    // Tests wait for this: the screen has loaded its data.
+    if (current === name) document.body.dataset.shown = name;
   }
 
   app.replaceChildren(h("div", { class: "shell" }, nav, h("div", { class: "main" }, banners, content)));

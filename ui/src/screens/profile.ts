@@ -5,7 +5,7 @@ import { showBanner, showError } from "../banner";
 import { acceptanceChart, bandwidthChart, curveChart, treePicture } from "../lib/charts";
 import { h, replace } from "../lib/dom";
 import { formatRate, relativeTime } from "../lib/format";
-import type { ModelView, ProfileEvent, ProfileStep, ProfileView } from "../types";
+import type { ModelView, Pairing, ProfileEvent, ProfileStep, ProfileView } from "../types";
 
 const STEPS: { id: ProfileStep; label: string; what: string }[] = [
   { id: "detect", label: "Detect", what: "CPU, memory and GPUs" },
@@ -25,6 +25,10 @@ export class ProfileScreen {
   readonly root: HTMLElement;
   private profile: ProfileView | null = null;
   private models: ModelView[] = [];
+  private pairings: Pairing[] = [];
+  /** The chosen target and draft (undefined until the first choice is made). */
+  private target: string | null | undefined;
+  private draft: string | null | undefined;
   private running = false;
   private steps = new Map<ProfileStep, StepState>();
   private readonly stepper = h("ol", { class: "stepper", "data-testid": "stepper" });
@@ -43,26 +47,58 @@ export class ProfileScreen {
     const [profile, models] = await Promise.all([api.latestProfile(), api.listModels().catch(() => [])]);
     this.models = models;
     if (!this.running) this.profile = profile;
+    if (this.target === undefined) {
+      const bigToSmall = [...models].sort((a, b) => (b.parameters ?? 0) - (a.parameters ?? 0));
+      this.target = bigToSmall[0]?.id ?? null;
+    }
+    await this.loadPairings();
     this.renderControls();
     this.renderStepper();
     this.renderResults();
   }
 
   private renderControls(): void {
+    const bigToSmall = [...this.models].sort((a, b) => (b.parameters ?? 0) - (a.parameters ?? 0));
+    if (this.target === undefined) this.target = bigToSmall[0]?.id ?? null;
+    if (this.target !== null && !this.models.some((m) => m.id === this.target)) this.target = bigToSmall[0]?.id ?? null;
     const targets = h("select", { class: "model-select", "aria-label": "Target model", "data-testid": "profile-target", disabled: this.running },
       h("option", { value: "" }, "No model (machine only)"), ...this.models.map((m) => h("option", { value: m.id }, m.name)));
-    const drafts = h("select", { class: "model-select", "aria-label": "Draft model", "data-testid": "profile-draft", disabled: this.running },
-      h("option", { value: "" }, "No draft"), ...this.models.map((m) => h("option", { value: m.id }, m.name)));
-    const bigToSmall = [...this.models].sort((a, b) => (b.parameters ?? 0) - (a.parameters ?? 0));
-    if (bigToSmall.length > 0) targets.value = bigToSmall[0].id;
-    if (bigToSmall.length > 1) drafts.value = bigToSmall[bigToSmall.length - 1].id;
-    const run = (quick: boolean) => this.run(quick, targets.value || null, drafts.value || null);
+    targets.value = this.target ?? "";
+    const compatible = this.pairings.filter((p) => p.compatible);
+    if (this.draft && !compatible.some((p) => p.draft_id === this.draft)) this.draft = null;
+    const drafts = h("select", { class: "model-select", "aria-label": "Draft model", "data-testid": "profile-draft", disabled: this.running || !this.target },
+      h("option", { value: "" }, compatible.length ? "No draft" : "No compatible draft"),
+      ...compatible.map((p) => h("option", { value: p.draft_id }, p.draft_name)),
+      ...this.pairings.filter((p) => !p.compatible).map((p) => h("option", { value: p.draft_id, disabled: true }, `${p.draft_name} — ${p.reason}`)));
+    drafts.value = this.draft ?? "";
+    targets.addEventListener("change", async () => {
+      this.target = targets.value || null;
+      this.draft = null;
+      await this.loadPairings();
+      this.renderControls();
+    });
+    drafts.addEventListener("change", () => { this.draft = drafts.value || null; });
     replace(this.controls,
       h("label", { class: "pair-field" }, h("span", {}, "Target"), targets),
       h("label", { class: "pair-field" }, h("span", {}, "Draft"), drafts),
-      h("button", { class: "primary", type: "button", disabled: this.running, "data-testid": "run-quick", onclick: () => run(true) }, "Quick profile"),
-      h("button", { type: "button", disabled: this.running, "data-testid": "run-full", onclick: () => run(false) }, "Full profile"),
+      h("button", { class: "primary", type: "button", disabled: this.running, "data-testid": "run-quick", onclick: () => this.run(true, this.target ?? null, this.draft ?? null) }, "Quick profile"),
+      h("button", { type: "button", disabled: this.running, "data-testid": "run-full", onclick: () => this.run(false, this.target ?? null, this.draft ?? null) }, "Full profile"),
       this.running ? h("button", { class: "danger", type: "button", "data-testid": "cancel-profile", onclick: () => api.cancelProfile().catch(showError) }, "Cancel") : null);
+  }
+
+  private async loadPairings(): Promise<void> {
+    this.pairings = [];
+    if (!this.target) return;
+    try {
+      this.pairings = await api.pairings(this.target);
+    } catch (err) {
+      showError(err);
+    }
+    if (this.draft === undefined || this.draft === null) {
+      // Offer the largest compatible draft by default: it usually has the best acceptance.
+      const compatible = this.pairings.filter((p) => p.compatible);
+      this.draft = compatible.length ? compatible[compatible.length - 1].draft_id : null;
+    }
   }
 
   private renderStepper(): void {
