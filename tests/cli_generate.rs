@@ -1,0 +1,342 @@
+//! `canopy generate` end to end: the built binary, the real llama.cpp worker and the real test
+//! models (fetched by `scripts/fetch-models --all`).
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_success, assert_user_error, canopy, json, model, smollm2, stdout};
+
+const HAIKU: &str = "Write a haiku about trees.";
+
+fn generate(home: &Path, target: &Path, extra: &[&str]) -> serde_json::Value {
+    let target = target.to_str().unwrap();
+    let mut args = vec!["generate", "--target", target];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    let out = canopy(home, &args);
+    assert_success(&out, &format!("canopy {}", args.join(" ")));
+    json(&out)
+}
+
+fn text(v: &serde_json::Value) -> &str {
+    v["text"].as_str().expect("text is a string")
+}
+
+#[test]
+fn greedy_generation_is_deterministic_and_reports_statistics() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let args = [
+        "--prompt",
+        HAIKU,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "48",
+    ];
+    let first = generate(home.path(), &smol, &args);
+    let second = generate(home.path(), &smol, &args);
+    assert!(!text(&first).is_empty(), "empty text: {first}");
+    assert_eq!(
+        text(&first),
+        text(&second),
+        "greedy output changed between runs"
+    );
+
+    let tokens = first["tokens"].as_u64().unwrap();
+    assert!((1..=48).contains(&tokens), "tokens: {first}");
+    assert!(first["prefill_tokens"].as_u64().unwrap() > 5, "{first}");
+    assert!(
+        first["tokens_per_second"].as_f64().unwrap() > 0.0,
+        "{first}"
+    );
+    assert_eq!(first["plan"], "none");
+    assert_eq!(first["mean_accepted_per_step"].as_f64(), Some(0.0));
+    let provenance = first["provenance"].as_str().unwrap();
+    assert_eq!(
+        provenance.len() as u64,
+        tokens,
+        "one provenance mark per token"
+    );
+    assert!(
+        provenance.chars().all(|c| c == 't'),
+        "no draft, all target: {provenance}"
+    );
+    for field in [
+        "steps",
+        "draft_ms",
+        "verify_ms",
+        "stop_reason",
+        "prefill_ms",
+    ] {
+        assert!(!first[field].is_null(), "missing {field}: {first}");
+    }
+
+    // Without --json the same text streams to stdout, followed by a newline.
+    let out = canopy(
+        home.path(),
+        &[
+            "generate",
+            "--target",
+            smol.to_str().unwrap(),
+            "--prompt",
+            HAIKU,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "48",
+        ],
+    );
+    assert_success(&out, "streaming generate");
+    assert_eq!(stdout(&out), format!("{}\n", text(&first)));
+}
+
+#[test]
+fn same_seed_same_text_and_seeds_matter() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let sample = |seed: &str| {
+        let v = generate(
+            home.path(),
+            &smol,
+            &[
+                "--prompt",
+                "Tell me a short story about a dragon.",
+                "--temperature",
+                "1.0",
+                "--seed",
+                seed,
+                "--max-tokens",
+                "24",
+            ],
+        );
+        text(&v).to_owned()
+    };
+    let a = sample("7");
+    assert_eq!(a, sample("7"), "the same seed must give the same text");
+    let others: Vec<String> = ["1", "2", "3"].iter().map(|s| sample(s)).collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "four seeds gave the same text: {a:?}"
+    );
+}
+
+#[test]
+fn stop_string_ends_the_text_right_before_it() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let greedy = [
+        "--prompt",
+        HAIKU,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "48",
+    ];
+    let full = generate(home.path(), &smol, &greedy);
+    let full = text(&full);
+    // A word of the greedy output, with its leading space, after the first 20 bytes.
+    let start = full[20..]
+        .find(' ')
+        .map(|i| i + 20)
+        .unwrap_or_else(|| panic!("greedy output too short for the test: {full:?}"));
+    let word_end = full[start + 1..]
+        .find(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+        .map_or(full.len(), |i| i + start + 1);
+    let stop = &full[start..word_end];
+    assert!(stop.len() > 1, "no word after byte 20 in {full:?}");
+    let expected = &full[..full.find(stop).unwrap()];
+
+    let mut args = greedy.to_vec();
+    args.extend_from_slice(&["--stop", stop]);
+    let stopped = generate(home.path(), &smol, &args);
+    assert_eq!(text(&stopped), expected, "stop string {stop:?}");
+    assert_eq!(stopped["stop_reason"], "stop", "{stopped}");
+}
+
+#[test]
+fn prompt_too_long_for_the_context_is_a_user_error() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let out = canopy(
+        home.path(),
+        &[
+            "generate",
+            "--target",
+            smol.to_str().unwrap(),
+            "--prompt",
+            HAIKU,
+            "--context",
+            "64",
+            "--max-tokens",
+            "100",
+        ],
+    );
+    let line = assert_user_error(&out, "--context 64 --max-tokens 100");
+    assert!(line.contains("context"), "{line}");
+}
+
+#[test]
+fn missing_and_non_gguf_models_are_user_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("no-such-model.gguf");
+    let out = canopy(
+        home.path(),
+        &[
+            "generate",
+            "--target",
+            missing.to_str().unwrap(),
+            "--prompt",
+            "hi",
+        ],
+    );
+    let line = assert_user_error(&out, "missing model");
+    assert!(line.contains("not found"), "{line}");
+
+    let text_file = home.path().join("notes.gguf");
+    std::fs::write(&text_file, "these are notes, not a model\n").unwrap();
+    let out = canopy(
+        home.path(),
+        &[
+            "generate",
+            "--target",
+            text_file.to_str().unwrap(),
+            "--prompt",
+            "hi",
+        ],
+    );
+    let line = assert_user_error(&out, "text file as a model");
+    assert!(line.contains("GGUF"), "{line}");
+}
+
+#[test]
+fn invalid_parameters_are_one_line_user_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let cases: &[&[&str]] = &[
+        &["--temperature", "-1"],
+        &["--top-p", "0"],
+        &["--top-p", "1.5"],
+        &["--max-tokens", "0"],
+        &["--max-tokens", "abc"],
+        &["--plan", "bogus"],
+        &["--plan", "chain:2"],
+        &["--placement", "xyz"],
+    ];
+    for case in cases {
+        let mut args = vec![
+            "generate",
+            "--target",
+            smol.to_str().unwrap(),
+            "--prompt",
+            "hi",
+        ];
+        args.extend_from_slice(case);
+        let out = canopy(home.path(), &args);
+        assert_user_error(&out, &case.join(" "));
+    }
+    let out = canopy(
+        home.path(),
+        &[
+            "generate",
+            "--target",
+            smol.to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--temperature=-1",
+        ],
+    );
+    let line = assert_user_error(&out, "--temperature=-1");
+    assert!(line.contains("--temperature"), "{line}");
+}
+
+/// Greedy speculation must reproduce the target's own greedy text. A difference is reported with
+/// the position where the texts part.
+#[test]
+fn greedy_speculation_matches_plain_decoding() {
+    let home = tempfile::tempdir().unwrap();
+    let target = model("qwen2.5-coder-1.5b");
+    let draft = model("qwen2.5-coder-0.5b");
+    let draft = draft.to_str().unwrap();
+    for prompt in [
+        "Write a Python function that reverses a string.",
+        "Explain what a hash map is in two sentences.",
+    ] {
+        let run = |plan: &str| {
+            generate(
+                home.path(),
+                &target,
+                &[
+                    "--draft",
+                    draft,
+                    "--prompt",
+                    prompt,
+                    "--temperature",
+                    "0",
+                    "--max-tokens",
+                    "32",
+                    "--plan",
+                    plan,
+                ],
+            )
+        };
+        let plain = run("none");
+        let plain_text = text(&plain);
+        for plan in ["tree:8", "chain:3"] {
+            let speculative = run(plan);
+            let spec_text = text(&speculative);
+            let parted = plain_text
+                .char_indices()
+                .zip(spec_text.chars())
+                .find(|((_, a), b)| a != b)
+                .map_or(plain_text.len().min(spec_text.len()), |((i, _), _)| i);
+            assert_eq!(
+                spec_text,
+                plain_text,
+                "--plan {plan} differs from --plan none for {prompt:?} from byte {parted} \
+                 ({:?} vs {:?})",
+                &spec_text[parted.min(spec_text.len())..],
+                &plain_text[parted..],
+            );
+            let provenance = speculative["provenance"].as_str().unwrap();
+            assert!(
+                provenance.contains('d'),
+                "--plan {plan} accepted no draft token: {speculative}"
+            );
+            assert!(
+                speculative["steps"].as_u64() < plain["steps"].as_u64(),
+                "--plan {plan} took as many target passes as plain decoding: {speculative}"
+            );
+        }
+    }
+}
+
+#[test]
+fn draft_with_another_vocabulary_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let target = model("qwen2.5-coder-1.5b");
+    let smol = smollm2();
+    let out = canopy(
+        home.path(),
+        &[
+            "generate",
+            "--target",
+            target.to_str().unwrap(),
+            "--draft",
+            smol.to_str().unwrap(),
+            "--plan",
+            "chain:2",
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "4",
+        ],
+    );
+    let line = assert_user_error(&out, "SmolLM2 draft for a Qwen target");
+    assert!(line.contains("vocabularies differ at token 0"), "{line}");
+    assert!(
+        line.contains("'!'") && line.contains("<|endoftext|>"),
+        "{line}"
+    );
+}
