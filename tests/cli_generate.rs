@@ -177,6 +177,28 @@ fn prompt_too_long_for_the_context_is_a_user_error() {
     assert!(line.contains("context"), "{line}");
 }
 
+/// A context smaller than the engine's batch size still generates (regression: llama.cpp aborted
+/// on `GGML_ASSERT(n_outputs_max <= cparams.n_outputs_max)` for `--context 64`).
+#[test]
+fn small_context_generates() {
+    let home = tempfile::tempdir().unwrap();
+    let v = generate(
+        home.path(),
+        &smollm2(),
+        &[
+            "--prompt",
+            "Hi!",
+            "--context",
+            "64",
+            "--max-tokens",
+            "16",
+            "--temperature",
+            "0",
+        ],
+    );
+    assert!(!text(&v).is_empty(), "{v}");
+}
+
 #[test]
 fn missing_and_non_gguf_models_are_user_errors() {
     let home = tempfile::tempdir().unwrap();
