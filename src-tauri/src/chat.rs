@@ -7,7 +7,8 @@ use canopy_store::{
     NewConversation, Role, SearchHit,
 };
 use canopy_worker::{
-    ChatMessage, ChatRole, GenerateRequest, GenerateResult, Prompt, Sampling, Source, StopReason,
+    ChatMessage, ChatRole, Event, GenerateRequest, GenerateResult, Job, JobResult, Prompt,
+    Sampling, Source, StopReason, WorkerError,
 };
 use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
@@ -98,6 +99,11 @@ pub enum ChatEvent {
         reply_id: MessageId,
         plan: String,
         budget: u32,
+    },
+    /// A long phase before the first token (loading a model, calibrating), 0..=1.
+    Progress {
+        phase: String,
+        fraction: f64,
     },
     Token {
         text: String,
@@ -401,14 +407,16 @@ pub async fn generate_reply(
         inner.generation_cancel.reset();
         let mut text = String::new();
         let mut last_commit = Instant::now();
-        let result = inner.supervisor().generate(
-            request,
-            &inner.generation_cancel,
-            &mut |piece: &str, sources: &[Source]| {
+        let mut on_worker_event = |event: &Event| match event {
+            Event::Token {
+                text: piece,
+                sources,
+                ..
+            } => {
                 text.push_str(piece);
                 let _ = on_event.send(ChatEvent::Token {
-                    text: piece.to_owned(),
-                    sources: sources.to_vec(),
+                    text: piece.clone(),
+                    sources: sources.clone(),
                 });
                 if last_commit.elapsed() >= Duration::from_secs(1) {
                     if let Ok(store) = inner.store() {
@@ -417,8 +425,30 @@ pub async fn generate_reply(
                     }
                     last_commit = Instant::now();
                 }
-            },
-        );
+            }
+            Event::Progress {
+                phase, fraction, ..
+            } => {
+                let _ = on_event.send(ChatEvent::Progress {
+                    phase: phase.clone(),
+                    fraction: *fraction,
+                });
+            }
+            _ => {}
+        };
+        let result = inner
+            .supervisor()
+            .run(
+                Job::Generate(request),
+                &inner.generation_cancel,
+                &mut on_worker_event,
+            )
+            .and_then(|result| match result {
+                JobResult::Generate(result) => Ok(result),
+                other => Err(WorkerError::Protocol(format!(
+                    "expected a generation result, got {other:?}"
+                ))),
+            });
         (text, result)
     })
     .await;

@@ -443,11 +443,12 @@ pub async fn run_profile(
 
         send_step(Step::Plan, 0.2, "searching tree sizes and depths");
         plan_into(&mut profile).map_err(CommandError::internal)?;
-        send_step(
-            Step::Plan,
-            1.0,
-            &format!("{} with {} nodes", profile.plan, profile.budget),
-        );
+        let note = if profile.budget <= 1 {
+            "plain decoding is fastest here".to_owned()
+        } else {
+            format!("{} nodes, depth {}", profile.budget, profile.depth)
+        };
+        send_step(Step::Plan, 1.0, &note);
         done(Step::Plan, &profile);
         Ok(profile)
     })

@@ -367,7 +367,11 @@ def test_speculative_pair(driver):
     find(driver, "run-quick").click()
     wait_for(lambda: "done" in find(driver, "step-plan").get_attribute("class") or banners(driver), 600, "the pair profile", interval=0.5)
     no_error_banner(driver)
-    assert driver.find_elements(By.CSS_SELECTOR, "svg.tree circle"), "no tree picture"
+    assert "tok/s" in text(find(driver, "prediction"))
+    # The planner may keep plain decoding when a pass over n tokens costs about n times one pass
+    # (a busy CPU); either way the chosen tree is shown.
+    tree = find(driver, "chosen-tree")
+    assert tree.find_elements(By.CSS_SELECTOR, "svg.tree circle") or "plain decoding" in text(tree), text(tree)
     screenshot(driver, "profile")
 
 

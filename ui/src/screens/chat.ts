@@ -478,6 +478,9 @@ export class ChatScreen {
       } else if (e.type === "token") {
         s.acc.push(e.text, e.sources);
         this.paintStream();
+      } else if (e.type === "progress" && s.acc.text.length === 0) {
+        const label = e.phase.charAt(0).toUpperCase() + e.phase.slice(1);
+        replace(s.body, h("span", { class: "thinking" }, `${label}…`), h("progress", { class: "phase-progress", max: 1, value: e.fraction }));
       }
     };
     let leaf: number | undefined = parentId;

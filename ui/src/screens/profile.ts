@@ -171,15 +171,16 @@ export class ProfileScreen {
           h("div", {}, `predicted with plan ${p.plan}`),
           h("div", { class: "muted" }, `${formatRate(p.plain_tokens_per_second)} without speculation${speedup > 0 ? ` · ×${speedup.toFixed(2)}` : ""} · ${p.expected_tokens_per_step.toFixed(2)} tokens per step · ${p.quick ? "quick" : "full"} profile, ${relativeTime(p.created_at)}`))),
       h("div", { class: "chart-grid" },
+        chartCard(`Chosen tree: ${p.budget} node${p.budget === 1 ? "" : "s"}, depth ${p.depth}`, p.tree.length > 1 ? treePicture(p.tree) : h("p", { class: "muted" }, "No speculation: plain decoding is fastest on this machine for these models."), "wide", "chosen-tree"),
         chartCard("Machine", h("dl", { class: "facts" }, ...p.system.flatMap((e) => [h("dt", {}, e.key), h("dd", {}, e.value)]))),
         chartCard("Bandwidth", bandwidthChart(p.bandwidth, "no GPU in use: nothing is streamed")),
         chartCard("Target pass time t_target(n)", curveChart([{ name: "target", points: p.target_curve, cls: "s-target" }], "tokens per pass (n)", "no target model chosen")),
         chartCard("Draft pass time t_draft(k)", curveChart([{ name: "draft", points: p.draft_curve, cls: "s-draft" }], "tokens per level (k)", "no draft model chosen")),
         chartCard("Acceptance by draft rank p[k]", acceptanceChart(p.acceptance, "no draft model chosen")),
-        chartCard(`Chosen tree: ${p.budget} node${p.budget === 1 ? "" : "s"}, depth ${p.depth}`, p.tree.length > 0 ? treePicture(p.tree) : h("p", { class: "muted" }, "No speculation: plain decoding is fastest here."), "wide")));
+      ));
   }
 }
 
-function chartCard(title: string, body: Element, extra = ""): HTMLElement {
-  return h("section", { class: `chart-card ${extra}` }, h("h3", {}, title), body);
+function chartCard(title: string, body: Element, extra = "", testid?: string): HTMLElement {
+  return h("section", { class: `chart-card ${extra}`, "data-testid": testid }, h("h3", {}, title), body);
 }
