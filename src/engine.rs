@@ -51,7 +51,7 @@ pub fn model_path(path: &Path, what: &str) -> Result<PathBuf, CliError> {
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
     /// Sampling temperature; 0 = greedy decoding.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep only the K most likely tokens (0 = off).
     #[arg(long, default_value_t = 40)]

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod engine;
+mod prompts;
 mod error;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,10 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Interactive chat in the terminal (history kept in the data directory).
     Chat(cmd::chat::Args),
+    /// Estimate the positional acceptance vector of a draft/target pair.
+    Acceptance(cmd::acceptance::Args),
+    /// Benchmark target-only, chains, tree budgets and auto side by side.
+    Bench(cmd::bench::Args),
     /// Plan an optimal speculation tree from an acceptance vector (and optionally measured costs).
     Plan(cmd::plan::Args),
     /// Measure this machine and save a hardware profile.
@@ -70,6 +75,8 @@ fn main() {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Chat(args) => cmd::chat::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Acceptance(args) => cmd::acceptance::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Profile(args) => cmd::profile::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::History(command) => cmd::history::run(command),

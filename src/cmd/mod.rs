@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod acceptance;
+pub mod bench;
 pub mod chat;
 pub mod generate;
 pub mod history;

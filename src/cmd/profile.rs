@@ -18,6 +18,7 @@ use canopy_worker::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{model_path, supervisor, worker_error};
+use crate::prompts::load_prompts;
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -364,7 +365,7 @@ impl WorkerTimer {
             .ok_or_else(|| "the worker returned no timing".into())
     }
 
-    /// The pair's greedy positional acceptance vector over the prompts of [`load_prompts`] (fewer
+    /// The pair's greedy positional acceptance vector over the shipped prompt set (fewer
     /// prompts and tokens with `quick`).
     ///
     /// Fails when the worker does.
@@ -372,9 +373,9 @@ impl WorkerTimer {
         let mut prompts = load_prompts(None)?;
         let tokens_per_prompt = if quick {
             prompts.truncate(2);
-            ACCEPTANCE_MIN_POSITIONS
+            ACCEPTANCE_POSITIONS / 2
         } else {
-            ACCEPTANCE_MIN_POSITIONS.max(256)
+            ACCEPTANCE_POSITIONS
         };
         let bar = counting_bar("acceptance");
         bar.set_length(100);
@@ -462,63 +463,11 @@ impl PassTimer for WorkerTimer {
     }
 }
 
-/// Positions asked per prompt when measuring acceptance (a prompt stops early at end of text). The
-/// engine sizes its acceptance contexts as prompt + positions + 8 tokens, and llama.cpp aborts when
-/// a context is smaller than the 256 sequences it reserves outputs for; asking this many keeps every
-/// context at 256 tokens or more.
-pub const ACCEPTANCE_MIN_POSITIONS: u32 = 248;
+/// Positions measured per prompt for the acceptance vector (a prompt stops early at end of text).
+pub const ACCEPTANCE_POSITIONS: u32 = 64;
 
 /// Candidates per position in a measured acceptance vector.
 pub const ACCEPTANCE_WIDTH: usize = 8;
-
-/// Prompts used when none are given: short, varied requests.
-const BUILTIN_PROMPTS: &[&str] = &[
-    "Write a Python function that returns the n-th Fibonacci number.",
-    "Explain in two sentences why the sky is blue.",
-    "List three uses of a hash map.",
-    "Write a short poem about the sea.",
-    "What is the capital of France, and what is it known for?",
-    "Summarise the rules of chess in a paragraph.",
-];
-
-/// Prompts from `file` (a JSON array of strings, or of objects with a `prompt` field, or one prompt
-/// per non-empty line), else from `assets/prompts.json` when it exists in the working directory,
-/// else a short built-in list.
-///
-/// Fails with a user error when the file cannot be read or holds no prompt.
-pub fn load_prompts(file: Option<&Path>) -> CliResult<Vec<String>> {
-    let default = Path::new("assets/prompts.json");
-    let path = match file {
-        Some(path) => path,
-        None if default.is_file() => default,
-        None => return Ok(BUILTIN_PROMPTS.iter().map(|s| (*s).to_owned()).collect()),
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::user(format!("cannot read prompts {}: {e}", path.display())))?;
-    let prompts: Vec<String> = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| {
-                v.as_str()
-                    .or_else(|| v.get("prompt").and_then(|p| p.as_str()))
-                    .map(str::to_owned)
-            })
-            .collect(),
-        _ => text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    };
-    if prompts.is_empty() {
-        return Err(CliError::user(format!(
-            "no prompts in {} (expected a JSON array of strings or one prompt per line)",
-            path.display()
-        )));
-    }
-    Ok(prompts)
-}
 
 /// The newest saved profile whose curves were measured for these target and draft files in this
 /// placement: profiles under `<data dir>/profiles/` and the newest one in the store. `None` when

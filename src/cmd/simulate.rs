@@ -15,7 +15,8 @@ use canopy_worker::{
 };
 use serde_json::{json, Value};
 
-use crate::cmd::profile::{load_prompts, ACCEPTANCE_MIN_POSITIONS, ACCEPTANCE_WIDTH};
+use crate::cmd::profile::{ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
+use crate::prompts::load_prompts;
 use crate::engine::{model_path, supervisor, worker_error};
 use crate::error::{CliError, CliResult};
 
@@ -107,7 +108,7 @@ pub fn run(args: Args) -> CliResult {
                 prompts: prompts.clone(),
                 temperature: 0.0,
                 width: ACCEPTANCE_WIDTH,
-                tokens_per_prompt: args.max_tokens.max(ACCEPTANCE_MIN_POSITIONS),
+                tokens_per_prompt: args.max_tokens.max(ACCEPTANCE_POSITIONS),
                 seed: 0,
             }),
             &cancel,

@@ -1,7 +1,6 @@
 //! The worker's engine: model cache, prompt building, and the jobs of the protocol.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,7 +15,6 @@ use canopy_worker::{
     GenerateResult, Handler, HandlerError, Job, JobResult, MeasureRequest, MeasureResult,
     Placement, Prompt, StopReason as WireStop, TimedPoint,
 };
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
@@ -69,7 +67,7 @@ impl PlanKind {
     pub fn parse(s: &str) -> Result<PlanKind, String> {
         let bad = || {
             format!(
-                "invalid plan {s:?}: use none, chain:K (K >= 1), tree:N (2 <= N <= 2048) or auto"
+                "invalid plan {s:?}: use none, chain:K (1 <= K <= 255), tree:N (2 <= N <= 256) or auto"
             )
         };
         let number = |v: &str| v.parse::<usize>().map_err(|_| bad());
@@ -82,7 +80,7 @@ impl PlanKind {
                 k => Ok(PlanKind::Chain(k)),
             },
             Some(("tree", n)) => match number(n)? {
-                n if !(2..=2048).contains(&n) => Err(bad()),
+                n if !(2..=MAX_TREE).contains(&n) => Err(bad()),
                 n => Ok(PlanKind::Tree(n)),
             },
             _ => Err(bad()),
@@ -99,8 +97,12 @@ impl PlanKind {
     }
 }
 
+/// Largest tree of one pass. Each leaf needs a sequence of its own and llama.cpp has 255 for
+/// leaves; up to this budget a tree cannot have more leaves than that, so the planner's exact
+/// program needs no leaf dimension.
+pub const MAX_TREE: usize = MAX_SEQ;
 /// Largest tree `auto` considers (the calibration may stop earlier).
-const AUTO_MAX_BUDGET: usize = 512;
+const AUTO_MAX_BUDGET: usize = MAX_TREE;
 
 fn user(msg: impl Into<String>) -> HandlerError {
     HandlerError::user(msg)
@@ -188,11 +190,14 @@ impl Engine {
         n_ctx: u32,
         n_batch: usize,
     ) -> Result<LlamaTree<'m>, HandlerError> {
-        new_context(&self.backend, self.threads, model, n_ctx, n_batch)
+        LlamaTree::create(&self.backend, self.threads, model, n_ctx, n_batch)
     }
 
-    /// Renders the prompt and tokenizes it.
-    fn prompt_tokens(model: &LlamaModel, prompt: &Prompt) -> Result<Vec<Token>, HandlerError> {
+    /// Renders the prompt (chat template or raw text) and tokenizes it.
+    ///
+    /// # Errors
+    /// When the model has no chat template for a chat prompt, or the prompt is empty.
+    pub fn prompt_tokens(model: &LlamaModel, prompt: &Prompt) -> Result<Vec<Token>, HandlerError> {
         let text = match prompt {
             Prompt::Raw(text) => text.clone(),
             Prompt::Chat(messages) => {
@@ -312,11 +317,11 @@ impl Engine {
             )));
         }
         let n_batch = MIN_BATCH.max(kind.largest_tree());
-        let mut target = new_context(backend, threads, target_model, n_ctx, n_batch)?;
+        let mut target = LlamaTree::create(backend, threads, target_model, n_ctx, n_batch)?;
         let mut draft = match &draft_path {
             Some(d) => {
                 let model = &models[&(d.clone(), Placement::Gpu)];
-                Some(new_context(backend, threads, model, n_ctx, n_batch)?)
+                Some(LlamaTree::create(backend, threads, model, n_ctx, n_batch)?)
             }
             None => None,
         };
@@ -369,7 +374,7 @@ impl Engine {
                     }
                 };
                 let limits = Limits {
-                    budget: costs.target.max_n().min(n_batch),
+                    budget: costs.target.max_n().min(MAX_TREE),
                     max_depth: 24,
                     max_branch: 16,
                     max_leaves: MAX_SEQ - 1,
@@ -673,25 +678,4 @@ impl Handler for Engine {
             Job::Acceptance(req) => self.acceptance(&req, sink).map(JobResult::Acceptance),
         }
     }
-}
-
-fn new_context<'m>(
-    backend: &LlamaBackend,
-    threads: i32,
-    model: &'m LlamaModel,
-    n_ctx: u32,
-    n_batch: usize,
-) -> Result<LlamaTree<'m>, HandlerError> {
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(n_batch as u32)
-        .with_n_ubatch(n_batch as u32)
-        .with_n_seq_max(MAX_SEQ as u32)
-        .with_kv_unified(true)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let ctx = model.new_context(backend, params).map_err(|e| {
-        HandlerError::internal(format!("could not create a llama.cpp context: {e}"))
-    })?;
-    Ok(LlamaTree::new(ctx, model.n_vocab() as usize, MAX_SEQ))
 }

@@ -5,10 +5,12 @@
 //! only crate that links llama.cpp, and it runs only inside the worker process.
 
 mod engine;
+mod quantize;
 mod text;
 pub mod tree;
 
 pub use engine::{Engine, EngineError};
+pub use quantize::{quantize, QuantType};
 pub use tree::LlamaTree;
 
 /// Runs the inference worker on stdin/stdout until the caller shuts it down or goes away.

@@ -9,8 +9,14 @@
 use std::collections::HashMap;
 
 use canopy_spec::{ModelError, NodeIn, Token, TreeModel};
+use std::num::NonZeroU32;
+
+use canopy_worker::HandlerError;
+use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 /// Sequence ids available to leaves: llama.cpp allows `LLAMA_MAX_SEQ` = 256 sequences, 0 is the prefix.
@@ -55,6 +61,39 @@ impl<'m> LlamaTree<'m> {
             tips: HashMap::new(),
             rows: Vec::new(),
         }
+    }
+
+    /// Creates a context for tree decoding: `n_batch == n_ubatch` (one micro-batch per tree, so
+    /// streamed weights cross PCIe once per pass), a unified KV cache and [`MAX_SEQ`] sequences.
+    ///
+    /// # Errors
+    /// When llama.cpp cannot create the context (for example out of memory).
+    pub fn create(
+        backend: &LlamaBackend,
+        threads: i32,
+        model: &'m LlamaModel,
+        n_ctx: u32,
+        n_batch: usize,
+    ) -> Result<LlamaTree<'m>, HandlerError> {
+        // llama.cpp needs room for a whole batch (and aborts on small contexts with many sequences).
+        let n_ctx = n_ctx.max(n_batch as u32).max(MAX_SEQ as u32);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch as u32)
+            .with_n_ubatch(n_batch as u32)
+            .with_n_seq_max(MAX_SEQ as u32)
+            .with_kv_unified(true)
+            // Flash attention (llama.cpp's default where supported): on the CPU it makes a tree
+            // decode bit-identical to decoding each path token by token, which the plain
+            // attention path is not (tests/exactness.rs). Its one known cost: once a kept path ran
+            // through a non-first child, later tokens fill freed cells below it and the changed
+            // summation order moves logits slightly (measured in the same tests).
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let ctx = model.new_context(backend, params).map_err(|e| {
+            HandlerError::internal(format!("could not create a llama.cpp context: {e}"))
+        })?;
+        Ok(LlamaTree::new(ctx, model.n_vocab() as usize, MAX_SEQ))
     }
 
     /// The underlying context.

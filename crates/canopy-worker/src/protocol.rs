@@ -15,7 +15,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// Run one job; events for it carry the same `id`.
-    Run { id: u64, job: Job },
+    Run { id: u64, job: Box<Job> },
     /// Stop the job `id` at the next safe point (between decoding steps).
     Cancel { id: u64 },
     /// Exit cleanly.

@@ -42,7 +42,7 @@ impl std::error::Error for HandlerError {}
 /// Where a running job reports progress and tokens; also tells it whether it was cancelled.
 pub struct EventSink {
     id: u64,
-    out: Arc<Mutex<io::Stdout>>,
+    out: Arc<Output>,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -86,7 +86,37 @@ pub trait Handler {
     fn run(&mut self, job: Job, sink: &mut EventSink) -> Result<JobResult, HandlerError>;
 }
 
-fn write_event(out: &Mutex<io::Stdout>, event: &Event) -> io::Result<()> {
+/// The protocol's channel: the original stdout, moved to a private descriptor, with descriptor 1
+/// pointed at stderr so that nothing a library prints can corrupt the protocol.
+#[cfg(unix)]
+fn protocol_output() -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    io::stdout().flush()?;
+    // SAFETY: plain descriptor calls on descriptors this process owns; the duplicate is owned by
+    // the returned File alone.
+    unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(fd))
+    }
+}
+
+#[cfg(not(unix))]
+fn protocol_output() -> io::Result<io::Stdout> {
+    Ok(io::stdout())
+}
+
+type Output = Mutex<ProtocolOut>;
+/// The job being run, if any, and its cancel flag.
+type Running = Option<(u64, Arc<AtomicBool>)>;
+#[cfg(unix)]
+type ProtocolOut = std::fs::File;
+#[cfg(not(unix))]
+type ProtocolOut = io::Stdout;
+
+fn write_event(out: &Output, event: &Event) -> io::Result<()> {
     let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
     line.push('\n');
     let mut out = out.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -101,7 +131,7 @@ fn write_event(out: &Mutex<io::Stdout>, event: &Event) -> io::Result<()> {
 /// # Errors
 /// Fails only when stdout cannot be written (the caller is gone).
 pub fn serve(handler: &mut dyn Handler) -> io::Result<()> {
-    let out = Arc::new(Mutex::new(io::stdout()));
+    let out = Arc::new(Mutex::new(protocol_output()?));
     write_event(
         &out,
         &Event::Hello {
@@ -110,7 +140,7 @@ pub fn serve(handler: &mut dyn Handler) -> io::Result<()> {
         },
     )?;
 
-    let current: Arc<Mutex<Option<(u64, Arc<AtomicBool>)>>> = Arc::default();
+    let current: Arc<Mutex<Running>> = Arc::default();
     let (jobs_tx, jobs_rx) = mpsc::channel::<(u64, Job)>();
     let reader_current = Arc::clone(&current);
     let reader_out = Arc::clone(&out);
@@ -123,7 +153,7 @@ pub fn serve(handler: &mut dyn Handler) -> io::Result<()> {
             }
             match serde_json::from_str::<Request>(&line) {
                 Ok(Request::Run { id, job }) => {
-                    if jobs_tx.send((id, job)).is_err() {
+                    if jobs_tx.send((id, *job)).is_err() {
                         break;
                     }
                 }

@@ -180,7 +180,7 @@ impl Supervisor {
         let Some(running) = self.running.as_mut() else {
             return Err(WorkerError::Protocol("no worker".into()));
         };
-        if writeln!(running.stdin, "{}", json(&Request::Run { id, job }))
+        if writeln!(running.stdin, "{}", json(&Request::Run { id, job: Box::new(job) }))
             .and_then(|()| running.stdin.flush())
             .is_err()
         {
@@ -223,9 +223,18 @@ impl Supervisor {
         command
             .args(&self.command.args)
             .envs(self.command.env.iter().map(|(k, v)| (k, v)))
+            // llama.cpp's abort handler would run gdb and print a backtrace into the protocol.
+            .env("GGML_NO_BACKTRACE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group: a Ctrl-C in the terminal reaches the caller, which cancels the
+        // job, instead of killing the worker and its loaded models.
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         let spawn_error = |source| WorkerError::Spawn {
             program: self.command.program.display().to_string(),
             source,

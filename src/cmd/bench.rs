@@ -1,0 +1,184 @@
+//! `canopy bench`: target-only, chains, a sweep of tree budgets and `auto`, side by side in one
+//! worker on the same prompts. Prints a table of median tokens/s and the ratio to target-only.
+
+use std::path::PathBuf;
+
+use canopy_worker::{
+    CancelFlag, ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt, Sampling,
+    Supervisor,
+};
+use serde_json::json;
+
+use crate::engine::{model_path, placement, supervisor, worker_error};
+use crate::error::{CliError, CliResult};
+use crate::prompts::load_prompts;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub target: PathBuf,
+    #[arg(long)]
+    pub draft: PathBuf,
+    /// Prompts (default: the shipped set).
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// Use only the first N prompts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    /// Chain lengths to run.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub chains: Vec<usize>,
+    /// Tree budgets to run.
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,32,64")]
+    pub budgets: Vec<usize>,
+    /// Sampling temperature (0 = greedy, where every plan must print the same text).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value = "cpu")]
+    pub placement: String,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print the JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Row {
+    plan: String,
+    tps: Vec<f64>,
+    accepted: Vec<f64>,
+    chosen: Vec<String>,
+    same_text: usize,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one(
+    sup: &mut Supervisor,
+    args: &Args,
+    place: Placement,
+    prompt: &str,
+    plan: &str,
+) -> CliResult<GenerateResult> {
+    let request = GenerateRequest {
+        target: args.target.clone(),
+        draft: Some(args.draft.clone()),
+        prompt: Prompt::Chat(vec![ChatMessage { role: ChatRole::User, content: prompt.to_owned() }]),
+        sampling: Sampling { temperature: args.temperature, top_k: 0, top_p: 1.0, seed: 1 },
+        max_tokens: args.max_tokens,
+        stop: Vec::new(),
+        plan: plan.to_owned(),
+        context: None,
+        placement: place,
+        acceptance: None,
+        costs: None,
+    };
+    sup.generate(request, &CancelFlag::new(), &mut |_, _| {}).map_err(worker_error)
+}
+
+pub fn run(args: Args) -> CliResult {
+    model_path(&args.target, "target")?;
+    model_path(&args.draft, "draft")?;
+    if !args.temperature.is_finite() || args.temperature < 0.0 {
+        return Err(CliError::user(format!("--temperature must be >= 0, got {}", args.temperature)));
+    }
+    if args.max_tokens == 0 {
+        return Err(CliError::user("--max-tokens must be at least 1"));
+    }
+    let place = placement(&args.placement)?;
+    let mut prompts = load_prompts(args.prompts.as_deref())?;
+    if let Some(n) = args.limit {
+        prompts.truncate(n.max(1));
+    }
+    let mut plans = vec!["none".to_owned()];
+    plans.extend(args.chains.iter().map(|k| format!("chain:{k}")));
+    plans.extend(args.budgets.iter().map(|n| format!("tree:{n}")));
+    plans.push("auto".to_owned());
+    let mut rows: Vec<Row> = plans
+        .iter()
+        .map(|p| Row { plan: p.clone(), tps: vec![], accepted: vec![], chosen: vec![], same_text: 0 })
+        .collect();
+
+    let mut sup = supervisor()?;
+    // Load both models and let `auto` calibrate before anything is timed.
+    eprintln!("warming up (loading models, calibrating auto) ...");
+    one(&mut sup, &args, place, "Hello", "auto")?;
+    for (i, prompt) in prompts.iter().enumerate() {
+        let mut reference = None;
+        for row in &mut rows {
+            eprint!("\rprompt {}/{}: {:<12}", i + 1, prompts.len(), row.plan);
+            let r = one(&mut sup, &args, place, prompt, &row.plan)?;
+            let reference = reference.get_or_insert_with(|| r.text.clone());
+            if *reference == r.text {
+                row.same_text += 1;
+            }
+            row.tps.push(r.tokens_per_second);
+            row.accepted.push(r.mean_accepted_per_step);
+            row.chosen.push(r.plan.clone());
+        }
+    }
+    eprintln!();
+
+    let base = median(&rows[0].tps);
+    let results: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "plan": r.plan,
+                "median_tokens_per_second": median(&r.tps),
+                "ratio_to_target_only": if base > 0.0 { median(&r.tps) / base } else { 0.0 },
+                "mean_accepted_per_step": median(&r.accepted),
+                "tokens_per_second": r.tps,
+                "same_text_as_target_only": r.same_text,
+                "chosen": r.chosen.last(),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "target": args.target,
+        "draft": args.draft,
+        "prompts": prompts.len(),
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "placement": args.placement,
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "results": results,
+    });
+    if let Some(path) = &args.output {
+        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| CliError::user(format!("cannot write {}: {e}", path.display())))?;
+    }
+    if args.json {
+        println!("{doc}");
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:>10} {:>8} {:>10} {:>9}  {}",
+        "plan", "tok/s", "ratio", "acc/step", "same", "last choice"
+    );
+    for (r, v) in rows.iter().zip(&results) {
+        println!(
+            "{:<14} {:>10.2} {:>7.2}x {:>10.2} {:>5}/{:<3}  {}",
+            r.plan,
+            v["median_tokens_per_second"].as_f64().unwrap_or(0.0),
+            v["ratio_to_target_only"].as_f64().unwrap_or(0.0),
+            v["mean_accepted_per_step"].as_f64().unwrap_or(0.0),
+            r.same_text,
+            prompts.len(),
+            r.chosen.last().map(String::as_str).unwrap_or(""),
+        );
+    }
+    Ok(())
+}
