@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use canopy_worker::{
-    CancelFlag, ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt, Sampling,
-    Supervisor,
+    CancelFlag, ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt,
+    Sampling, Supervisor,
 };
 use serde_json::json;
 
@@ -64,7 +64,6 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn one(
     sup: &mut Supervisor,
     args: &Args,
@@ -75,8 +74,16 @@ fn one(
     let request = GenerateRequest {
         target: args.target.clone(),
         draft: Some(args.draft.clone()),
-        prompt: Prompt::Chat(vec![ChatMessage { role: ChatRole::User, content: prompt.to_owned() }]),
-        sampling: Sampling { temperature: args.temperature, top_k: 0, top_p: 1.0, seed: 1 },
+        prompt: Prompt::Chat(vec![ChatMessage {
+            role: ChatRole::User,
+            content: prompt.to_owned(),
+        }]),
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 1,
+        },
         max_tokens: args.max_tokens,
         stop: Vec::new(),
         plan: plan.to_owned(),
@@ -85,14 +92,18 @@ fn one(
         acceptance: None,
         costs: None,
     };
-    sup.generate(request, &CancelFlag::new(), &mut |_, _| {}).map_err(worker_error)
+    sup.generate(request, &CancelFlag::new(), &mut |_, _| {})
+        .map_err(worker_error)
 }
 
 pub fn run(args: Args) -> CliResult {
     model_path(&args.target, "target")?;
     model_path(&args.draft, "draft")?;
     if !args.temperature.is_finite() || args.temperature < 0.0 {
-        return Err(CliError::user(format!("--temperature must be >= 0, got {}", args.temperature)));
+        return Err(CliError::user(format!(
+            "--temperature must be >= 0, got {}",
+            args.temperature
+        )));
     }
     if args.max_tokens == 0 {
         return Err(CliError::user("--max-tokens must be at least 1"));
@@ -108,7 +119,13 @@ pub fn run(args: Args) -> CliResult {
     plans.push("auto".to_owned());
     let mut rows: Vec<Row> = plans
         .iter()
-        .map(|p| Row { plan: p.clone(), tps: vec![], accepted: vec![], chosen: vec![], same_text: 0 })
+        .map(|p| Row {
+            plan: p.clone(),
+            tps: vec![],
+            accepted: vec![],
+            chosen: vec![],
+            same_text: 0,
+        })
         .collect();
 
     let mut sup = supervisor()?;
@@ -165,8 +182,8 @@ pub fn run(args: Args) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:<14} {:>10} {:>8} {:>10} {:>9}  {}",
-        "plan", "tok/s", "ratio", "acc/step", "same", "last choice"
+        "{:<14} {:>10} {:>8} {:>10} {:>9}  last choice",
+        "plan", "tok/s", "ratio", "acc/step", "same"
     );
     for (r, v) in rows.iter().zip(&results) {
         println!(

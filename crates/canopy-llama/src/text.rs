@@ -64,8 +64,7 @@ fn take_utf8(bytes: &mut Vec<u8>) -> String {
         Err(e) => e.valid_up_to(),
     };
     let rest = bytes.split_off(valid);
-    let s = String::from_utf8(std::mem::replace(bytes, rest)).unwrap_or_default();
-    s
+    String::from_utf8(std::mem::replace(bytes, rest)).unwrap_or_default()
 }
 
 /// Length of the longest suffix of `text` that is a proper prefix of one of `stops`.
