@@ -5,8 +5,8 @@
 
 mod cmd;
 mod engine;
-mod prompts;
 mod error;
+mod prompts;
 
 use clap::{Parser, Subcommand};
 

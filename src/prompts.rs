@@ -15,11 +15,15 @@ const DEFAULT_PROMPTS: &str = include_str!("../assets/prompts.json");
 pub fn load_prompts(file: Option<&Path>) -> CliResult<Vec<String>> {
     let (text, name) = match file {
         Some(path) => (
-            std::fs::read_to_string(path)
-                .map_err(|e| CliError::user(format!("cannot read prompts {}: {e}", path.display())))?,
+            std::fs::read_to_string(path).map_err(|e| {
+                CliError::user(format!("cannot read prompts {}: {e}", path.display()))
+            })?,
             path.display().to_string(),
         ),
-        None => (DEFAULT_PROMPTS.to_owned(), "the shipped prompt set".to_owned()),
+        None => (
+            DEFAULT_PROMPTS.to_owned(),
+            "the shipped prompt set".to_owned(),
+        ),
     };
     let prompts = parse(&text);
     if prompts.is_empty() {
@@ -34,10 +38,18 @@ fn parse(text: &str) -> Vec<String> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Array(items)) => items
             .iter()
-            .filter_map(|v| v.as_str().or_else(|| v.get("prompt").and_then(|p| p.as_str())))
+            .filter_map(|v| {
+                v.as_str()
+                    .or_else(|| v.get("prompt").and_then(|p| p.as_str()))
+            })
             .map(str::to_owned)
             .collect(),
-        _ => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        _ => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -48,9 +60,16 @@ mod tests {
     #[test]
     fn shipped_set_is_varied() {
         let all: serde_json::Value = serde_json::from_str(DEFAULT_PROMPTS).unwrap();
-        let kinds: std::collections::BTreeSet<&str> =
-            all.as_array().unwrap().iter().filter_map(|v| v["kind"].as_str()).collect();
-        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["chat", "code", "prose", "reasoning"]);
+        let kinds: std::collections::BTreeSet<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["kind"].as_str())
+            .collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["chat", "code", "prose", "reasoning"]
+        );
         assert!(load_prompts(None).unwrap().len() >= 8);
     }
 

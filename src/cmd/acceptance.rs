@@ -41,7 +41,10 @@ pub fn run(args: Args) -> CliResult {
     let target = model_path(&args.target, "target")?;
     let draft = model_path(&args.draft, "draft")?;
     if !args.temperature.is_finite() || args.temperature < 0.0 {
-        return Err(CliError::user(format!("--temperature must be >= 0, got {}", args.temperature)));
+        return Err(CliError::user(format!(
+            "--temperature must be >= 0, got {}",
+            args.temperature
+        )));
     }
     if args.width == 0 || args.width > 64 {
         return Err(CliError::user("--width must be between 1 and 64"));
@@ -63,18 +66,32 @@ pub fn run(args: Args) -> CliResult {
     let mut supervisor = supervisor()?;
     let quiet = args.json;
     let mut on_event = |e: &Event| {
-        if let (false, Event::Progress { phase, fraction, .. }) = (quiet, e) {
+        if let (
+            false,
+            Event::Progress {
+                phase, fraction, ..
+            },
+        ) = (quiet, e)
+        {
             eprint!("\r{phase}: {:>3.0}%", fraction * 100.0);
         }
     };
-    let result = supervisor.run(job, &CancelFlag::new(), &mut on_event).map_err(worker_error)?;
+    let result = supervisor
+        .run(job, &CancelFlag::new(), &mut on_event)
+        .map_err(worker_error)?;
     if !quiet {
         eprintln!();
     }
     let JobResult::Acceptance(r) = result else {
-        return Err(CliError::Failure(anyhow::anyhow!("the worker answered with another job's result")));
+        return Err(CliError::Failure(anyhow::anyhow!(
+            "the worker answered with another job's result"
+        )));
     };
-    let mode = if r.temperature == 0.0 { "greedy" } else { "sampling" };
+    let mode = if r.temperature == 0.0 {
+        "greedy"
+    } else {
+        "sampling"
+    };
     if args.json {
         println!(
             "{}",
@@ -88,7 +105,10 @@ pub fn run(args: Args) -> CliResult {
             })
         );
     } else {
-        println!("{mode} acceptance over {} positions of {n_prompts} prompts:", r.positions);
+        println!(
+            "{mode} acceptance over {} positions of {n_prompts} prompts:",
+            r.positions
+        );
         for (k, p) in r.acceptance.iter().enumerate() {
             println!("  p[{}] = {p:.4}", k + 1);
         }

@@ -18,8 +18,8 @@ use canopy_worker::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{model_path, supervisor, worker_error};
-use crate::prompts::load_prompts;
 use crate::error::{CliError, CliResult};
+use crate::prompts::load_prompts;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -16,9 +16,9 @@ use canopy_worker::{
 use serde_json::{json, Value};
 
 use crate::cmd::profile::{ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
-use crate::prompts::load_prompts;
 use crate::engine::{model_path, supervisor, worker_error};
 use crate::error::{CliError, CliResult};
+use crate::prompts::load_prompts;
 
 /// Children per node in the trees the engine builds for `tree:N` (see canopy-llama).
 const ENGINE_MAX_BRANCH: usize = 16;

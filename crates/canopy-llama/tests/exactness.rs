@@ -254,7 +254,12 @@ fn margin_at(model: &LlamaModel, prompt_tokens: &[Token], output: &[Token], i: u
     context.extend(&output[..i]);
     let (&last, before) = context.split_last().unwrap();
     s.prefill(before).unwrap();
-    s.decode(&[NodeIn { token: last, parent: None, logits: true }]).unwrap();
+    s.decode(&[NodeIn {
+        token: last,
+        parent: None,
+        logits: true,
+    }])
+    .unwrap();
     margin(s.logits(0))
 }
 
@@ -277,8 +282,13 @@ fn assert_same_or_near_tie(
         }
         Some(i) => {
             let m = margin_at(model, p, plain, i);
-            println!("{what}: diverges at output token {i}, where the target's top-2 margin is {m:.4}");
-            assert!(m < tie, "{what}: divergence at token {i} with a clear margin {m}: not a near tie");
+            println!(
+                "{what}: diverges at output token {i}, where the target's top-2 margin is {m:.4}"
+            );
+            assert!(
+                m < tie,
+                "{what}: divergence at token {i} with a clear margin {m}: not a near tie"
+            );
             false
         }
     }
@@ -291,38 +301,83 @@ fn next_logits_diff(model: &LlamaModel, p: &[Token], nodes: &[NodeIn], path: &[u
     t.prefill(p).unwrap();
     t.decode(nodes).unwrap();
     t.commit(path).unwrap();
-    t.decode(&[NodeIn { token: 1000, parent: None, logits: true }]).unwrap();
+    t.decode(&[NodeIn {
+        token: 1000,
+        parent: None,
+        logits: true,
+    }])
+    .unwrap();
     let mut r = tree(model, 1024);
     r.prefill(p).unwrap();
     let kept: Vec<Token> = path.iter().map(|&v| nodes[v].token).collect();
     r.prefill(&kept).unwrap();
-    r.decode(&[NodeIn { token: 1000, parent: None, logits: true }]).unwrap();
-    r.logits(0).iter().zip(t.logits(0)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    r.decode(&[NodeIn {
+        token: 1000,
+        parent: None,
+        logits: true,
+    }])
+    .unwrap();
+    r.logits(0)
+        .iter()
+        .zip(t.logits(0))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn kept_paths_leave_the_cache_holding_exactly_the_kept_tokens() {
     let model = load(&model_path("smollm2-135m"));
     let p = prompt(&model, "What is the capital of France?");
-    let n = |token, parent| NodeIn { token, parent, logits: true };
-    let tree6 = [n(500, None), n(501, Some(0)), n(601, Some(0)), n(502, Some(1)), n(602, Some(2)), n(503, Some(3))];
-    let fork = [n(500, None), n(501, Some(0)), n(502, Some(1)), n(602, Some(1))];
+    let n = |token, parent| NodeIn {
+        token,
+        parent,
+        logits: true,
+    };
+    let tree6 = [
+        n(500, None),
+        n(501, Some(0)),
+        n(601, Some(0)),
+        n(502, Some(1)),
+        n(602, Some(2)),
+        n(503, Some(3)),
+    ];
+    let fork = [
+        n(500, None),
+        n(501, Some(0)),
+        n(502, Some(1)),
+        n(602, Some(1)),
+    ];
     // When every dropped cell lies after the kept ones, the cells stay in position order:
     // bit-identical.
-    let in_order: [(&[NodeIn], &[usize]); 4] =
-        [(&tree6, &[0, 1]), (&tree6, &[0]), (&tree6, &[]), (&fork, &[0, 1, 2])];
+    let in_order: [(&[NodeIn], &[usize]); 4] = [
+        (&tree6, &[0, 1]),
+        (&tree6, &[0]),
+        (&tree6, &[]),
+        (&fork, &[0, 1, 2]),
+    ];
     for (nodes, path) in in_order {
         let d = next_logits_diff(&model, &p, nodes, path);
-        assert!(d == 0.0, "keeping {path:?} of a {}-node tree: next logits off by {d}", nodes.len());
+        assert!(
+            d == 0.0,
+            "keeping {path:?} of a {}-node tree: next logits off by {d}",
+            nodes.len()
+        );
     }
     // Otherwise the next token lands in a freed cell below a kept one and the same cells are
     // attended in another order. A wrong mask would be off by whole logits (several units);
     // the summation order moves them by well under one.
-    let reordered: [(&[NodeIn], &[usize]); 4] =
-        [(&tree6, &[0, 1, 3, 5]), (&tree6, &[0, 2, 4]), (&tree6, &[0, 2]), (&fork, &[0, 1, 3])];
+    let reordered: [(&[NodeIn], &[usize]); 4] = [
+        (&tree6, &[0, 1, 3, 5]),
+        (&tree6, &[0, 2, 4]),
+        (&tree6, &[0, 2]),
+        (&fork, &[0, 1, 3]),
+    ];
     for (nodes, path) in reordered {
         let d = next_logits_diff(&model, &p, nodes, path);
-        println!("keeping {path:?} of a {}-node tree: next logits differ by {d:.4}", nodes.len());
+        println!(
+            "keeping {path:?} of a {}-node tree: next logits differ by {d:.4}",
+            nodes.len()
+        );
         assert!(d < 1.0, "keeping {path:?}: next logits off by {d}");
     }
 }
@@ -339,7 +394,11 @@ fn greedy_speculation_equals_target_only_with_a_real_draft() {
     ] {
         let p = prompt(&target, text);
         let (plain, _) = run_greedy(&target, None, &TreePlan::plain(), &p, 48);
-        for (name, plan) in [("chain:4", chain(&acc(), 4)), ("tree:16", optimal(16)), ("tree:48", optimal(48))] {
+        for (name, plan) in [
+            ("chain:4", chain(&acc(), 4)),
+            ("tree:16", optimal(16)),
+            ("tree:48", optimal(48)),
+        ] {
             let (spec, commits) = run_greedy(&target, Some(&draft), &plan, &p, 48);
             let accepted = spec.sources.iter().filter(|s| **s == Source::Draft).count();
             let rate = accepted as f64 / spec.tokens.len() as f64;
@@ -349,8 +408,14 @@ fn greedy_speculation_equals_target_only_with_a_real_draft() {
                 rate * 100.0
             );
             // A real draft: accepted often, rejected sometimes.
-            assert!(commits < plain.tokens.len(), "{name}: speculation never accepted anything");
-            assert!(commits > 48 / (plan.depth() + 1), "{name}: the draft was never rejected");
+            assert!(
+                commits < plain.tokens.len(),
+                "{name}: speculation never accepted anything"
+            );
+            assert!(
+                commits > 48 / (plan.depth() + 1),
+                "{name}: the draft was never rejected"
+            );
             let what = format!("{text:?} {name}");
             runs += 1;
             if assert_same_or_near_tie(&target, &p, &plain.tokens, &spec.tokens, 0.25, &what) {
@@ -358,8 +423,13 @@ fn greedy_speculation_equals_target_only_with_a_real_draft() {
             }
         }
     }
-    println!("SmolLM2 Q4_1 target, Q4_0 draft: {identical}/{runs} runs identical to target-only output");
-    assert!(identical * 3 >= runs, "only {identical}/{runs} runs identical");
+    println!(
+        "SmolLM2 Q4_1 target, Q4_0 draft: {identical}/{runs} runs identical to target-only output"
+    );
+    assert!(
+        identical * 3 >= runs,
+        "only {identical}/{runs} runs identical"
+    );
 }
 
 /// Top-1 minus top-2 logit.
@@ -381,7 +451,10 @@ fn margin(logits: &[f32]) -> f32 {
 fn qwen_pair_agrees_except_at_near_ties() {
     let target = load(&model_path("qwen2.5-coder-1.5b"));
     let draft = load(&model_path("qwen2.5-coder-0.5b"));
-    let prompts = ["Write a Python function that reverses a string.", "Explain what a hash map is in two sentences."];
+    let prompts = [
+        "Write a Python function that reverses a string.",
+        "Explain what a hash map is in two sentences.",
+    ];
     let max = 32;
     let (mut same, mut total) = (0, 0);
     for text in prompts {

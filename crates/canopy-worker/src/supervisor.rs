@@ -180,9 +180,16 @@ impl Supervisor {
         let Some(running) = self.running.as_mut() else {
             return Err(WorkerError::Protocol("no worker".into()));
         };
-        if writeln!(running.stdin, "{}", json(&Request::Run { id, job: Box::new(job) }))
-            .and_then(|()| running.stdin.flush())
-            .is_err()
+        if writeln!(
+            running.stdin,
+            "{}",
+            json(&Request::Run {
+                id,
+                job: Box::new(job)
+            })
+        )
+        .and_then(|()| running.stdin.flush())
+        .is_err()
         {
             return Err(crashed(running));
         }
