@@ -54,8 +54,9 @@ pub struct Args {
     /// Tokens generated per prompt.
     #[arg(long, default_value_t = 32)]
     pub max_tokens: u32,
-    /// Largest tree (tokens per verification pass) the planner may choose.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=2048))]
+    /// Largest tree (tokens per verification pass) the planner may choose; the engine verifies at
+    /// most 256 (255 leaves, llama.cpp's sequence limit).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub budget: u32,
     /// Deepest tree the planner may choose.
     #[arg(long, default_value_t = 24)]
