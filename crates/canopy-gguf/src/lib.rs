@@ -59,7 +59,7 @@ pub use header::{GgufHeader, MetadataEntry, TensorInfo};
 pub use info::{ModelInfo, QuantShare};
 pub use types::{file_type_name, GgmlType, ValueType};
 pub use value::{Array, Value};
-pub use vocab::{compare_vocab, fingerprint, VocabMismatch, Vocabulary};
+pub use vocab::{compare_vocab, fingerprint, VocabMismatch, Vocabulary, MAX_VOCAB_SIZE_DIFFERENCE};
 pub use writer::GgufWriter;
 
 /// The alignment of tensor data when `general.alignment` is absent.

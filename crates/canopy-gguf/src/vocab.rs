@@ -81,8 +81,9 @@ pub enum VocabMismatch {
         /// Its text in the second.
         b: String,
     },
-    /// One vocabulary has more tokens than the other (the shared ids all agree).
-    #[error("the vocabularies have different sizes: {a} vs {b} tokens (the first {} agree)", .a.min(.b))]
+    /// One vocabulary has more tokens than the other by more than
+    /// [`MAX_VOCAB_SIZE_DIFFERENCE`] (the shared ids all agree).
+    #[error("the vocabularies have different sizes: {a} vs {b} tokens (the first {} agree; at most {} extra padding tokens are allowed)", .a.min(.b), MAX_VOCAB_SIZE_DIFFERENCE)]
     Size {
         /// Tokens in the first vocabulary.
         a: usize,
@@ -124,10 +125,16 @@ fn show_id(id: &Option<u32>) -> String {
     id.map_or_else(|| "none".to_owned(), |id| id.to_string())
 }
 
+/// Vocabularies of one family are often padded to different sizes (Qwen2.5 0.5B and 72B differ by
+/// 128 padding tokens); like llama.cpp's speculative decoding, a pair is accepted when every shared
+/// id agrees and the sizes differ by at most this much. The engine never lets the draft propose an
+/// id outside the target's vocabulary.
+pub const MAX_VOCAB_SIZE_DIFFERENCE: usize = 128;
+
 /// Checks that a draft and a target tokenize the same way, so that token ids can pass between them.
 ///
 /// Compares, in this order: that both have tokens, the tokenizer model, the token texts over the
-/// shared ids (reporting the first differing id with both texts), the number of tokens, BOS and EOS.
+/// shared ids (reporting the first differing id with both texts), the number of tokens (at most [`MAX_VOCAB_SIZE_DIFFERENCE`] apart), BOS and EOS.
 ///
 /// Fails with the first [`VocabMismatch`] found.
 pub fn compare_vocab(a: &Vocabulary, b: &Vocabulary) -> Result<(), VocabMismatch> {
@@ -156,7 +163,7 @@ pub fn compare_vocab(a: &Vocabulary, b: &Vocabulary) -> Result<(), VocabMismatch
             b: tb.clone(),
         });
     }
-    if a.tokens.len() != b.tokens.len() {
+    if a.tokens.len().abs_diff(b.tokens.len()) > MAX_VOCAB_SIZE_DIFFERENCE {
         return Err(VocabMismatch::Size {
             a: a.tokens.len(),
             b: b.tokens.len(),
@@ -213,10 +220,23 @@ mod tests {
             "the vocabularies differ at token 1: 'b' vs 'x\\ny'"
         );
 
-        b = vocab(&["a", "b"]);
+        // Padding differences up to MAX_VOCAB_SIZE_DIFFERENCE are accepted, larger ones refused.
+        let padded: Vec<String> = (0..3 + MAX_VOCAB_SIZE_DIFFERENCE)
+            .map(|i| {
+                ["a", "b", "c"]
+                    .get(i)
+                    .map_or(format!("[PAD{i}]"), |t| t.to_string())
+            })
+            .collect();
+        b = Vocabulary {
+            tokens: padded.clone(),
+            ..vocab(&[])
+        };
+        assert_eq!(compare_vocab(&a, &b), Ok(()));
+        b.tokens.push("[PAD-extra]".into());
         assert_eq!(
             compare_vocab(&a, &b).unwrap_err().to_string(),
-            "the vocabularies have different sizes: 3 vs 2 tokens (the first 2 agree)"
+            "the vocabularies have different sizes: 3 vs 132 tokens (the first 3 agree; at most 128 extra padding tokens are allowed)"
         );
 
         b = vocab(&["a", "b", "c"]);

@@ -227,7 +227,8 @@ pub fn generate(
 
         let (walk, tokens) = if let (true, Some(d)) = (speculate, draft.as_deref_mut()) {
             let t0 = Instant::now();
-            let drafted = draft_tree(d, &mut draft_pending, &plan, &cfg.sampling, &mut rng)
+            let vocab = target.n_vocab();
+            let drafted = draft_tree(d, &mut draft_pending, &plan, &cfg.sampling, vocab, &mut rng)
                 .map_err(GenError::Draft)?;
             let t1 = Instant::now();
             let walk = verify_tree(target, &drafted.tree, &drafted.q, &cfg.sampling, &mut rng)?;
@@ -303,12 +304,13 @@ struct Drafted {
 }
 
 /// Grows the tree of `plan` level by level: one draft decode per level, over the nodes of that
-/// level that get children.
+/// level that get children. Only ids below `vocab` (the target's vocabulary size) are proposed.
 fn draft_tree(
     draft: &mut dyn TreeModel,
     pending: &mut Vec<Token>,
     plan: &TreePlan,
     sampling: &SamplingConfig,
+    vocab: usize,
     rng: &mut ChaCha20Rng,
 ) -> Result<Drafted, ModelError> {
     // A long pending chain (after plain steps) goes into the prefix first.
@@ -350,6 +352,7 @@ fn draft_tree(
                 continue;
             };
             let logits = draft.logits(row);
+            let logits = &logits[..logits.len().min(vocab)];
             let kids = if sampling.is_greedy() {
                 greedy_children(logits, count as usize)
             } else {

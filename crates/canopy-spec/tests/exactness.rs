@@ -309,3 +309,31 @@ fn kv_state_after_each_step_matches_committed_tokens() {
     assert_eq!(t.pending_len(), 0);
     assert_eq!(d.prefix[..], all[..d.prefix.len()]);
 }
+
+#[test]
+fn a_draft_with_a_larger_vocabulary_never_proposes_ids_the_target_lacks() {
+    // The draft's extra ids (padding in real pairs) dominate its logits here; the target must
+    // still only ever see ids of its own vocabulary, and greedy output stays the target's.
+    let plain = run(&TreePlan::plain(), false, SamplingConfig::GREEDY, 0, 40);
+    let mut t = target();
+    let mut d = FakeModel::new(VOCAB + 4, 11, 3.0).with_noise(2.5, 99);
+    d.boost_above = Some(VOCAB);
+    let mut policy = FixedPolicy::new(tree(16, 4, 4), "t");
+    let mut sink = Collect::default();
+    let cfg = GenConfig {
+        sampling: SamplingConfig::GREEDY,
+        max_tokens: 40,
+        seed: 0,
+    };
+    generate(
+        &mut t,
+        Some(&mut d),
+        &[1, 2, 3],
+        &cfg,
+        &mut policy,
+        &mut sink,
+    )
+    .unwrap();
+    assert_eq!(sink.tokens, plain.tokens);
+    assert!(t.max_token_seen < VOCAB as Token);
+}

@@ -20,6 +20,10 @@ pub struct FakeModel {
     pending: Vec<(Token, Option<usize>)>,
     rows: Vec<Vec<f32>>,
     pub decodes: usize,
+    /// Ids at or above this get the largest logits (a draft whose padding ids dominate).
+    pub boost_above: Option<usize>,
+    /// Largest token id passed to `decode`.
+    pub max_token_seen: Token,
 }
 
 fn mix(mut h: u64) -> u64 {
@@ -47,6 +51,8 @@ impl FakeModel {
             pending: Vec::new(),
             rows: Vec::new(),
             decodes: 0,
+            boost_above: None,
+            max_token_seen: 0,
         }
     }
 
@@ -71,7 +77,11 @@ impl FakeModel {
                 } else {
                     0.0
                 };
-                base + noise
+                let boost = match self.boost_above {
+                    Some(limit) if v >= limit => 100.0,
+                    _ => 0.0,
+                };
+                base + noise + boost
             })
             .collect()
     }
@@ -121,6 +131,7 @@ impl TreeModel for FakeModel {
         }
         self.rows.clear();
         for n in nodes {
+            self.max_token_seen = self.max_token_seen.max(n.token);
             if let Some(p) = n.parent {
                 assert!(p < self.pending.len(), "parent after child");
             }
