@@ -142,8 +142,11 @@ impl AutoPolicy {
             .ok()
             .and_then(|acc| choose(&acc, &self.costs, &self.limits).ok())
             .map_or_else(TreePlan::plain, |choice| choice.plan);
-        self.history
-            .push(format!("tree:{} (depth {})", plan.budget(), plan.depth()));
+        self.history.push(if plan.budget() == 1 {
+            "none".to_owned()
+        } else {
+            format!("tree:{} (depth {})", plan.budget(), plan.depth())
+        });
         self.plan = plan;
     }
 
