@@ -187,10 +187,7 @@ pub fn now_rfc3339() -> String {
 ///
 /// Fails with [`HwError::NoDataDir`] when neither is available.
 pub fn profiles_dir() -> Result<PathBuf, HwError> {
-    let home = match std::env::var_os("CANOPY_HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home),
-        None => dirs::data_dir().ok_or(HwError::NoDataDir)?.join("canopy"),
-    };
+    let home = canopy_store::data_dir().map_err(|_| HwError::NoDataDir)?;
     Ok(home.join("profiles"))
 }
 

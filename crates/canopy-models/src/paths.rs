@@ -17,12 +17,7 @@ const TEST_MODELS_JSON: &str = include_str!("../../../assets/test-models.json");
 ///
 /// Fails when `CANOPY_HOME` is unset and the platform has no data directory (no home directory).
 pub fn data_dir() -> Result<PathBuf, ModelsError> {
-    if let Some(home) = std::env::var_os("CANOPY_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(home));
-    }
-    dirs::data_dir()
-        .map(|d| d.join("canopy"))
-        .ok_or(ModelsError::NoDataDir)
+    canopy_store::data_dir().map_err(|_| ModelsError::NoDataDir)
 }
 
 /// `<data dir>/models`: where imported and downloaded models are kept.
