@@ -125,9 +125,11 @@ fn quick_profile_is_measured_saved_and_used_by_plan_and_generate() {
         stderr.contains(&format!("planning with profile {name}")),
         "{stderr}"
     );
+    // With the same model as draft, a CPU-bound machine may rightly find plain decoding best
+    // (every drafted token costs a full pass); either way the plan is the planner's choice.
     let chosen = result["plan"].as_str().unwrap();
     assert!(
-        chosen.starts_with("auto: ") && chosen.contains("tree:"),
+        chosen == "auto: none" || chosen.starts_with("auto: tree:"),
         "{chosen}"
     );
     assert!(result["tokens"].as_u64().unwrap() >= 1);
