@@ -82,13 +82,16 @@ fn a_lone_model_gets_a_reason_not_an_empty_list() {
     assert!(pairing.candidates.is_empty());
     assert!(pairing.note.unwrap().contains("no other model"));
 
-    // Same vocabulary but a different tokenizer size, and a copy of the same bytes.
+    // The same first tokens, but more extra tokens than padding explains (more than 128).
+    let longer: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|t| t.to_string())
+        .chain((0..=canopy_gguf::MAX_VOCAB_SIZE_DIFFERENCE).map(|i| format!("extra{i}")))
+        .collect();
+    let longer: Vec<&str> = longer.iter().map(String::as_str).collect();
     let b = lib
         .import(
-            &write(
-                &src.path().join("b.gguf"),
-                &small_gguf(&["a", "b", "c"], 64),
-            ),
+            &write(&src.path().join("b.gguf"), &small_gguf(&longer, 64)),
             ImportMode::Reference,
         )
         .unwrap();
