@@ -180,6 +180,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Unloads every model a job does not need, so that switching models never holds two big
+    /// targets in memory at once.
+    fn keep_only(&mut self, needed: &[Option<(&Path, Placement)>]) {
+        self.models.retain(|(path, placement), _| {
+            needed
+                .iter()
+                .flatten()
+                .any(|(p, pl)| *p == path.as_path() && pl == placement)
+        });
+    }
+
     fn model(&self, path: &Path, placement: Placement) -> &LlamaModel {
         &self.models[&(path.to_path_buf(), placement)]
     }
@@ -286,6 +297,10 @@ impl Engine {
             Self::check_pair(&req.target, d)?;
         }
         events.progress("loading target", 0.0);
+        self.keep_only(&[
+            Some((&req.target, req.placement)),
+            draft_path.as_deref().map(|d| (d, Placement::Gpu)),
+        ]);
         self.load(&req.target, req.placement, "target")?;
         if let Some(d) = &draft_path {
             events.progress("loading draft", 0.5);
@@ -440,6 +455,10 @@ impl Engine {
             return Err(user("repeats must be at least 1"));
         }
         check_model_file(&req.target, "target")?;
+        self.keep_only(&[
+            Some((&req.target, req.placement)),
+            req.draft.as_deref().map(|d| (d, Placement::Gpu)),
+        ]);
         self.load(&req.target, req.placement, "target")?;
         if let Some(d) = &req.draft {
             check_model_file(d, "draft")?;
@@ -512,6 +531,10 @@ impl Engine {
         check_model_file(&req.target, "target")?;
         check_model_file(&req.draft, "draft")?;
         Self::check_pair(&req.target, &req.draft)?;
+        self.keep_only(&[
+            Some((&req.target, Placement::Cpu)),
+            Some((&req.draft, Placement::Gpu)),
+        ]);
         self.load(&req.target, Placement::Cpu, "target")?;
         self.load(&req.draft, Placement::Gpu, "draft")?;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(req.seed);
