@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use canopy_spec::SamplingConfig;
 use canopy_worker::{Placement, Sampling, Supervisor, WorkerCommand, WorkerError};
 
 use crate::error::CliError;
@@ -67,18 +68,7 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     /// Validated sampling settings.
     pub fn sampling(&self) -> Result<Sampling, CliError> {
-        if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return Err(CliError::user(format!(
-                "--temperature must be a number >= 0, got {}",
-                self.temperature
-            )));
-        }
-        if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
-            return Err(CliError::user(format!(
-                "--top-p must be in (0, 1], got {}",
-                self.top_p
-            )));
-        }
+        check_sampling(self.temperature, self.top_k, self.top_p)?;
         Ok(Sampling {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -86,6 +76,18 @@ impl SamplingArgs {
             seed: self.seed,
         })
     }
+}
+
+/// Checks sampling flags with the engine's own rules ([`SamplingConfig::validate`]), naming the
+/// flag in the message.
+pub fn check_sampling(temperature: f32, top_k: u32, top_p: f32) -> Result<(), CliError> {
+    SamplingConfig {
+        temperature,
+        top_k,
+        top_p,
+    }
+    .validate()
+    .map_err(|e| CliError::user(format!("--{e}")))
 }
 
 /// Parses `--placement cpu|stream|gpu|layers:N`.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use canopy_worker::{AcceptanceRequest, CancelFlag, Event, Job, JobResult};
 use serde_json::json;
 
-use crate::engine::{model_path, supervisor, worker_error};
+use crate::engine::{check_sampling, model_path, supervisor, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -40,12 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let target = model_path(&args.target, "target")?;
     let draft = model_path(&args.draft, "draft")?;
-    if !args.temperature.is_finite() || args.temperature < 0.0 {
-        return Err(CliError::user(format!(
-            "--temperature must be >= 0, got {}",
-            args.temperature
-        )));
-    }
+    check_sampling(args.temperature, 0, 1.0)?;
     if args.width == 0 || args.width > 64 {
         return Err(CliError::user("--width must be between 1 and 64"));
     }

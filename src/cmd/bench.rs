@@ -9,7 +9,7 @@ use canopy_worker::{
 };
 use serde_json::json;
 
-use crate::engine::{model_path, placement, supervisor, worker_error};
+use crate::engine::{check_sampling, model_path, placement, supervisor, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -99,12 +99,7 @@ fn one(
 pub fn run(args: Args) -> CliResult {
     model_path(&args.target, "target")?;
     model_path(&args.draft, "draft")?;
-    if !args.temperature.is_finite() || args.temperature < 0.0 {
-        return Err(CliError::user(format!(
-            "--temperature must be >= 0, got {}",
-            args.temperature
-        )));
-    }
+    check_sampling(args.temperature, 0, 1.0)?;
     if args.max_tokens == 0 {
         return Err(CliError::user("--max-tokens must be at least 1"));
     }

@@ -153,12 +153,13 @@ impl Engine {
         })
     }
 
+    /// Loads a model once per (file, placement). Callers validate the file with
+    /// [`check_model_file`] first, on every job, so a file replaced on disk is noticed.
     fn load(&mut self, path: &Path, placement: Placement, what: &str) -> Result<(), HandlerError> {
         let key = (path.to_path_buf(), placement);
         if self.models.contains_key(&key) {
             return Ok(());
         }
-        check_model_file(path, what)?;
         let params = match placement {
             Placement::Cpu => LlamaModelParams::default().with_n_gpu_layers(0),
             // Pinned host buffers (no mmap) so that streamed weights cross PCIe at full speed.
