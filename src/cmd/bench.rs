@@ -38,6 +38,10 @@ pub struct Args {
     pub temperature: f32,
     #[arg(long, default_value = "cpu")]
     pub placement: String,
+    /// Also run every chain and tree with freed KV cells refilled out of position order (the
+    /// layout before exact caching), to show what exactness costs.
+    #[arg(long)]
+    pub refill_cells: bool,
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -48,10 +52,31 @@ pub struct Args {
 
 struct Row {
     plan: String,
+    refill: bool,
     tps: Vec<f64>,
     accepted: Vec<f64>,
     chosen: Vec<String>,
     same_text: usize,
+    /// Where greedy output left target-only output: (prompt, token index, target's top-2 margin).
+    divergences: Vec<(usize, usize, Option<f32>)>,
+}
+
+impl Row {
+    fn label(&self) -> String {
+        if self.refill {
+            format!("{} refill", self.plan)
+        } else {
+            self.plan.clone()
+        }
+    }
+}
+
+/// The first index where two token sequences differ (the shorter length when one is a prefix).
+fn first_difference(a: &[i32], b: &[i32]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -70,6 +95,7 @@ fn one(
     place: Placement,
     prompt: &str,
     plan: &str,
+    refill: bool,
 ) -> CliResult<GenerateResult> {
     let request = GenerateRequest {
         target: args.target.clone(),
@@ -91,6 +117,7 @@ fn one(
         placement: place,
         acceptance: None,
         costs: None,
+        refill_freed_cells: refill,
     };
     sup.generate(request, &CancelFlag::new(), &mut |_, _| {})
         .map_err(worker_error)
@@ -112,29 +139,37 @@ pub fn run(args: Args) -> CliResult {
     plans.extend(args.chains.iter().map(|k| format!("chain:{k}")));
     plans.extend(args.budgets.iter().map(|n| format!("tree:{n}")));
     plans.push("auto".to_owned());
-    let mut rows: Vec<Row> = plans
-        .iter()
-        .map(|p| Row {
-            plan: p.clone(),
-            tps: vec![],
-            accepted: vec![],
-            chosen: vec![],
-            same_text: 0,
-        })
-        .collect();
+    let row = |plan: &String, refill: bool| Row {
+        plan: plan.clone(),
+        refill,
+        tps: vec![],
+        accepted: vec![],
+        chosen: vec![],
+        same_text: 0,
+        divergences: vec![],
+    };
+    let mut rows: Vec<Row> = plans.iter().map(|p| row(p, false)).collect();
+    if args.refill_cells {
+        let speculative = plans.iter().filter(|p| p.starts_with("chain") || p.starts_with("tree"));
+        rows.extend(speculative.map(|p| row(p, true)).collect::<Vec<_>>());
+    }
 
     let mut sup = supervisor()?;
     // Load both models and let `auto` calibrate before anything is timed.
     eprintln!("warming up (loading models, calibrating auto) ...");
-    one(&mut sup, &args, place, "Hello", "auto")?;
+    one(&mut sup, &args, place, "Hello", "auto", false)?;
     for (i, prompt) in prompts.iter().enumerate() {
-        let mut reference = None;
+        let mut reference: Option<GenerateResult> = None;
         for row in &mut rows {
             eprint!("\rprompt {}/{}: {:<12}", i + 1, prompts.len(), row.plan);
-            let r = one(&mut sup, &args, place, prompt, &row.plan)?;
-            let reference = reference.get_or_insert_with(|| r.text.clone());
-            if *reference == r.text {
+            let r = one(&mut sup, &args, place, prompt, &row.plan, row.refill)?;
+            let reference = reference.get_or_insert_with(|| r.clone());
+            if reference.text == r.text {
                 row.same_text += 1;
+            } else {
+                let at = first_difference(&reference.token_ids, &r.token_ids);
+                row.divergences
+                    .push((i, at, reference.margins.get(at).copied()));
             }
             row.tps.push(r.tokens_per_second);
             row.accepted.push(r.mean_accepted_per_step);
@@ -149,11 +184,17 @@ pub fn run(args: Args) -> CliResult {
         .map(|r| {
             json!({
                 "plan": r.plan,
+                "refill_freed_cells": r.refill,
                 "median_tokens_per_second": median(&r.tps),
                 "ratio_to_target_only": if base > 0.0 { median(&r.tps) / base } else { 0.0 },
                 "mean_accepted_per_step": median(&r.accepted),
                 "tokens_per_second": r.tps,
                 "same_text_as_target_only": r.same_text,
+                "divergences": r.divergences.iter().map(|&(prompt, token, margin)| json!({
+                    "prompt": prompt,
+                    "token": token,
+                    "target_top2_margin": margin,
+                })).collect::<Vec<_>>(),
                 "chosen": r.chosen.last(),
             })
         })
@@ -183,7 +224,7 @@ pub fn run(args: Args) -> CliResult {
     for (r, v) in rows.iter().zip(&results) {
         println!(
             "{:<14} {:>10.2} {:>7.2}x {:>10.2} {:>5}/{:<3}  {}",
-            r.plan,
+            r.label(),
             v["median_tokens_per_second"].as_f64().unwrap_or(0.0),
             v["ratio_to_target_only"].as_f64().unwrap_or(0.0),
             v["mean_accepted_per_step"].as_f64().unwrap_or(0.0),
@@ -191,6 +232,23 @@ pub fn run(args: Args) -> CliResult {
             prompts.len(),
             r.chosen.last().map(String::as_str).unwrap_or(""),
         );
+    }
+    println!("same text as target-only:");
+    for r in &rows {
+        let at: Vec<String> = r
+            .divergences
+            .iter()
+            .map(|&(prompt, token, margin)| match margin {
+                Some(m) => format!("prompt {} token {token} (margin {m:.3})", prompt + 1),
+                None => format!("prompt {} token {token}", prompt + 1),
+            })
+            .collect();
+        let detail = if at.is_empty() {
+            String::new()
+        } else {
+            format!("; diverges at {}", at.join(", "))
+        };
+        println!("  {}: {}/{}{detail}", r.label(), r.same_text, prompts.len());
     }
     Ok(())
 }

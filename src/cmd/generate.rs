@@ -96,6 +96,7 @@ pub fn run(args: Args) -> CliResult {
         placement,
         acceptance,
         costs,
+        refill_freed_cells: false,
     };
     let mut supervisor = supervisor()?;
     let cancel = CancelFlag::new();

@@ -183,6 +183,7 @@ pub fn run(args: Args) -> CliResult {
                         placement: Placement::Cpu,
                         acceptance: Some(acc.as_slice().to_vec()),
                         costs: None,
+                        refill_freed_cells: false,
                     },
                     &cancel,
                     &mut |_, _| {},

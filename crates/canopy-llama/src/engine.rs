@@ -21,7 +21,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use rand::SeedableRng;
 
 use crate::text::TextSink;
-use crate::tree::{LlamaTree, MAX_SEQ};
+use crate::tree::{CellReuse, LlamaTree, MAX_SEQ};
 
 /// Acceptance vector assumed before anything was measured (a typical small draft of the same family).
 pub const DEFAULT_ACCEPTANCE: [f64; 4] = [0.6, 0.1, 0.04, 0.02];
@@ -103,6 +103,9 @@ impl PlanKind {
 pub const MAX_TREE: usize = MAX_SEQ;
 /// Largest tree `auto` considers (the calibration may stop earlier).
 const AUTO_MAX_BUDGET: usize = MAX_TREE;
+/// Deepest tree any plan builds (`auto` plans up to 24 levels, `chain:K` and `tree:N` are capped
+/// by the batch); also the most accepted tokens one commit can hand to the next pass.
+const MAX_DEPTH: usize = 255;
 
 fn user(msg: impl Into<String>) -> HandlerError {
     HandlerError::user(msg)
@@ -332,12 +335,21 @@ impl Engine {
                 req.max_tokens
             )));
         }
-        let n_batch = MIN_BATCH.max(kind.largest_tree());
+        // Room for the largest tree plus the accepted tokens a commit may hand to the next pass.
+        let n_batch = MIN_BATCH.max(kind.largest_tree() + MAX_DEPTH);
+        let reuse = if req.refill_freed_cells {
+            CellReuse::Refill
+        } else {
+            CellReuse::Ordered
+        };
         let mut target = LlamaTree::create(backend, threads, target_model, n_ctx, n_batch)?;
+        target.set_cell_reuse(reuse);
         let mut draft = match &draft_path {
             Some(d) => {
                 let model = &models[&(d.clone(), Placement::Gpu)];
-                Some(LlamaTree::create(backend, threads, model, n_ctx, n_batch)?)
+                let mut tree = LlamaTree::create(backend, threads, model, n_ctx, n_batch)?;
+                tree.set_cell_reuse(reuse);
+                Some(tree)
             }
             None => None,
         };
@@ -444,6 +456,8 @@ impl Engine {
             draft_ms: stats.draft_secs * 1e3,
             verify_ms: stats.verify_secs * 1e3,
             provenance: sink.provenance.clone(),
+            token_ids: sink.tokens.clone(),
+            margins: stats.margins.iter().take(sink.tokens.len()).copied().collect(),
         })
     }
 

@@ -17,6 +17,8 @@ pub struct TextSink<'a> {
     /// Everything sent.
     pub text: String,
     pub provenance: Vec<WireSource>,
+    /// The ids of the output tokens, one per provenance entry.
+    pub tokens: Vec<Token>,
 }
 
 impl<'a> TextSink<'a> {
@@ -29,6 +31,7 @@ impl<'a> TextSink<'a> {
             held: String::new(),
             text: String::new(),
             provenance: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 
@@ -95,6 +98,7 @@ impl TokenSink for TextSink<'_> {
             Source::Target => WireSource::Target,
         };
         self.provenance.push(wire);
+        self.tokens.push(token);
         if let Some(at) = self
             .stop
             .iter()
@@ -104,6 +108,7 @@ impl TokenSink for TextSink<'_> {
             let before = self.held[..at].to_owned();
             self.held.clear();
             self.provenance.pop();
+            self.tokens.pop();
             self.send(before, Vec::new());
             return Flow::Stop(StopReason::Stop);
         }

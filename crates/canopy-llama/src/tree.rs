@@ -5,6 +5,23 @@
 //! the unified KV cache); a node is tagged with the sequences of every leaf below it, so the
 //! attention mask lets it see exactly its ancestors. Committing copies the accepted path's cells
 //! into sequence 0 and clears every other sequence.
+//!
+//! # Cells in position order
+//!
+//! llama.cpp's CPU attention visits a sequence's cells in cell order, so the same tokens held in
+//! other cells give other rounding. Target-only decoding holds position p in cell p; to give the
+//! same logits, every sequence's cells must be in position order too. This adapter keeps the
+//! invariant *the committed prefix fills cells `0..n` in position order and no other cell is in
+//! use* between steps:
+//!
+//! - a decode lays its nodes out depth first, first child first, so the draft's first-choice
+//!   chain occupies the first cells of the tree (llama.cpp gives a batch the first free cells in
+//!   batch order);
+//! - a commit keeps the accepted nodes only as long as they are the tree's first cells; it drops
+//!   every other cell, and the rest of the accepted path (the *backlog*) is decoded again at the
+//!   head of the next decode or prefill, where it lands in the next cells in position order.
+//!
+//! [`LlamaTree::cells`] reads the cache's cells back from llama.cpp to check this.
 
 use std::collections::HashMap;
 
@@ -13,6 +30,7 @@ use std::num::NonZeroU32;
 
 use canopy_worker::HandlerError;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -24,10 +42,35 @@ pub const MAX_SEQ: usize = 256;
 
 #[derive(Clone, Debug)]
 struct Pending {
+    token: Token,
     pos: i32,
     parent: Option<usize>,
     /// A sequence that holds this node's root-to-node path (and possibly deeper nodes).
     seq: i32,
+    /// The cell this node got, counted from the first cell after the committed prefix.
+    slot: usize,
+}
+
+/// What a commit does with accepted nodes that are not the first cells of the tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CellReuse {
+    /// Drop them and decode them again at the head of the next pass, so that every sequence's
+    /// cells stay in position order: logits bit-identical to target-only decoding where the
+    /// model's kernels are batch-invariant. The default.
+    #[default]
+    Ordered,
+    /// Keep them where they are; later tokens fill the freed cells below them. Saves the
+    /// re-decoded tokens but changes the summation order of attention (logits move by up to
+    /// about 0.4 on SmolLM2). For measuring what [`CellReuse::Ordered`] costs.
+    Refill,
+}
+
+/// One occupied cell of the KV cache, as llama.cpp holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cell {
+    pub pos: i32,
+    /// The sequences the cell belongs to, ascending.
+    pub seqs: Vec<i32>,
 }
 
 /// One llama.cpp context used as a [`TreeModel`].
@@ -37,7 +80,12 @@ pub struct LlamaTree<'m> {
     n_batch: usize,
     n_seq: usize,
     n_vocab: usize,
+    /// Committed tokens, including the backlog.
     n_past: usize,
+    /// Committed tokens whose cells were dropped to keep the cells in position order; decoded at
+    /// the head of the next decode or prefill (positions `n_past - backlog.len()..n_past`).
+    backlog: Vec<Token>,
+    reuse: CellReuse,
     pending: Vec<Pending>,
     /// sequence id -> the pending node at the end of its path.
     tips: HashMap<i32, usize>,
@@ -57,6 +105,8 @@ impl<'m> LlamaTree<'m> {
             n_seq,
             n_vocab,
             n_past: 0,
+            backlog: Vec::new(),
+            reuse: CellReuse::Ordered,
             pending: Vec::new(),
             tips: HashMap::new(),
             rows: Vec::new(),
@@ -96,6 +146,62 @@ impl<'m> LlamaTree<'m> {
         Ok(LlamaTree::new(ctx, model.n_vocab() as usize, MAX_SEQ))
     }
 
+    /// Chooses what commits do with accepted cells out of order (default [`CellReuse::Ordered`]).
+    pub fn set_cell_reuse(&mut self, reuse: CellReuse) {
+        self.reuse = reuse;
+    }
+
+    /// Committed tokens waiting to be decoded again at the head of the next pass.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// The occupied cells of the KV cache in cell order, read back from llama.cpp's own
+    /// serialisation of the cache (its metadata part), for checks of the cell layout.
+    ///
+    /// Only for models with one position per token (not M-RoPE).
+    ///
+    /// # Errors
+    /// When llama.cpp's serialisation is not in the expected layout.
+    pub fn cells(&self) -> Result<Vec<Cell>, ModelError> {
+        let flags = LlamaStateSeqFlags::empty();
+        let size = self.ctx.state_seq_get_size_ext(-1, flags);
+        let mut bytes = vec![0u8; size];
+        // SAFETY: `bytes` holds the `size` bytes llama.cpp just reported for this state, and the
+        // context is not used by anything else in between.
+        let written = unsafe { self.ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), -1, flags) };
+        let bad = || ModelError::Decode("unexpected layout of the KV cache state".into());
+        if written != size {
+            return Err(bad());
+        }
+        let mut at = 0usize;
+        let mut word = || -> Result<u32, ModelError> {
+            let b = bytes.get(at..at + 4).ok_or_else(bad)?;
+            at += 4;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        // llama.cpp's magic and the sequence id (-1: all), one stream (a unified cache), its
+        // cell count and, per cell, the position, the number of sequences and their ids.
+        const MAGIC: u32 = 0xaf14_3cd8;
+        if word()? != MAGIC || word()? != u32::MAX || word()? != 1 {
+            return Err(bad());
+        }
+        let count = word()? as usize;
+        let mut cells = Vec::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            let pos = word()? as i32;
+            let n = word()? as usize;
+            if n > MAX_SEQ {
+                return Err(bad());
+            }
+            let seqs = (0..n)
+                .map(|_| word().map(|s| s as i32))
+                .collect::<Result<Vec<_>, _>>()?;
+            cells.push(Cell { pos, seqs });
+        }
+        Ok(cells)
+    }
+
     /// The underlying context.
     pub fn context(&self) -> &LlamaContext<'m> {
         &self.ctx
@@ -105,6 +211,7 @@ impl<'m> LlamaTree<'m> {
     pub fn reset(&mut self) {
         self.ctx.clear_kv_cache();
         self.n_past = 0;
+        self.backlog.clear();
         self.pending.clear();
         self.tips.clear();
         self.rows.clear();
@@ -153,8 +260,9 @@ impl TreeModel for LlamaTree<'_> {
         self.n_past
     }
 
+    /// The batch size less the backlog, which rides at the head of the next decode.
     fn max_batch(&self) -> usize {
-        self.n_batch
+        self.n_batch - self.backlog.len()
     }
 
     fn prefill(&mut self, tokens: &[Token]) -> Result<(), ModelError> {
@@ -168,16 +276,24 @@ impl TreeModel for LlamaTree<'_> {
                 n_ctx: self.n_ctx(),
             });
         }
-        for chunk in tokens.chunks(self.n_batch) {
+        let start = self.n_past - self.backlog.len();
+        let mut all = std::mem::take(&mut self.backlog);
+        all.extend_from_slice(tokens);
+        for (c, chunk) in all.chunks(self.n_batch).enumerate() {
             self.batch.clear();
             for (i, &t) in chunk.iter().enumerate() {
                 self.batch
-                    .add(LlamaToken(t), pos_of(self.n_past + i), &[0], false)
+                    .add(
+                        LlamaToken(t),
+                        pos_of(start + c * self.n_batch + i),
+                        &[0],
+                        false,
+                    )
                     .map_err(|e| ModelError::Decode(e.to_string()))?;
             }
             self.run_batch()?;
-            self.n_past += chunk.len();
         }
+        self.n_past += tokens.len();
         self.rows.clear();
         Ok(())
     }
@@ -187,10 +303,11 @@ impl TreeModel for LlamaTree<'_> {
             self.rows.clear();
             return Ok(());
         }
-        if nodes.len() > self.n_batch {
+        if self.backlog.len() + nodes.len() > self.n_batch {
             return Err(ModelError::InvalidTree(format!(
-                "{} nodes exceed the batch size {}",
+                "{} nodes (and {} committed tokens decoded again) exceed the batch size {}",
                 nodes.len(),
+                self.backlog.len(),
                 self.n_batch
             )));
         }
@@ -257,22 +374,46 @@ impl TreeModel for LlamaTree<'_> {
             }
         }
         self.batch.clear();
-        self.rows.clear();
+        // The backlog first: committed tokens, seen by every new leaf and kept in sequence 0. A
+        // backlog only exists right after a commit, so every leaf sequence here is new.
+        let start = self.n_past - self.backlog.len();
+        let mut backlog_seqs = claimed.clone();
+        backlog_seqs.push(0);
+        for (j, &t) in self.backlog.iter().enumerate() {
+            self.batch
+                .add(LlamaToken(t), pos_of(start + j), &backlog_seqs, false)
+                .map_err(|e| ModelError::Decode(e.to_string()))?;
+        }
+        let order = depth_first(nodes, base);
+        let mut row = vec![0i32; n];
+        for (k, &i) in order.iter().enumerate() {
+            row[i] = (self.backlog.len() + k) as i32;
+        }
+        // Positions and pending entries in the caller's order; batch rows in depth-first order.
+        let mut pos = vec![0i32; n];
         for (i, node) in nodes.iter().enumerate() {
-            let pos = match node.parent {
+            pos[i] = match node.parent {
+                Some(p) if p >= base => pos[p - base] + 1,
                 Some(p) => self.pending[p].pos + 1,
                 None => pos_of(self.n_past),
             };
-            if node.logits {
-                self.rows.push(i as i32);
-            }
+        }
+        for &i in &order {
             self.batch
-                .add(LlamaToken(node.token), pos, &seqs[i], node.logits)
+                .add(LlamaToken(nodes[i].token), pos[i], &seqs[i], nodes[i].logits)
                 .map_err(|e| ModelError::Decode(e.to_string()))?;
+        }
+        self.rows = (0..n)
+            .filter(|&i| nodes[i].logits)
+            .map(|i| row[i])
+            .collect();
+        for (i, node) in nodes.iter().enumerate() {
             self.pending.push(Pending {
-                pos,
+                token: node.token,
+                pos: pos[i],
                 parent: node.parent,
                 seq: seqs[i][0],
+                slot: base + row[i] as usize - self.backlog.len(),
             });
         }
         for (i, s) in seqs.iter().enumerate() {
@@ -280,7 +421,9 @@ impl TreeModel for LlamaTree<'_> {
                 self.tips.insert(s[0], base + i);
             }
         }
-        self.run_batch()
+        self.run_batch()?;
+        self.backlog.clear();
+        Ok(())
     }
 
     fn logits(&self, i: usize) -> &[f32] {
@@ -300,7 +443,16 @@ impl TreeModel for LlamaTree<'_> {
                 )));
             }
         }
-        if let Some(&last) = path.last() {
+        // Keep the accepted nodes that sit in the tree's first cells; the rest is re-decoded.
+        let kept = match self.reuse {
+            CellReuse::Ordered => path
+                .iter()
+                .enumerate()
+                .take_while(|&(k, &v)| self.pending[v].slot == k)
+                .count(),
+            CellReuse::Refill => path.len(),
+        };
+        if let Some(&last) = path[..kept].last() {
             let node = &self.pending[last];
             let (seq, end) = (node.seq, (node.pos + 1) as u32);
             self.ctx
@@ -314,9 +466,32 @@ impl TreeModel for LlamaTree<'_> {
                     .map_err(|e| ModelError::Decode(e.to_string()))?;
             }
         }
+        self.backlog
+            .extend(path[kept..].iter().map(|&v| self.pending[v].token));
         self.n_past += path.len();
         self.pending.clear();
         self.tips.clear();
         Ok(())
     }
+}
+
+/// The new nodes of one decode (indices into `nodes`) in depth-first order, each node's children
+/// in the caller's order: a first-child chain occupies consecutive batch rows.
+fn depth_first(nodes: &[NodeIn], base: usize) -> Vec<usize> {
+    let n = nodes.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        match node.parent {
+            Some(p) if p >= base => children[p - base].push(i),
+            _ => roots.push(i),
+        }
+    }
+    let mut order = Vec::with_capacity(n);
+    let mut stack: Vec<usize> = roots.into_iter().rev().collect();
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        stack.extend(children[i].iter().rev());
+    }
+    order
 }

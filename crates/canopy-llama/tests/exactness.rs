@@ -2,21 +2,27 @@
 //!
 //! - Tree decoding yields the same logits as decoding each path token by token (SmolLM2 Q4_1 is
 //!   batch-invariant on the CPU).
-//! - Greedy speculative output equals target-only output token for token, with a real draft that
-//!   gets rejected: SmolLM2 re-quantized to Q4_0 by llama.cpp.
-//! - The KV cache after every step holds exactly the committed tokens.
+//! - llama.cpp's attention sums a sequence's cells in cell order, so the cache must hold every
+//!   path in position order: after every decode each sequence's cells hold positions 0, 1, 2, …
+//!   in cell order, and after every commit only the committed prefix is left, in order. Keeping
+//!   a path through a later child (whose cells the next tree would otherwise fill out of order)
+//!   then leaves the next logits bit-identical to decoding afresh.
+//! - Greedy speculative output equals target-only output token for token on every plan, with
+//!   SmolLM2 drafting for itself (every first-choice chain is accepted whole) and with SmolLM2
+//!   re-quantized to Q4_0 as a draft (real rejections).
 //! - On the Qwen2.5-Coder 0.5B → 1.5B pair (quantized kernels that are not batch-invariant) any
 //!   divergence from target-only output must happen at a near tie of the target's logits.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use canopy_llama::tree::{Cell, CellReuse};
 use canopy_llama::{quantize, Engine, LlamaTree, QuantType};
-use canopy_plan::{chain, optimal_tree, Acceptance, Limits, TreePlan};
+use canopy_plan::{chain, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
 use canopy_spec::sampling::SamplingConfig;
 use canopy_spec::{
-    generate, FixedPolicy, Flow, GenConfig, ModelError, NodeIn, Source, StopReason, Token,
-    TokenSink, TreeModel,
+    generate, AutoPolicy, FixedPolicy, Flow, GenConfig, GenStats, ModelError, NodeIn, PlanPolicy,
+    Source, StopReason, Token, TokenSink, TreeModel,
 };
 use canopy_worker::{ChatMessage, ChatRole, Prompt};
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -87,11 +93,25 @@ impl TokenSink for Collect {
     }
 }
 
-/// Checks the KV cache after every commit: sequence 0 holds positions 0..n_past, every leaf
-/// sequence is empty.
+/// Checks the KV cache after every decode and commit, from the cells llama.cpp reports.
 struct Checked<'a, 'm> {
     inner: &'a mut LlamaTree<'m>,
     commits: usize,
+    /// Decodes after which some sequence held its cells out of position order.
+    unordered: usize,
+}
+
+/// The first sequence whose cells, in cell order, do not hold positions 0, 1, 2, … .
+fn out_of_order(cells: &[Cell], n_seq: usize) -> Option<(i32, Vec<i32>)> {
+    (0..n_seq as i32).find_map(|s| {
+        let pos: Vec<i32> = cells
+            .iter()
+            .filter(|c| c.seqs.contains(&s))
+            .map(|c| c.pos)
+            .collect();
+        let ordered = pos.iter().enumerate().all(|(i, &p)| p == i as i32);
+        (!ordered).then_some((s, pos))
+    })
 }
 
 impl TreeModel for Checked<'_, '_> {
@@ -111,7 +131,12 @@ impl TreeModel for Checked<'_, '_> {
         self.inner.prefill(tokens)
     }
     fn decode(&mut self, nodes: &[NodeIn]) -> Result<(), ModelError> {
-        self.inner.decode(nodes)
+        self.inner.decode(nodes)?;
+        let cells = self.inner.cells().expect("cells");
+        if out_of_order(&cells, self.inner.n_seq()).is_some() {
+            self.unordered += 1;
+        }
+        Ok(())
     }
     fn logits(&self, i: usize) -> &[f32] {
         self.inner.logits(i)
@@ -119,34 +144,49 @@ impl TreeModel for Checked<'_, '_> {
     fn commit(&mut self, path: &[usize]) -> Result<(), ModelError> {
         self.inner.commit(path)?;
         self.commits += 1;
-        let n = self.inner.n_past() as i32;
+        let cached = (self.inner.n_past() - self.inner.backlog()) as i32;
         assert_eq!(self.inner.seq_pos_min(0), 0, "prefix starts at 0");
         assert_eq!(
             self.inner.seq_pos_max(0),
-            n - 1,
-            "prefix ends at n_past - 1"
+            cached - 1,
+            "prefix ends before the backlog"
         );
         for s in 1..self.inner.n_seq() as i32 {
             assert_eq!(self.inner.seq_pos_max(s), -1, "sequence {s} not cleared");
         }
+        let cells = self.inner.cells().expect("cells");
+        assert_eq!(cells.len() as i32, cached, "only the prefix holds cells");
+        assert!(cells.iter().all(|c| c.seqs == [0]), "a leaf cell survived");
         Ok(())
     }
+}
+
+struct Run {
+    out: Collect,
+    stats: GenStats,
+    unordered: usize,
 }
 
 fn run_greedy(
     target: &LlamaModel,
     draft: Option<&LlamaModel>,
-    plan: &TreePlan,
+    policy: &mut dyn PlanPolicy,
     prompt_tokens: &[Token],
     max: usize,
-) -> (Collect, usize) {
+    reuse: CellReuse,
+) -> Run {
     let mut t = tree(target, 1024);
-    let mut d = draft.map(|m| tree(m, 1024));
+    t.set_cell_reuse(reuse);
+    let mut d = draft.map(|m| {
+        let mut d = tree(m, 1024);
+        d.set_cell_reuse(reuse);
+        d
+    });
     let mut checked = Checked {
         inner: &mut t,
         commits: 0,
+        unordered: 0,
     };
-    let mut policy = FixedPolicy::new(plan.clone(), "test");
     let mut sink = Collect::default();
     let cfg = GenConfig {
         sampling: SamplingConfig::GREEDY,
@@ -158,12 +198,20 @@ fn run_greedy(
         d.as_mut().map(|d| d as &mut dyn TreeModel),
         prompt_tokens,
         &cfg,
-        &mut policy,
+        policy,
         &mut sink,
     )
     .expect("generation");
     assert_eq!(stats.stop_reason, Some(StopReason::MaxTokens));
-    (sink, checked.commits)
+    Run {
+        out: sink,
+        unordered: checked.unordered,
+        stats,
+    }
+}
+
+fn fixed(plan: &TreePlan) -> FixedPolicy {
+    FixedPolicy::new(plan.clone(), "test")
 }
 
 fn acc() -> Acceptance {
@@ -296,8 +344,15 @@ fn assert_same_or_near_tie(
 
 /// Decodes `nodes` below the prompt, keeps `path`, decodes one more token; its logits must equal
 /// those of decoding prompt + path + token afresh.
-fn next_logits_diff(model: &LlamaModel, p: &[Token], nodes: &[NodeIn], path: &[usize]) -> f32 {
+fn next_logits_diff(
+    model: &LlamaModel,
+    p: &[Token],
+    nodes: &[NodeIn],
+    path: &[usize],
+    reuse: CellReuse,
+) -> f32 {
     let mut t = tree(model, 1024);
+    t.set_cell_reuse(reuse);
     t.prefill(p).unwrap();
     t.decode(nodes).unwrap();
     t.commit(path).unwrap();
@@ -325,7 +380,7 @@ fn next_logits_diff(model: &LlamaModel, p: &[Token], nodes: &[NodeIn], path: &[u
 }
 
 #[test]
-fn kept_paths_leave_the_cache_holding_exactly_the_kept_tokens() {
+fn kept_paths_leave_the_next_logits_bit_identical() {
     let model = load(&model_path("smollm2-135m"));
     let p = prompt(&model, "What is the capital of France?");
     let n = |token, parent| NodeIn {
@@ -347,89 +402,179 @@ fn kept_paths_leave_the_cache_holding_exactly_the_kept_tokens() {
         n(502, Some(1)),
         n(602, Some(1)),
     ];
-    // When every dropped cell lies after the kept ones, the cells stay in position order:
-    // bit-identical.
-    let in_order: [(&[NodeIn], &[usize]); 4] = [
+    let first_cells: [(&[NodeIn], &[usize]); 4] = [
         (&tree6, &[0, 1]),
         (&tree6, &[0]),
         (&tree6, &[]),
         (&fork, &[0, 1, 2]),
     ];
-    for (nodes, path) in in_order {
-        let d = next_logits_diff(&model, &p, nodes, path);
+    // Paths through a later child: their cells are not the tree's first cells.
+    let later_child: [(&[NodeIn], &[usize]); 4] = [
+        (&tree6, &[0, 1, 3, 5]),
+        (&tree6, &[0, 2, 4]),
+        (&tree6, &[0, 2]),
+        (&fork, &[0, 1, 3]),
+    ];
+    for (nodes, path) in first_cells.iter().chain(&later_child) {
+        let d = next_logits_diff(&model, &p, nodes, path, CellReuse::Ordered);
         assert!(
             d == 0.0,
             "keeping {path:?} of a {}-node tree: next logits off by {d}",
             nodes.len()
         );
     }
-    // Otherwise the next token lands in a freed cell below a kept one and the same cells are
-    // attended in another order. A wrong mask would be off by whole logits (several units);
-    // the summation order moves them by well under one.
-    let reordered: [(&[NodeIn], &[usize]); 4] = [
-        (&tree6, &[0, 1, 3, 5]),
-        (&tree6, &[0, 2, 4]),
-        (&tree6, &[0, 2]),
-        (&fork, &[0, 1, 3]),
-    ];
-    for (nodes, path) in reordered {
-        let d = next_logits_diff(&model, &p, nodes, path);
+    // Negative control: keeping those cells where they are lets the next token fill a freed cell
+    // below a kept one, and the same cells summed in another order move the logits (a wrong mask
+    // would move them by whole units).
+    let mut moved = 0;
+    for (nodes, path) in later_child {
+        let d = next_logits_diff(&model, &p, nodes, path, CellReuse::Refill);
         println!(
-            "keeping {path:?} of a {}-node tree: next logits differ by {d:.4}",
+            "refilling freed cells after keeping {path:?} of a {}-node tree: next logits differ by {d:.4}",
             nodes.len()
         );
         assert!(d < 1.0, "keeping {path:?}: next logits off by {d}");
+        moved += usize::from(d > 0.0);
     }
+    assert!(moved > 0, "refilled cells never changed the logits");
+}
+
+/// Six varied prompts: chat, code, lists, arithmetic, a story, a long instruction.
+const PROMPTS: [&str; 6] = [
+    "Write a haiku about trees.",
+    "What is the capital of France? Explain briefly.",
+    "List five prime numbers and say why each is prime.",
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Tell a short story about a fox who learns to read.",
+    "Summarise the rules of chess for a child, in three sentences, then give one tip.",
+];
+
+/// The plans of the exactness matrix (`None` = `auto`).
+fn plans() -> Vec<(&'static str, Option<TreePlan>)> {
+    vec![
+        ("chain:1", Some(chain(&acc(), 1))),
+        ("chain:4", Some(chain(&acc(), 4))),
+        ("tree:8", Some(optimal(8))),
+        ("tree:16", Some(optimal(16))),
+        ("tree:64", Some(optimal(64))),
+        ("auto", None),
+    ]
+}
+
+/// `auto` planning from the costs of a streamed target (a pass costs about the same for 1 and 64
+/// tokens), so that it picks big trees and re-plans as it learns the acceptance.
+fn streamed_auto() -> AutoPolicy {
+    let flat = |s: f64| CostTable::new(vec![(1, s), (64, s * 1.05)]).unwrap();
+    let costs = Costs {
+        target: flat(0.1),
+        draft: flat(0.002),
+    };
+    let limits = Limits {
+        budget: 64,
+        max_depth: 16,
+        max_branch: 8,
+        max_leaves: 255,
+    };
+    AutoPolicy::new(costs, limits, &[0.7, 0.1, 0.05], 8.0)
+}
+
+/// Length of the chain of first children from the root.
+fn first_choice_depth(plan: &TreePlan) -> usize {
+    let mut depth = 0;
+    let mut at = 0;
+    while let Some(c) = (0..plan.nodes.len())
+        .find(|&c| plan.nodes[c].parent == Some(at) && plan.nodes[c].rank == 1)
+    {
+        depth += 1;
+        at = c;
+    }
+    depth
+}
+
+/// Greedy output of every plan equals target-only output token for token, and every tree was
+/// decoded with each sequence's cells in position order.
+fn assert_matrix_identical(draft_name: &str, draft: &LlamaModel, self_draft: bool) {
+    let target = load(&model_path("smollm2-135m"));
+    let max = 64;
+    let mut runs = 0;
+    for text in PROMPTS {
+        let p = prompt(&target, text);
+        let plain = run_greedy(
+            &target,
+            None,
+            &mut fixed(&TreePlan::plain()),
+            &p,
+            max,
+            CellReuse::Ordered,
+        );
+        for (name, plan) in plans() {
+            let mut policy: Box<dyn PlanPolicy> = match &plan {
+                Some(plan) => Box::new(fixed(plan)),
+                None => Box::new(streamed_auto()),
+            };
+            let run = run_greedy(
+                &target,
+                Some(draft),
+                policy.as_mut(),
+                &p,
+                max,
+                CellReuse::Ordered,
+            );
+            let drafted = run.out.sources.iter().filter(|s| **s == Source::Draft).count();
+            println!(
+                "{draft_name} {text:?} {name}: {drafted}/{max} tokens drafted, {} steps",
+                run.stats.steps
+            );
+            assert_eq!(run.unordered, 0, "{name}: a tree was decoded out of order");
+            assert_eq!(
+                plain.out.tokens, run.out.tokens,
+                "{draft_name} {text:?} {name}: output differs from target-only"
+            );
+            assert!(drafted > 0, "{name}: nothing was drafted");
+            if let (true, Some(plan)) = (self_draft, &plan) {
+                // The draft computes the target's own logits, so every step accepts the whole
+                // first-choice chain, except a last step cut short by max tokens.
+                let depth = first_choice_depth(plan);
+                let short: u64 = run.stats.accepted_histogram.iter().take(depth).sum();
+                assert!(
+                    short <= 1,
+                    "{name}: {short} steps accepted less than the first-choice chain of {depth}: {:?}",
+                    run.stats.accepted_histogram
+                );
+            }
+            runs += 1;
+        }
+    }
+    println!("{draft_name}: {runs}/{runs} runs identical to target-only output");
+}
+
+#[test]
+fn greedy_speculation_equals_target_only_with_smollm2_drafting_for_itself() {
+    let draft = load(&model_path("smollm2-135m"));
+    assert_matrix_identical("self-draft", &draft, true);
 }
 
 #[test]
 fn greedy_speculation_equals_target_only_with_a_real_draft() {
+    let draft = load(&smol_q4_0());
+    assert_matrix_identical("Q4_0 draft", &draft, false);
+}
+
+#[test]
+fn refilled_cells_break_the_order_that_exactness_needs() {
+    // Negative control of the cell check: the old layout, which keeps accepted cells where they
+    // are, decodes later trees with cells out of position order.
     let target = load(&model_path("smollm2-135m"));
     let draft = load(&smol_q4_0());
-    let (mut identical, mut runs) = (0, 0);
-    for text in [
-        "Write a haiku about trees.",
-        "What is the capital of France? Explain briefly.",
-        "List five prime numbers.",
-    ] {
-        let p = prompt(&target, text);
-        let (plain, _) = run_greedy(&target, None, &TreePlan::plain(), &p, 48);
-        for (name, plan) in [
-            ("chain:4", chain(&acc(), 4)),
-            ("tree:16", optimal(16)),
-            ("tree:48", optimal(48)),
-        ] {
-            let (spec, commits) = run_greedy(&target, Some(&draft), &plan, &p, 48);
-            let accepted = spec.sources.iter().filter(|s| **s == Source::Draft).count();
-            let rate = accepted as f64 / spec.tokens.len() as f64;
-            println!(
-                "{text:?} {name}: {accepted}/{} tokens from the draft ({:.0}%), {commits} steps",
-                spec.tokens.len(),
-                rate * 100.0
-            );
-            // A real draft: accepted often, rejected sometimes.
-            assert!(
-                commits < plain.tokens.len(),
-                "{name}: speculation never accepted anything"
-            );
-            assert!(
-                commits > 48 / (plan.depth() + 1),
-                "{name}: the draft was never rejected"
-            );
-            let what = format!("{text:?} {name}");
-            runs += 1;
-            if assert_same_or_near_tie(&target, &p, &plain.tokens, &spec.tokens, 0.25, &what) {
-                identical += 1;
-            }
-        }
-    }
-    println!(
-        "SmolLM2 Q4_1 target, Q4_0 draft: {identical}/{runs} runs identical to target-only output"
-    );
-    assert!(
-        identical * 3 >= runs,
-        "only {identical}/{runs} runs identical"
-    );
+    let unordered: usize = PROMPTS[..2]
+        .iter()
+        .map(|text| {
+            let p = prompt(&target, text);
+            let mut policy = fixed(&optimal(16));
+            run_greedy(&target, Some(&draft), &mut policy, &p, 48, CellReuse::Refill).unordered
+        })
+        .sum();
+    assert!(unordered > 0, "refilled cells stayed in order");
 }
 
 /// Top-1 minus top-2 logit.
@@ -459,13 +604,17 @@ fn qwen_pair_agrees_except_at_near_ties() {
     let (mut same, mut total) = (0, 0);
     for text in prompts {
         let p = prompt(&target, text);
-        let (plain, _) = run_greedy(&target, None, &TreePlan::plain(), &p, max);
-        let (spec, commits) = run_greedy(&target, Some(&draft), &optimal(16), &p, max);
-        let accepted = spec.sources.iter().filter(|s| **s == Source::Draft).count();
-        println!("{text:?}: {accepted}/{max} drafted tokens accepted in {commits} steps");
+        let ordered = CellReuse::Ordered;
+        let plain = run_greedy(&target, None, &mut fixed(&TreePlan::plain()), &p, max, ordered);
+        let spec = run_greedy(&target, Some(&draft), &mut fixed(&optimal(16)), &p, max, ordered);
+        let accepted = spec.out.sources.iter().filter(|s| **s == Source::Draft).count();
+        let steps = spec.stats.steps;
+        println!("{text:?}: {accepted}/{max} drafted tokens accepted in {steps} steps");
+        assert_eq!(spec.unordered, 0, "a tree was decoded out of order");
         total += 1;
         // Quantized K-quant kernels are not batch-invariant (BRIEF §3): allow larger near ties.
-        if assert_same_or_near_tie(&target, &p, &plain.tokens, &spec.tokens, 0.75, text) {
+        let (a, b) = (&plain.out.tokens, &spec.out.tokens);
+        if assert_same_or_near_tie(&target, &p, a, b, 0.75, text) {
             same += 1;
         }
     }

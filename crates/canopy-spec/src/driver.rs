@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::draft::{greedy_children, sampled_children};
 use crate::model::{ModelError, NodeIn, TreeModel};
-use crate::sampling::{argmax, distribution, Dist, SamplingConfig};
+use crate::sampling::{argmax, distribution, top2_margin, Dist, SamplingConfig};
 use crate::verify::{walk_greedy, walk_sampling, DraftTree, Walk};
 use crate::Token;
 
@@ -85,6 +85,10 @@ pub struct GenStats {
     pub max_budget: usize,
     pub max_depth: usize,
     pub stop_reason: Option<StopReason>,
+    /// Greedy decoding only: for every output token, the target's top-1 minus top-2 logit at the
+    /// position that chose it (how near a tie the choice was).
+    #[serde(default)]
+    pub margins: Vec<f32>,
 }
 
 impl GenStats {
@@ -149,13 +153,15 @@ struct Emitter<'a> {
     sink: &'a mut dyn TokenSink,
     produced: usize,
     max_tokens: usize,
+    margins: Vec<f32>,
 }
 
 impl Emitter<'_> {
-    fn emit(&mut self, token: Token, source: Source) -> Option<StopReason> {
+    fn emit(&mut self, token: Token, source: Source, margin: Option<f32>) -> Option<StopReason> {
         match self.sink.push(token, source) {
             Flow::Continue => {
                 self.produced += 1;
+                self.margins.extend(margin);
                 (self.produced >= self.max_tokens).then_some(StopReason::MaxTokens)
             }
             Flow::Stop(reason) => Some(reason),
@@ -204,6 +210,7 @@ pub fn generate(
         sink,
         produced: 0,
         max_tokens: cfg.max_tokens,
+        margins: Vec::new(),
     };
     let stop = loop {
         if out.produced >= cfg.max_tokens {
@@ -282,11 +289,16 @@ pub fn generate(
             .into_iter()
             .map(|t| (t, Source::Draft))
             .chain(std::iter::once((walk.bonus, Source::Target)));
-        if let Some(reason) = emitted.into_iter().find_map(|(t, s)| out.emit(t, s)) {
+        let mut margins = walk.margins.iter().map(|&m| Some(m)).chain(std::iter::repeat(None));
+        if let Some(reason) = emitted
+            .into_iter()
+            .find_map(|(t, s)| out.emit(t, s, margins.next().flatten()))
+        {
             break reason;
         }
     };
     stats.tokens = out.produced;
+    stats.margins = out.margins;
     stats.decode_secs = decode_started.elapsed().as_secs_f64();
     stats.stop_reason = Some(stop);
     Ok(stats)
@@ -420,7 +432,12 @@ fn verify_tree(
     target.decode(&nodes).map_err(GenError::Target)?;
     Ok(if sampling.is_greedy() {
         let best: Vec<Token> = (0..tree.len()).map(|i| argmax(target.logits(i))).collect();
-        walk_greedy(tree, &best)
+        let mut walk = walk_greedy(tree, &best);
+        walk.margins = std::iter::once(0)
+            .chain(walk.path.iter().copied())
+            .map(|v| top2_margin(target.logits(v)))
+            .collect();
+        walk
     } else {
         let dists: Vec<Dist> = (0..tree.len())
             .map(|i| distribution(target.logits(i), sampling))

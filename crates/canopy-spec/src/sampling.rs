@@ -140,6 +140,21 @@ pub fn argmax(logits: &[f32]) -> Token {
     best as Token
 }
 
+/// The largest logit minus the second largest: how near a tie the greedy choice is (infinite for
+/// fewer than two logits).
+pub fn top2_margin(logits: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &x in logits {
+        if x > a {
+            b = a;
+            a = x;
+        } else if x > b {
+            b = x;
+        }
+    }
+    a - b
+}
+
 /// The `k` tokens with the largest logits, best first (ties: lower id first).
 pub fn top_k(logits: &[f32], k: usize) -> Vec<Token> {
     let k = k.min(logits.len());

@@ -50,6 +50,9 @@ pub struct Walk {
     /// For every visited node that had children: (number of children, rank accepted (1-based) or
     /// `None` when all were rejected). Feeds the acceptance estimate.
     pub visits: Vec<(usize, Option<usize>)>,
+    /// Greedy walks, filled by the caller that holds the logits: the target's top-2 margin at the
+    /// root and at every accepted node, one per output token.
+    pub margins: Vec<f32>,
 }
 
 /// Greedy walk: follow the child equal to the target's argmax; end with the target's argmax.

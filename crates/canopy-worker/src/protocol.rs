@@ -126,6 +126,11 @@ pub struct GenerateRequest {
     /// Measured cost curves to plan with (from a profile): `(n, seconds)` points.
     #[serde(default)]
     pub costs: Option<CostCurves>,
+    /// For benchmarks only: keep accepted KV cells out of position order instead of decoding them
+    /// again, as before exact caching. Faster on a CPU; greedy output may then differ from
+    /// target-only output at near ties.
+    #[serde(default)]
+    pub refill_freed_cells: bool,
 }
 
 fn default_plan() -> PlanSpec {
@@ -186,6 +191,13 @@ pub struct GenerateResult {
     pub verify_ms: f64,
     /// One entry per generated token.
     pub provenance: Vec<Source>,
+    /// The generated tokens' ids.
+    #[serde(default)]
+    pub token_ids: Vec<i32>,
+    /// Greedy decoding only: per generated token, the target's top-1 minus top-2 logit where it
+    /// was chosen (small = a near tie).
+    #[serde(default)]
+    pub margins: Vec<f32>,
 }
 
 /// Measure pass times of the engine on this machine (for profiles and `--plan auto`).
