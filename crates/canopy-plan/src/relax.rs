@@ -519,3 +519,51 @@ impl Search {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dp::{LeafTable, Table};
+
+    /// On problems small enough for the exact leaf-limited program, the relaxation's tree is within its
+    /// reported gap of the exact optimum, and its bound is never below it.
+    #[test]
+    fn relaxation_matches_the_exact_program_within_its_gap() {
+        let vectors: [&[f64]; 4] = [
+            &[0.6, 0.1, 0.05, 0.03, 0.02, 0.01],
+            &[0.5, 0.2, 0.1, 0.05, 0.03, 0.02],
+            &[0.8, 0.1, 0.05],
+            &[0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+        ];
+        let cases = [
+            (64, 8, 6, 8),
+            (96, 6, 6, 16),
+            (128, 5, 4, 24),
+            (80, 10, 6, 40),
+        ];
+        let mut worst: f64 = 0.0;
+        for p in vectors {
+            let acc = Acceptance::new(p.to_vec()).unwrap();
+            for (budget, depth, branch, leaves) in cases {
+                let dims = Dims::new(&acc, budget, depth, branch);
+                let free = Table::build(&acc, dims).value(dims.depth, dims.budget);
+                let exact = LeafTable::build(&acc, dims, leaves).value(dims.depth, budget, leaves);
+                let relaxed =
+                    Relaxation::new(&acc, dims, leaves).solve(&acc, free, Effort::PRECISE, None);
+                let value = relaxed.plan.expected_tokens;
+                let tol = 1e-12 * exact;
+                assert!(relaxed.plan.leaves() <= leaves && relaxed.plan.budget() <= budget);
+                assert!(value <= exact + tol, "{value} above the optimum {exact}");
+                assert!(
+                    relaxed.upper_bound >= exact - tol,
+                    "bound {} below the optimum {exact}",
+                    relaxed.upper_bound
+                );
+                let gap = (relaxed.upper_bound - value) / relaxed.upper_bound;
+                assert!(exact - value <= gap * relaxed.upper_bound + tol);
+                worst = worst.max((exact - value) / exact);
+            }
+        }
+        assert!(worst < 1e-2, "worst loss against the exact optimum {worst}");
+    }
+}
