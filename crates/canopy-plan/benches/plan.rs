@@ -1,6 +1,9 @@
-//! Planner speed: the brief's reference size (budget 1024, depth 32, 32 children per node).
+//! Planner speed: the brief's reference size (budget 1024, depth 32, 32 children per node), without
+//! and with llama.cpp's limit of 255 leaves.
 
-use canopy_plan::{choose, optimal_tree, Acceptance, CostTable, Costs, Limits};
+use canopy_plan::{
+    choose, optimal_tree, optimal_tree_bounded, Acceptance, CostTable, Costs, Limits,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// A decreasing 32-entry vector summing to 0.9 (like a good draft under greedy decoding).
@@ -40,6 +43,18 @@ fn bench(c: &mut Criterion) {
     };
     group.bench_function("optimal_tree_leaf_limited_64x8x8_16_leaves", |b| {
         b.iter(|| optimal_tree(&acc, &leafy).expect("plan"))
+    });
+    // llama.cpp's leaf limit at the reference size: the relaxation with its proven bound.
+    let llama = Limits {
+        max_leaves: 255,
+        ..limits
+    };
+    let brief = Acceptance::new(vec![0.6, 0.1, 0.05, 0.03, 0.02, 0.01]).expect("valid vector");
+    group.bench_function("optimal_tree_1024x32x32_255_leaves", |b| {
+        b.iter(|| optimal_tree_bounded(&brief, &llama).expect("plan"))
+    });
+    group.bench_function("choose_1024x32x32_255_leaves", |b| {
+        b.iter(|| choose(&brief, &costs, &llama).expect("choice"))
     });
     group.finish();
 }

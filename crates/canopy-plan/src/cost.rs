@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dp::{Dims, LeafTable, Table};
+use crate::dp::{Dims, LeafTable, Table, EXACT_LEAF_WORK};
+use crate::relax::{Effort, Relaxation};
 use crate::{Acceptance, Limits, PlanError, TreePlan};
 
 /// Measured `(n, seconds)` points of one kind of pass, sorted by `n`.
@@ -179,6 +180,9 @@ pub struct Choice {
     pub speedup: f64,
     /// Predicted seconds of one step (target pass plus draft passes; `t_target(1)` for plain decoding).
     pub step_seconds: f64,
+    /// No tree within the limits with at most as many nodes and levels as `plan` has more expected
+    /// tokens; equal to `plan.expected_tokens` when the plan is optimal for its budget and depth.
+    pub upper_bound: f64,
 }
 
 /// Chooses budget (at most `limits.budget` and the largest measured target `n`) and depth (at most
@@ -187,8 +191,12 @@ pub struct Choice {
 /// choice is never predicted slower than it. Trees whose level widths the draft table does not cover
 /// are skipped (never extrapolated).
 ///
-/// Fails when the limits are invalid, when the target table does not cover `n = 1`, or with
-/// [`PlanError::LeafLimitTooCostly`] when the leaf limit binds for limits too large to plan exactly.
+/// Where the leaf limit binds and the exact leaf-limited program is too costly, not every budget is
+/// planned: at each depth, the budgets at which it binds are sampled geometrically (each about 15 %
+/// below the next, from the largest) together with the measured target points among them, and each is
+/// planned by the relaxation of [`crate::optimal_tree_bounded`] to within about 0.01 % of its optimum.
+///
+/// Fails when the limits are invalid or when the target table does not cover `n = 1`.
 pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice, PlanError> {
     limits.validate()?;
     let plain_seconds = costs.target.at(1).map_err(|e| rename(e, "target"))?;
@@ -199,6 +207,7 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
         plain_tokens_per_second: plain_tps,
         speedup: 1.0,
         step_seconds: plain_seconds,
+        upper_bound: 1.0,
     };
     let budget = limits.budget.min(costs.target.max_n());
     let dims = Dims::new(acc, budget, limits.max_depth, limits.max_branch);
@@ -206,9 +215,13 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
         return Ok(best);
     }
     let table = Table::build(acc, dims);
+    let max_leaves = limits.max_leaves;
+    let exact_leaves = LeafTable::work(dims, max_leaves) <= EXACT_LEAF_WORK;
     let mut leaf_table: Option<LeafTable> = None;
+    // Per depth, the budgets at which the leaf limit binds and the relaxation must plan.
+    let mut binding: Vec<Vec<usize>> = vec![Vec::new(); dims.depth + 1];
     let (mut expanded, mut queue) = (Vec::new(), Vec::new());
-    let consider = |plan: TreePlan, step: f64, best: &mut Choice| {
+    let consider = |plan: TreePlan, step: f64, upper_bound: f64, best: &mut Choice| {
         let tps = plan.expected_tokens / step;
         if tps > best.predicted_tokens_per_second {
             *best = Choice {
@@ -216,38 +229,86 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
                 plain_tokens_per_second: plain_tps,
                 speedup: tps / plain_tps,
                 step_seconds: step,
+                upper_bound: upper_bound.max(plan.expected_tokens),
                 plan,
             };
         }
     };
-    for d in 1..=dims.depth {
+    for (d, binding) in binding.iter_mut().enumerate().skip(1) {
+        // Whether the unconstrained optimum of (d, n) has too many leaves; a budget whose optimum is
+        // that of the budget below inherits it.
+        let mut binds = false;
         for n in 2..=dims.budget {
             let choice = table.choice(d, n);
-            if choice.0 == 0 || choice == table.choice(d, n - 1) {
+            if choice.0 == 0 {
+                binds = false;
                 continue;
             }
-            let nodes = table.profile(d, n, &mut expanded, &mut queue);
-            let leaves = nodes - expanded.iter().sum::<usize>();
-            if leaves > limits.max_leaves {
-                if leaf_table.is_none() {
-                    leaf_table = Some(LeafTable::build(acc, dims, limits.max_leaves)?);
-                }
-                if let Some(leafy) = &leaf_table {
-                    let plan = leafy.plan(acc, d, n, limits.max_leaves);
-                    if let Ok(step) = costs.step_seconds(&plan) {
-                        consider(plan, step, &mut best);
+            if choice != table.choice(d, n - 1) {
+                let nodes = table.profile(d, n, &mut expanded, &mut queue);
+                let leaves = nodes - expanded.iter().sum::<usize>();
+                binds = leaves > max_leaves;
+                if !binds {
+                    let Ok(step) = step_from_profile(costs, nodes, &expanded) else {
+                        continue;
+                    };
+                    let value = table.value(d, n);
+                    if value / step > best.predicted_tokens_per_second {
+                        consider(table.plan(acc, d, n), step, value, &mut best);
                     }
+                    continue;
                 }
+            } else if !binds {
                 continue;
             }
-            let Ok(step) = step_from_profile(costs, nodes, &expanded) else {
+            if !exact_leaves {
+                binding.push(n);
                 continue;
-            };
-            let value = table.value(d, n);
-            if value / step > best.predicted_tokens_per_second {
-                consider(table.plan(acc, d, n), step, &mut best);
+            }
+            let leafy = leaf_table.get_or_insert_with(|| LeafTable::build(acc, dims, max_leaves));
+            let plan = leafy.plan(acc, d, n, max_leaves);
+            if let Ok(step) = costs.step_seconds(&plan) {
+                let value = plan.expected_tokens;
+                consider(plan, step, value, &mut best);
+            }
+        }
+    }
+    let marks: Vec<usize> = costs.target.points().iter().map(|&(n, _)| n).collect();
+    let mut hint = None;
+    for (d, ns) in binding.iter().enumerate() {
+        let mut depth_hint = None;
+        for n in sample_budgets(ns, &marks) {
+            let sub = Dims::new(acc, n, d, limits.max_branch);
+            let relaxed = Relaxation::new(acc, sub, max_leaves).solve(
+                acc,
+                table.value(d, n),
+                Effort::COARSE,
+                depth_hint.or(hint),
+            );
+            if depth_hint.is_none() {
+                hint = Some(relaxed.lambda);
+            }
+            depth_hint = Some(relaxed.lambda);
+            if let Ok(step) = costs.step_seconds(&relaxed.plan) {
+                consider(relaxed.plan, step, relaxed.upper_bound, &mut best);
             }
         }
     }
     Ok(best)
+}
+
+/// From the budgets `ns` (ascending) at which the leaf limit binds at one depth, the ones to plan,
+/// largest first: the largest, then each about 15 % below the last kept, and every measured target
+/// point among them.
+fn sample_budgets(ns: &[usize], marks: &[usize]) -> Vec<usize> {
+    let mut picked: Vec<usize> = Vec::new();
+    for &n in ns.iter().rev() {
+        let far = picked
+            .last()
+            .is_none_or(|&last| (n as f64) * 1.15 <= last as f64);
+        if far || marks.binary_search(&n).is_ok() {
+            picked.push(n);
+        }
+    }
+    picked
 }

@@ -15,13 +15,13 @@
 //! A leaf limit adds a dimension: [`LeafTable`] keeps `H[l][m][k]` (at most `k` leaves) with the same
 //! recurrences, the leaves of the children adding up. It costs `depth × branch × budget² × leaves² / 4`,
 //! so it only runs when the unconstrained optimum has too many leaves (a limit of `L` leaves cannot bind
-//! below `L + 2` nodes), and refuses work above [`MAX_LEAF_WORK`] rather than running for minutes.
+//! below `L + 2` nodes) and its work is at most [`EXACT_LEAF_WORK`]; above that [`crate::relax`] plans.
 
-use crate::{Acceptance, PlanError, TreePlan};
+use crate::{Acceptance, TreePlan};
 
-/// The most inner steps the leaf-limited program may take (about 3 ns each in a release build on the
-/// 2-core build machine, so at most about 3 s).
-pub const MAX_LEAF_WORK: f64 = 1e9;
+/// The most inner steps the exact leaf-limited program is given (about 3 ns each in a release build on
+/// the 2-core build machine); larger problems go to the relaxation.
+pub(crate) const EXACT_LEAF_WORK: f64 = 3e7;
 
 /// Effective dimensions of a planning problem after removing limits that cannot matter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,19 +261,8 @@ impl LeafTable {
         dims.depth as f64 * dims.branch.saturating_sub(1).max(1) as f64 * n * n * k * k / 4.0
     }
 
-    /// Fails with [`PlanError::LeafLimitTooCostly`] when the work would exceed [`MAX_LEAF_WORK`].
-    pub fn build(acc: &Acceptance, dims: Dims, leaves: usize) -> Result<LeafTable, PlanError> {
-        let work = Self::work(dims, leaves);
-        if work > MAX_LEAF_WORK {
-            return Err(PlanError::LeafLimitTooCostly {
-                budget: dims.budget,
-                max_leaves: leaves,
-                depth: dims.depth,
-                branch: dims.branch,
-                work,
-                limit: MAX_LEAF_WORK,
-            });
-        }
+    /// Callers check [`LeafTable::work`] against [`EXACT_LEAF_WORK`] first: the time grows as its square.
+    pub fn build(acc: &Acceptance, dims: Dims, leaves: usize) -> LeafTable {
         let n = dims.budget;
         let kl = leaves.min(n);
         let (row, col) = (n + 1, kl + 1);
@@ -353,13 +342,13 @@ impl LeafTable {
                 }
             }
         }
-        Ok(LeafTable {
+        LeafTable {
             dims,
             leaves: kl,
             h,
             choice,
             split,
-        })
+        }
     }
 
     fn index(&self, l: usize, m: usize, k: usize) -> usize {

@@ -44,17 +44,4 @@ pub enum PlanError {
         min: usize,
         max: usize,
     },
-    /// Exact planning under a binding leaf limit would take too long for these limits.
-    #[error(
-        "an exact plan with at most {max_leaves} leaves, budget {budget}, depth {depth} and {branch} children \
-         per node needs about {work:.1e} steps, over the limit of {limit:.1e}; lower the budget or raise max_leaves"
-    )]
-    LeafLimitTooCostly {
-        budget: usize,
-        max_leaves: usize,
-        depth: usize,
-        branch: usize,
-        work: f64,
-        limit: f64,
-    },
 }

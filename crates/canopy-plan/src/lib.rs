@@ -5,38 +5,61 @@
 //! turns a [`TreePlan`] into batches.
 //!
 //! * [`optimal_tree`]: the tree of at most `budget` nodes with the most expected tokens per pass, under
-//!   limits on depth, children per node and leaves.
+//!   limits on depth, children per node and leaves; [`optimal_tree_bounded`] adds a proven upper bound.
 //! * [`choose`]: the budget and depth with the most predicted tokens per second, given [`Costs`].
 //! * [`chain`] and [`fixed_budget`]: baselines.
 //! * [`Planner`]: the same, cached by input.
+//!
+//! # Method and guarantee
+//!
+//! Without a binding leaf limit, Sequoia's dynamic program over size, depth and rank gives the optimum
+//! exactly (`depth × budget²` steps, pruned by rank). When its optimum has more than `max_leaves` leaves,
+//! a second exact program with a leaf dimension runs if it is small (budget × leaves up to a few
+//! thousand); above that, a Lagrangian relaxation prices nodes and leaves, solves the priced problem
+//! exactly on the tree of candidate nodes, and searches both prices. It returns a tree that respects
+//! every limit and an upper bound on the optimum (the least dual value met, and never above the
+//! unconstrained optimum), so the loss is proven: [`BoundedPlan::gap`]. On acceptance vectors seen in
+//! practice at budget 1024, depth 32, 32 ranks and 255 leaves the proven gap is below 0.1 %.
 
 mod acceptance;
 mod cost;
 mod dp;
 mod error;
 mod planner;
+mod relax;
 mod tree;
 
 pub use acceptance::{Acceptance, Limits, LLAMA_MAX_LEAVES, MAX_BUDGET, SUM_TOLERANCE};
 pub use cost::{choose, Choice, CostTable, Costs};
-pub use dp::MAX_LEAF_WORK;
 pub use error::PlanError;
 pub use planner::Planner;
-pub use tree::{Level, PlanNode, TreePlan};
+pub use tree::{BoundedPlan, Level, PlanNode, TreePlan};
 
-use dp::{Dims, LeafTable, Table};
+use dp::{Dims, LeafTable, Table, EXACT_LEAF_WORK};
+use relax::{Effort, Relaxation};
 
 /// The tree with the most expected tokens per pass among trees with at most `limits.budget` nodes,
 /// depth at most `limits.max_depth`, at most `limits.max_branch` children per node and at most
-/// `limits.max_leaves` leaves. Among optimal trees it prefers fewer nodes.
+/// `limits.max_leaves` leaves: [`optimal_tree_bounded`] without the bound. The tree always respects
+/// every limit; it is optimal unless the leaf limit binds on a large problem, and then within the gap
+/// that [`optimal_tree_bounded`] reports.
 ///
-/// Fails when the limits are invalid, or with [`PlanError::LeafLimitTooCostly`] when the leaf limit binds
-/// and exact planning under it would exceed [`MAX_LEAF_WORK`] steps.
+/// Fails when the limits are invalid.
 pub fn optimal_tree(acc: &Acceptance, limits: &Limits) -> Result<TreePlan, PlanError> {
+    optimal_tree_bounded(acc, limits).map(|b| b.plan)
+}
+
+/// The best tree within `limits` (see [`optimal_tree`]) and a proven upper bound on the optimum.
+///
+/// Exact, with `upper_bound == plan.expected_tokens` and fewer nodes preferred among optimal trees,
+/// unless the leaf limit binds and the exact leaf-limited program would cost more than about 3·10⁷
+/// steps; then the tree comes from the Lagrangian relaxation (see the crate docs) with the least dual
+/// bound met. Fails when the limits are invalid.
+pub fn optimal_tree_bounded(acc: &Acceptance, limits: &Limits) -> Result<BoundedPlan, PlanError> {
     limits.validate()?;
     let dims = Dims::new(acc, limits.budget, limits.max_depth, limits.max_branch);
     if dims.depth == 0 {
-        return Ok(TreePlan::plain());
+        return Ok(BoundedPlan::exact(TreePlan::plain()));
     }
     let table = Table::build(acc, dims);
     let plan = table.plan(acc, dims.depth, dims.budget);
@@ -45,15 +68,39 @@ pub fn optimal_tree(acc: &Acceptance, limits: &Limits) -> Result<TreePlan, PlanE
             < 1e-9 * plan.expected_tokens
     );
     if plan.leaves() <= limits.max_leaves {
-        return Ok(plan);
+        return Ok(BoundedPlan::exact(plan));
     }
-    let leafy = LeafTable::build(acc, dims, limits.max_leaves)?;
-    let plan = leafy.plan(acc, dims.depth, dims.budget, limits.max_leaves);
-    debug_assert!(
-        (plan.expected_tokens - leafy.value(dims.depth, dims.budget, limits.max_leaves)).abs()
-            < 1e-9 * plan.expected_tokens
-    );
-    Ok(plan)
+    Ok(leaf_limited(
+        acc,
+        dims,
+        limits.max_leaves,
+        plan.expected_tokens,
+        Effort::PRECISE,
+    ))
+}
+
+/// The best tree with at most `leaves` leaves, when the unconstrained optimum (worth `free`) has more.
+fn leaf_limited(
+    acc: &Acceptance,
+    dims: Dims,
+    leaves: usize,
+    free: f64,
+    effort: Effort,
+) -> BoundedPlan {
+    if LeafTable::work(dims, leaves) <= EXACT_LEAF_WORK {
+        let leafy = LeafTable::build(acc, dims, leaves);
+        let plan = leafy.plan(acc, dims.depth, dims.budget, leaves);
+        debug_assert!(
+            (plan.expected_tokens - leafy.value(dims.depth, dims.budget, leaves)).abs()
+                < 1e-9 * plan.expected_tokens
+        );
+        return BoundedPlan::exact(plan);
+    }
+    let relaxed = Relaxation::new(acc, dims, leaves).solve(acc, free, effort, None);
+    BoundedPlan {
+        plan: relaxed.plan,
+        upper_bound: relaxed.upper_bound,
+    }
 }
 
 /// The best tree with at most `budget` nodes under the other `limits` (whose own budget is ignored).

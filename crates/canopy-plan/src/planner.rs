@@ -2,15 +2,15 @@
 
 use std::collections::HashMap;
 
-use crate::{Acceptance, Choice, Costs, Limits, PlanError, TreePlan};
+use crate::{Acceptance, BoundedPlan, Choice, Costs, Limits, PlanError, TreePlan};
 
 pub(crate) type CostKey = (Vec<(usize, u64)>, Vec<(usize, u64)>);
 
-/// Caches [`crate::optimal_tree`] and [`crate::choose`] results keyed by the exact bits of their inputs.
+/// Caches [`crate::optimal_tree_bounded`] and [`crate::choose`] results keyed by the exact bits of their inputs.
 /// Errors are not cached.
 #[derive(Default)]
 pub struct Planner {
-    trees: HashMap<(Vec<u64>, Limits), TreePlan>,
+    trees: HashMap<(Vec<u64>, Limits), BoundedPlan>,
     choices: HashMap<(Vec<u64>, Limits, CostKey), Choice>,
 }
 
@@ -25,13 +25,22 @@ impl Planner {
         acc: &Acceptance,
         limits: &Limits,
     ) -> Result<TreePlan, PlanError> {
+        self.optimal_tree_bounded(acc, limits).map(|b| b.plan)
+    }
+
+    /// [`crate::optimal_tree_bounded`], computed once per distinct input. Fails as it does.
+    pub fn optimal_tree_bounded(
+        &mut self,
+        acc: &Acceptance,
+        limits: &Limits,
+    ) -> Result<BoundedPlan, PlanError> {
         let key = (acc.key(), *limits);
-        if let Some(plan) = self.trees.get(&key) {
-            return Ok(plan.clone());
+        if let Some(bounded) = self.trees.get(&key) {
+            return Ok(bounded.clone());
         }
-        let plan = crate::optimal_tree(acc, limits)?;
-        self.trees.insert(key, plan.clone());
-        Ok(plan)
+        let bounded = crate::optimal_tree_bounded(acc, limits)?;
+        self.trees.insert(key, bounded.clone());
+        Ok(bounded)
     }
 
     /// [`crate::choose`], computed once per distinct input. Fails as it does.

@@ -163,3 +163,26 @@ impl TreePlan {
         total
     }
 }
+
+/// A planned tree and a proven upper bound on the expected tokens of any tree within the same limits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BoundedPlan {
+    pub plan: TreePlan,
+    /// No tree within the limits the plan was made under has more expected tokens per pass; equal to
+    /// `plan.expected_tokens` when the plan is proven optimal.
+    pub upper_bound: f64,
+}
+
+impl BoundedPlan {
+    /// A plan proven optimal: its bound is its value.
+    pub fn exact(plan: TreePlan) -> BoundedPlan {
+        let upper_bound = plan.expected_tokens;
+        BoundedPlan { plan, upper_bound }
+    }
+
+    /// How far the plan may fall short of the optimum, as a fraction of the bound:
+    /// `(upper_bound - expected_tokens) / upper_bound`, 0 when the plan is proven optimal.
+    pub fn gap(&self) -> f64 {
+        ((self.upper_bound - self.plan.expected_tokens) / self.upper_bound).max(0.0)
+    }
+}

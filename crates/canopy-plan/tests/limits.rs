@@ -1,8 +1,8 @@
 //! The limits, the baselines, the cost model and the cache, on hand-checked cases.
 
 use canopy_plan::{
-    chain, choose, fixed_budget, optimal_tree, Acceptance, CostTable, Costs, Limits, PlanError,
-    Planner, TreePlan,
+    chain, choose, fixed_budget, optimal_tree, optimal_tree_bounded, Acceptance, CostTable, Costs,
+    Limits, PlanError, Planner, TreePlan,
 };
 
 fn acc(p: &[f64]) -> Acceptance {
@@ -59,19 +59,18 @@ fn max_leaves_binds_and_is_honoured() {
 }
 
 #[test]
-fn leaf_limit_at_large_budgets_reports_its_cost_instead_of_running_for_minutes() {
+fn leaf_limit_at_large_budgets_is_planned_with_a_proven_bound() {
     let a = acc(&[0.6, 0.2, 0.1, 0.05]);
-    match optimal_tree(&a, &limits(1024, 32, 4, 64)) {
-        Err(PlanError::LeafLimitTooCostly {
-            budget: 1024,
-            max_leaves: 64,
-            ..
-        }) => {}
-        other => panic!("expected LeafLimitTooCostly, got {other:?}"),
-    }
-    // A limit that cannot bind costs nothing extra.
-    let plan = optimal_tree(&a, &limits(1024, 32, 4, 1024)).unwrap();
-    assert_eq!(plan.budget(), 1024);
+    let l = limits(1024, 32, 4, 64);
+    let bounded = optimal_tree_bounded(&a, &l).unwrap();
+    assert!(bounded.plan.leaves() <= 64 && bounded.plan.budget() <= 1024);
+    assert!(bounded.gap() < 1e-3, "gap {}", bounded.gap());
+    assert_eq!(optimal_tree(&a, &l).unwrap(), bounded.plan);
+    // A limit that cannot bind costs nothing extra, and the plan is exact.
+    let free = optimal_tree_bounded(&a, &limits(1024, 32, 4, 1024)).unwrap();
+    assert_eq!(free.plan.budget(), 1024);
+    assert_eq!(free.upper_bound, free.plan.expected_tokens);
+    assert!(bounded.upper_bound <= free.upper_bound);
 }
 
 #[test]
