@@ -114,6 +114,35 @@ fn limits_shape_the_tree() {
 }
 
 #[test]
+fn a_large_leaf_limited_tree_is_planned_with_a_proven_gap() {
+    // Trees of 1024 nodes and at most 255 leaves (llama.cpp's sequence limit).
+    let v = json(&canopy(&[
+        "plan",
+        "--acceptance",
+        "0.6,0.1,0.05,0.03,0.02,0.01",
+        "--budget",
+        "1024",
+        "--max-depth",
+        "32",
+        "--max-branch",
+        "32",
+        "--max-leaves",
+        "255",
+        "--json",
+    ]));
+    assert!(v["budget_used"].as_u64().unwrap() <= 1024);
+    assert!(v["budget_used"].as_u64().unwrap() > 256);
+    assert!(v["leaves"].as_u64().unwrap() <= 255);
+    assert!(v["depth"].as_u64().unwrap() <= 32);
+    let (value, bound) = (
+        v["expected_tokens"].as_f64().unwrap(),
+        v["upper_bound"].as_f64().unwrap(),
+    );
+    assert!(value <= bound + 1e-9);
+    assert!(v["gap"].as_f64().unwrap() < 1e-3, "gap {}", v["gap"]);
+}
+
+#[test]
 fn costs_choose_budget_and_depth() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("costs.json");

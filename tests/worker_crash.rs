@@ -27,7 +27,7 @@ fn request(max_tokens: u32) -> GenerateRequest {
         placement: Default::default(),
         acceptance: None,
         costs: None,
-        refill_freed_cells: false,
+        inexact_cache: false,
     }
 }
 

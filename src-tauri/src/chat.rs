@@ -388,7 +388,7 @@ pub async fn generate_reply(
         placement: Default::default(),
         acceptance: profile.as_ref().and_then(|p| p.acceptance.clone()),
         costs: profile.and_then(|p| p.costs),
-        refill_freed_cells: false,
+        inexact_cache: false,
     };
 
     let reply_id = app.inner.store()?.begin_reply(conv, parent)?;

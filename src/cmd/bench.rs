@@ -117,7 +117,7 @@ fn one(
         placement: place,
         acceptance: None,
         costs: None,
-        refill_freed_cells: refill,
+        inexact_cache: refill,
     };
     sup.generate(request, &CancelFlag::new(), &mut |_, _| {})
         .map_err(worker_error)
@@ -150,7 +150,9 @@ pub fn run(args: Args) -> CliResult {
     };
     let mut rows: Vec<Row> = plans.iter().map(|p| row(p, false)).collect();
     if args.refill_cells {
-        let speculative = plans.iter().filter(|p| p.starts_with("chain") || p.starts_with("tree"));
+        let speculative = plans
+            .iter()
+            .filter(|p| p.starts_with("chain") || p.starts_with("tree"));
         rows.extend(speculative.map(|p| row(p, true)).collect::<Vec<_>>());
     }
 
@@ -184,7 +186,7 @@ pub fn run(args: Args) -> CliResult {
         .map(|r| {
             json!({
                 "plan": r.plan,
-                "refill_freed_cells": r.refill,
+                "inexact_cache": r.refill,
                 "median_tokens_per_second": median(&r.tps),
                 "ratio_to_target_only": if base > 0.0 { median(&r.tps) / base } else { 0.0 },
                 "mean_accepted_per_step": median(&r.accepted),

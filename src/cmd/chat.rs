@@ -253,7 +253,7 @@ impl Chat<'_> {
             placement: s.placement,
             acceptance: None,
             costs: None,
-            refill_freed_cells: false,
+            inexact_cache: false,
         };
 
         // The reply is created with its first piece, so that a request refused before any output

@@ -96,7 +96,7 @@ pub fn run(args: Args) -> CliResult {
         placement,
         acceptance,
         costs,
-        refill_freed_cells: false,
+        inexact_cache: false,
     };
     let mut supervisor = supervisor()?;
     let cancel = CancelFlag::new();

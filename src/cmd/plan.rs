@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use canopy_plan::{
-    choose, optimal_tree, Acceptance, Choice, CostTable, Costs, Limits, TreePlan, LLAMA_MAX_LEAVES,
+    choose, optimal_tree_bounded, Acceptance, Choice, CostTable, Costs, Limits, TreePlan,
+    LLAMA_MAX_LEAVES,
 };
 use serde_json::{json, Value};
 
@@ -80,15 +81,21 @@ pub fn run(args: Args) -> CliResult {
         (None, costs) => costs,
     };
     let outcome = match costs {
-        None => Outcome {
-            plan: optimal_tree(&acc, &limits).map_err(|e| CliError::user(e.to_string()))?,
-            choice: None,
-        },
+        None => {
+            let bounded =
+                optimal_tree_bounded(&acc, &limits).map_err(|e| CliError::user(e.to_string()))?;
+            Outcome {
+                upper_bound: bounded.upper_bound,
+                plan: bounded.plan,
+                choice: None,
+            }
+        }
         Some(costs) => {
             let choice =
                 choose(&acc, &costs, &limits).map_err(|e| CliError::user(e.to_string()))?;
             Outcome {
                 plan: choice.plan.clone(),
+                upper_bound: choice.upper_bound,
                 choice: Some(choice),
             }
         }
@@ -105,7 +112,17 @@ pub fn run(args: Args) -> CliResult {
 /// The plan, and the hardware choice behind it when costs were given.
 struct Outcome {
     plan: TreePlan,
+    /// A proven upper bound on the expected tokens of any tree the plan competed with (equal to the
+    /// plan's own when it is exactly optimal).
+    upper_bound: f64,
     choice: Option<Choice>,
+}
+
+impl Outcome {
+    /// How far the plan may lie below the optimum, as a fraction of the bound.
+    fn gap(&self) -> f64 {
+        ((self.upper_bound - self.plan.expected_tokens) / self.upper_bound).max(0.0)
+    }
 }
 
 /// Parses `0.62,0.11,0.05` into a validated vector; one-line errors name the bad entry.
@@ -167,6 +184,8 @@ fn to_json(outcome: &Outcome) -> Value {
         .collect();
     let mut out = json!({
         "expected_tokens": plan.expected_tokens,
+        "upper_bound": outcome.upper_bound.max(plan.expected_tokens),
+        "gap": outcome.gap(),
         "budget_used": plan.budget(),
         "depth": plan.depth(),
         "leaves": plan.leaves(),
@@ -195,6 +214,16 @@ fn render_text(acc: &Acceptance, limits: &Limits, outcome: &Outcome) -> String {
         plan.depth(),
         plan.leaves()
     );
+    let gap = outcome.gap();
+    out += &if gap > 0.0 {
+        format!(
+            "within {:.4}% of the optimum (proven bound {:.4} expected tokens)\n",
+            gap * 100.0,
+            outcome.upper_bound
+        )
+    } else {
+        "optimal\n".to_owned()
+    };
     out += &format!(
         "acceptance {}; limits: budget {}, max depth {}, max branch {}, max leaves {}\n",
         vector.join(", "),
@@ -302,9 +331,10 @@ mod tests {
             max_branch: 3,
             max_leaves: 255,
         };
-        let plan = optimal_tree(&acc, &limits).unwrap();
+        let plan = canopy_plan::optimal_tree(&acc, &limits).unwrap();
         let value = to_json(&Outcome {
             plan: plan.clone(),
+            upper_bound: plan.expected_tokens,
             choice: None,
         });
         assert_eq!(value["budget_used"], 8);
@@ -317,6 +347,7 @@ mod tests {
         );
         assert_eq!(value["nodes"].as_array().unwrap().len(), 8);
         assert!(value.get("speedup").is_none());
+        assert_eq!(value["gap"], 0.0);
     }
 
     #[test]

@@ -54,9 +54,9 @@ pub struct Args {
     /// Tokens generated per prompt.
     #[arg(long, default_value_t = 32)]
     pub max_tokens: u32,
-    /// Largest tree (tokens per verification pass) the planner may choose; the engine verifies at
-    /// most 256 (255 leaves, llama.cpp's sequence limit).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Largest tree (tokens per verification pass) the planner may choose; the engine verifies
+    /// trees of up to 1024 tokens with at most 255 leaves (llama.cpp's sequence limit).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub budget: u32,
     /// Deepest tree the planner may choose.
     #[arg(long, default_value_t = 24)]
@@ -144,14 +144,14 @@ pub fn run(args: Args) -> CliResult {
             &acc,
             &Limits {
                 budget: n,
-                max_depth: n - 1,
+                max_depth: (n - 1).min(255),
                 max_branch: ENGINE_MAX_BRANCH,
                 max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
             },
         )
         .map_err(|e| CliError::user(e.to_string()))?;
         let step_seconds = costs
-            .step_seconds(&plan)
+            .step_seconds(&plan, &acc)
             .map_err(|e| CliError::Failure(anyhow::anyhow!("pricing the tree: {e}")))?;
         let (mut tokens, mut steps) = (0, 0);
         let mut label = String::new();
@@ -183,7 +183,7 @@ pub fn run(args: Args) -> CliResult {
                         placement: Placement::Cpu,
                         acceptance: Some(acc.as_slice().to_vec()),
                         costs: None,
-                        refill_freed_cells: false,
+                        inexact_cache: false,
                     },
                     &cancel,
                     &mut |_, _| {},

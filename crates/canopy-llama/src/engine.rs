@@ -21,7 +21,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use rand::SeedableRng;
 
 use crate::text::TextSink;
-use crate::tree::{CellReuse, LlamaTree, MAX_SEQ};
+use crate::tree::{CellReuse, KvTypes, LlamaTree, MAX_SEQ};
 
 /// Acceptance vector assumed before anything was measured (a typical small draft of the same family).
 pub const DEFAULT_ACCEPTANCE: [f64; 4] = [0.6, 0.1, 0.04, 0.02];
@@ -67,7 +67,7 @@ impl PlanKind {
     pub fn parse(s: &str) -> Result<PlanKind, String> {
         let bad = || {
             format!(
-                "invalid plan {s:?}: use none, chain:K (1 <= K <= 255), tree:N (2 <= N <= 256) or auto"
+                "invalid plan {s:?}: use none, chain:K (1 <= K <= 255), tree:N (2 <= N <= 1024) or auto"
             )
         };
         let number = |v: &str| v.parse::<usize>().map_err(|_| bad());
@@ -87,21 +87,23 @@ impl PlanKind {
         }
     }
 
-    fn largest_tree(&self) -> usize {
+    fn largest_tree(&self, placement: Placement) -> usize {
         match *self {
             PlanKind::None => 1,
             PlanKind::Chain(k) => k + 1,
             PlanKind::Tree(n) => n,
+            PlanKind::Auto if placement == Placement::Cpu => AUTO_MAX_BUDGET_CPU,
             PlanKind::Auto => AUTO_MAX_BUDGET,
         }
     }
 }
 
 /// Largest tree of one pass. Each leaf needs a sequence of its own and llama.cpp has 255 for
-/// leaves; up to this budget a tree cannot have more leaves than that, so the planner's exact
-/// program needs no leaf dimension.
-pub const MAX_TREE: usize = MAX_SEQ;
-/// Largest tree `auto` considers (the calibration may stop earlier).
+/// leaves, so trees beyond 256 tokens are planned under that leaf limit.
+pub const MAX_TREE: usize = 1024;
+/// Largest tree `auto` considers where the target's pass is compute-bound (weights on the CPU),
+/// and where it streams or sits on a GPU (the calibration may stop earlier).
+const AUTO_MAX_BUDGET_CPU: usize = 256;
 const AUTO_MAX_BUDGET: usize = MAX_TREE;
 /// Deepest tree any plan builds (`auto` plans up to 24 levels, `chain:K` and `tree:N` are capped
 /// by the batch); also the most accepted tokens one commit can hand to the next pass.
@@ -202,10 +204,12 @@ impl Engine {
     fn context<'m>(
         &self,
         model: &'m LlamaModel,
+        placement: Placement,
         n_ctx: u32,
         n_batch: usize,
     ) -> Result<LlamaTree<'m>, HandlerError> {
-        LlamaTree::create(&self.backend, self.threads, model, n_ctx, n_batch)
+        let kv = kv_types(&self.backend, placement);
+        LlamaTree::create(&self.backend, self.threads, model, n_ctx, n_batch, kv)
     }
 
     /// Renders the prompt (chat template or raw text) and tokenizes it.
@@ -336,18 +340,31 @@ impl Engine {
             )));
         }
         // Room for the largest tree plus the accepted tokens a commit may hand to the next pass.
-        let n_batch = MIN_BATCH.max(kind.largest_tree() + MAX_DEPTH);
-        let reuse = if req.refill_freed_cells {
+        let largest = kind.largest_tree(req.placement);
+        let n_batch = MIN_BATCH.max(largest + MAX_DEPTH);
+        let reuse = if req.inexact_cache {
             CellReuse::Refill
         } else {
             CellReuse::Ordered
         };
-        let mut target = LlamaTree::create(backend, threads, target_model, n_ctx, n_batch)?;
+        let kv = |placement| match req.inexact_cache {
+            true => KvTypes::Default,
+            false => kv_types(backend, placement),
+        };
+        let mut target = LlamaTree::create(
+            backend,
+            threads,
+            target_model,
+            n_ctx,
+            n_batch,
+            kv(req.placement),
+        )?;
         target.set_cell_reuse(reuse);
         let mut draft = match &draft_path {
             Some(d) => {
                 let model = &models[&(d.clone(), Placement::Gpu)];
-                let mut tree = LlamaTree::create(backend, threads, model, n_ctx, n_batch)?;
+                let kv = kv(Placement::Gpu);
+                let mut tree = LlamaTree::create(backend, threads, model, n_ctx, n_batch, kv)?;
                 tree.set_cell_reuse(reuse);
                 Some(tree)
             }
@@ -366,7 +383,7 @@ impl Engine {
             PlanKind::Tree(n) => {
                 let limits = Limits {
                     budget: n,
-                    max_depth: n - 1,
+                    max_depth: (n - 1).min(MAX_DEPTH),
                     max_branch: 16,
                     max_leaves: MAX_SEQ - 1,
                 };
@@ -388,13 +405,7 @@ impl Engine {
                             Some(c) => c.clone(),
                             None => {
                                 let d = draft.as_mut().ok_or_else(|| user("auto needs a draft"))?;
-                                let c = calibrate(
-                                    &mut target,
-                                    d,
-                                    &prompt,
-                                    n_batch.min(AUTO_MAX_BUDGET),
-                                    events,
-                                )?;
+                                let c = calibrate(&mut target, d, &prompt, largest, events)?;
                                 calibrations.insert(key, c.clone());
                                 c
                             }
@@ -402,7 +413,7 @@ impl Engine {
                     }
                 };
                 let limits = Limits {
-                    budget: costs.target.max_n().min(MAX_TREE),
+                    budget: costs.target.max_n().min(largest),
                     max_depth: 24,
                     max_branch: 16,
                     max_leaves: MAX_SEQ - 1,
@@ -457,7 +468,12 @@ impl Engine {
             verify_ms: stats.verify_secs * 1e3,
             provenance: sink.provenance.clone(),
             token_ids: sink.tokens.clone(),
-            margins: stats.margins.iter().take(sink.tokens.len()).copied().collect(),
+            margins: stats
+                .margins
+                .iter()
+                .take(sink.tokens.len())
+                .copied()
+                .collect(),
         })
     }
 
@@ -492,7 +508,7 @@ impl Engine {
             model,
             &Prompt::Raw("The quick brown fox jumps over the lazy dog.".into()),
         )?;
-        let mut target = self.context(model, (2 * n_batch + 64) as u32, n_batch)?;
+        let mut target = self.context(model, req.placement, (2 * n_batch + 64) as u32, n_batch)?;
         let total = (req.target_grid.len() + req.draft_grid.len()).max(1) as f64;
         let mut done = 0.0;
         let mut target_points = Vec::new();
@@ -508,6 +524,7 @@ impl Engine {
         if let Some(d) = &req.draft {
             let mut draft = self.context(
                 self.model(d, Placement::Gpu),
+                Placement::Gpu,
                 (2 * n_batch + 64) as u32,
                 n_batch,
             )?;
@@ -567,8 +584,8 @@ impl Engine {
             }]);
             let tokens = Self::prompt_tokens(tmodel, &chat)?;
             let n_ctx = (tokens.len() + req.tokens_per_prompt as usize + 8) as u32;
-            let mut t = self.context(tmodel, n_ctx.max(64), MIN_BATCH)?;
-            let mut d = self.context(dmodel, n_ctx.max(64), MIN_BATCH)?;
+            let mut t = self.context(tmodel, Placement::Cpu, n_ctx.max(64), MIN_BATCH)?;
+            let mut d = self.context(dmodel, Placement::Gpu, n_ctx.max(64), MIN_BATCH)?;
             let (&last, context) = tokens.split_last().ok_or_else(|| user("empty prompt"))?;
             t.prefill(context)
                 .map_err(|e| HandlerError::internal(e.to_string()))?;
@@ -619,6 +636,18 @@ impl Engine {
             positions,
             temperature: req.temperature,
         })
+    }
+}
+
+/// The KV cache types of a model in `placement`: batch-invariant where attention runs on the CPU
+/// (weights in host memory, or no GPU at all), llama.cpp's defaults on a GPU.
+fn kv_types(backend: &LlamaBackend, placement: Placement) -> KvTypes {
+    match placement {
+        Placement::Cpu | Placement::Stream => KvTypes::BatchInvariant,
+        Placement::Partial { .. } | Placement::Gpu if backend.supports_gpu_offload() => {
+            KvTypes::Default
+        }
+        Placement::Partial { .. } | Placement::Gpu => KvTypes::BatchInvariant,
     }
 }
 

@@ -29,7 +29,7 @@ use canopy_spec::{ModelError, NodeIn, Token, TreeModel};
 use std::num::NonZeroU32;
 
 use canopy_worker::HandlerError;
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -61,8 +61,23 @@ pub enum CellReuse {
     Ordered,
     /// Keep them where they are; later tokens fill the freed cells below them. Saves the
     /// re-decoded tokens but changes the summation order of attention (logits move by up to
-    /// about 0.4 on SmolLM2). For measuring what [`CellReuse::Ordered`] costs.
+    /// about 0.6 on SmolLM2). For measuring what [`CellReuse::Ordered`] costs.
     Refill,
+}
+
+/// Element types of a context's KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvTypes {
+    /// f16 keys, q8_0 values, flash attention on. llama.cpp's CPU flash attention has faster
+    /// paths for f16 and f32 caches that it takes by batch shape (a tiled one for 64 or more
+    /// queries, one split over threads for a single query over 512 or more cells); they round
+    /// differently, so a token's logits would depend on how it was batched. With q8_0 values it
+    /// always takes its one sequential path: logits independent of batching at every tree size
+    /// and context length (tests/exactness.rs), and half the value memory. For caches in host
+    /// memory, where attention runs on the CPU.
+    BatchInvariant,
+    /// llama.cpp's defaults (f16 keys and values), for caches on a GPU.
+    Default,
 }
 
 /// One occupied cell of the KV cache, as llama.cpp holds it.
@@ -124,6 +139,7 @@ impl<'m> LlamaTree<'m> {
         model: &'m LlamaModel,
         n_ctx: u32,
         n_batch: usize,
+        kv: KvTypes,
     ) -> Result<LlamaTree<'m>, HandlerError> {
         // llama.cpp needs room for a whole batch (and aborts on small contexts with many sequences).
         let n_ctx = n_ctx.max(n_batch as u32).max(MAX_SEQ as u32);
@@ -133,13 +149,18 @@ impl<'m> LlamaTree<'m> {
             .with_n_ubatch(n_batch as u32)
             .with_n_seq_max(MAX_SEQ as u32)
             .with_kv_unified(true)
-            // Flash attention (llama.cpp's default where supported): on the CPU it makes a tree
-            // decode bit-identical to decoding each path token by token, which the plain
-            // attention path is not (tests/exactness.rs). Its one known cost: once a kept path ran
-            // through a non-first child, later tokens fill freed cells below it and the changed
-            // summation order moves logits slightly (measured in the same tests).
+            // Flash attention (llama.cpp's default where supported): on the CPU, with the value
+            // types of `KvTypes::BatchInvariant` and cells in position order, a tree decode is
+            // bit-identical to decoding each path token by token, which the plain attention path
+            // is not (tests/exactness.rs).
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
+        let params = match kv {
+            KvTypes::BatchInvariant => params
+                .with_type_v(KvCacheType::Q8_0)
+                .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED),
+            KvTypes::Default => params,
+        };
         let ctx = model.new_context(backend, params).map_err(|e| {
             HandlerError::internal(format!("could not create a llama.cpp context: {e}"))
         })?;
@@ -169,7 +190,10 @@ impl<'m> LlamaTree<'m> {
         let mut bytes = vec![0u8; size];
         // SAFETY: `bytes` holds the `size` bytes llama.cpp just reported for this state, and the
         // context is not used by anything else in between.
-        let written = unsafe { self.ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), -1, flags) };
+        let written = unsafe {
+            self.ctx
+                .state_seq_get_data_ext(bytes.as_mut_ptr(), -1, flags)
+        };
         let bad = || ModelError::Decode("unexpected layout of the KV cache state".into());
         if written != size {
             return Err(bad());
@@ -400,7 +424,12 @@ impl TreeModel for LlamaTree<'_> {
         }
         for &i in &order {
             self.batch
-                .add(LlamaToken(nodes[i].token), pos[i], &seqs[i], nodes[i].logits)
+                .add(
+                    LlamaToken(nodes[i].token),
+                    pos[i],
+                    &seqs[i],
+                    nodes[i].logits,
+                )
                 .map_err(|e| ModelError::Decode(e.to_string()))?;
         }
         self.rows = (0..n)

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use canopy_llama::tree::{Cell, CellReuse};
+use canopy_llama::tree::{Cell, CellReuse, KvTypes};
 use canopy_llama::{quantize, Engine, LlamaTree, QuantType};
 use canopy_plan::{chain, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
 use canopy_spec::sampling::SamplingConfig;
@@ -65,7 +65,15 @@ fn threads() -> i32 {
 }
 
 fn tree<'m>(model: &'m LlamaModel, n_ctx: u32) -> LlamaTree<'m> {
-    LlamaTree::create(backend(), threads(), model, n_ctx, 512).expect("context")
+    LlamaTree::create(
+        backend(),
+        threads(),
+        model,
+        n_ctx,
+        512,
+        KvTypes::BatchInvariant,
+    )
+    .expect("context")
 }
 
 fn prompt(model: &LlamaModel, text: &str) -> Vec<Token> {
@@ -482,8 +490,8 @@ fn streamed_auto() -> AutoPolicy {
 fn first_choice_depth(plan: &TreePlan) -> usize {
     let mut depth = 0;
     let mut at = 0;
-    while let Some(c) = (0..plan.nodes.len())
-        .find(|&c| plan.nodes[c].parent == Some(at) && plan.nodes[c].rank == 1)
+    while let Some(c) =
+        (0..plan.nodes.len()).find(|&c| plan.nodes[c].parent == Some(at) && plan.nodes[c].rank == 1)
     {
         depth += 1;
         at = c;
@@ -520,7 +528,12 @@ fn assert_matrix_identical(draft_name: &str, draft: &LlamaModel, self_draft: boo
                 max,
                 CellReuse::Ordered,
             );
-            let drafted = run.out.sources.iter().filter(|s| **s == Source::Draft).count();
+            let drafted = run
+                .out
+                .sources
+                .iter()
+                .filter(|s| **s == Source::Draft)
+                .count();
             println!(
                 "{draft_name} {text:?} {name}: {drafted}/{max} tokens drafted, {} steps",
                 run.stats.steps
@@ -561,17 +574,57 @@ fn greedy_speculation_equals_target_only_with_a_real_draft() {
 }
 
 #[test]
+fn greedy_speculation_is_exact_with_trees_past_256_tokens_and_contexts_past_512_cells() {
+    // A tree of more than 256 tokens (llama.cpp's tiled attention path starts at 64 queries) and
+    // a context past 512 cells (where a single query takes a path split over threads).
+    let target = load(&model_path("smollm2-135m"));
+    let draft = load(&smol_q4_0());
+    let story = "The forest was quiet that morning, and the river ran slowly past the old mill. ";
+    let long = format!("{}Now write one more sentence.", story.repeat(30));
+    let max = 48;
+    for (text, plan) in [(PROMPTS[0].to_owned(), optimal(320)), (long, optimal(16))] {
+        let p = prompt(&target, &text);
+        let ordered = CellReuse::Ordered;
+        let plain = run_greedy(
+            &target,
+            None,
+            &mut fixed(&TreePlan::plain()),
+            &p,
+            max,
+            ordered,
+        );
+        let spec = run_greedy(&target, Some(&draft), &mut fixed(&plan), &p, max, ordered);
+        println!(
+            "{} prompt tokens, tree:{}: {} steps",
+            p.len(),
+            plan.budget(),
+            spec.stats.steps
+        );
+        assert_eq!(spec.unordered, 0);
+        assert_eq!(plain.out.tokens, spec.out.tokens, "tree:{}", plan.budget());
+    }
+}
+
+#[test]
 fn refilled_cells_break_the_order_that_exactness_needs() {
     // Negative control of the cell check: the old layout, which keeps accepted cells where they
     // are, decodes later trees with cells out of position order.
     let target = load(&model_path("smollm2-135m"));
     let draft = load(&smol_q4_0());
-    let unordered: usize = PROMPTS[..2]
+    let unordered: usize = PROMPTS
         .iter()
         .map(|text| {
             let p = prompt(&target, text);
             let mut policy = fixed(&optimal(16));
-            run_greedy(&target, Some(&draft), &mut policy, &p, 48, CellReuse::Refill).unordered
+            run_greedy(
+                &target,
+                Some(&draft),
+                &mut policy,
+                &p,
+                64,
+                CellReuse::Refill,
+            )
+            .unordered
         })
         .sum();
     assert!(unordered > 0, "refilled cells stayed in order");
@@ -605,9 +658,28 @@ fn qwen_pair_agrees_except_at_near_ties() {
     for text in prompts {
         let p = prompt(&target, text);
         let ordered = CellReuse::Ordered;
-        let plain = run_greedy(&target, None, &mut fixed(&TreePlan::plain()), &p, max, ordered);
-        let spec = run_greedy(&target, Some(&draft), &mut fixed(&optimal(16)), &p, max, ordered);
-        let accepted = spec.out.sources.iter().filter(|s| **s == Source::Draft).count();
+        let plain = run_greedy(
+            &target,
+            None,
+            &mut fixed(&TreePlan::plain()),
+            &p,
+            max,
+            ordered,
+        );
+        let spec = run_greedy(
+            &target,
+            Some(&draft),
+            &mut fixed(&optimal(16)),
+            &p,
+            max,
+            ordered,
+        );
+        let accepted = spec
+            .out
+            .sources
+            .iter()
+            .filter(|s| **s == Source::Draft)
+            .count();
         let steps = spec.stats.steps;
         println!("{text:?}: {accepted}/{max} drafted tokens accepted in {steps} steps");
         assert_eq!(spec.unordered, 0, "a tree was decoded out of order");

@@ -101,6 +101,20 @@ impl CostTable {
         t.max(floor)
     }
 
+    /// The measured cost of one more token at `n`: the slope of the segment around `n` (the
+    /// nearest one outside the range), never negative; `t/n` for a table of one point.
+    pub fn marginal(&self, n: usize) -> f64 {
+        let pts = &self.points;
+        if pts.len() == 1 {
+            return pts[0].1 / pts[0].0 as f64;
+        }
+        let i = pts
+            .partition_point(|&(m, _)| m <= n)
+            .clamp(1, pts.len() - 1);
+        let ((n0, t0), (n1, t1)) = (pts[i - 1], pts[i]);
+        ((t1 - t0) / (n1 - n0) as f64).max(0.0)
+    }
+
     fn key(&self) -> Vec<(usize, u64)> {
         self.points.iter().map(|&(n, s)| (n, s.to_bits())).collect()
     }
@@ -127,27 +141,35 @@ impl Costs {
         (self.target.key(), self.draft.key())
     }
 
-    /// Seconds of one speculation step with `plan`: one target pass over its budget plus one draft pass
-    /// per level over the nodes that get children there (leaves need no draft pass).
+    /// Seconds of one speculation step with `plan` under `acc`: one target pass over its budget plus
+    /// one draft pass per level over the nodes that get children there (leaves need no draft pass),
+    /// plus the accepted tokens both models decode again at the head of their next pass to keep
+    /// their KV caches in position order, charged at the measured cost of one more token:
+    /// [`TreePlan::expected_redecoded`] in the target's pass, and every accepted token (an upper
+    /// bound) in the draft's first pass.
     ///
     /// Fails with [`PlanError::OutOfRange`] when the budget or a level's width lies outside the measured
     /// range of the target or draft table.
-    pub fn step_seconds(&self, plan: &TreePlan) -> Result<f64, PlanError> {
-        let target = self
-            .target
-            .at(plan.budget())
-            .map_err(|e| rename(e, "target"))?;
+    pub fn step_seconds(&self, plan: &TreePlan, acc: &Acceptance) -> Result<f64, PlanError> {
+        let n = plan.budget();
+        let mut target = self.target.at(n).map_err(|e| rename(e, "target"))?;
         let mut draft = 0.0;
-        for level in plan.levels() {
-            draft += self
-                .draft
-                .at(level.expand.len())
-                .map_err(|e| rename(e, "draft"))?;
+        for (i, level) in plan.levels().iter().enumerate() {
+            let width = level.expand.len();
+            draft += self.draft.at(width).map_err(|e| rename(e, "draft"))?;
+            if i == 0 {
+                draft += (plan.expected_tokens - 1.0).max(0.0) * self.draft.marginal(width);
+            }
+        }
+        if n > 1 {
+            target += plan.expected_redecoded(acc) * self.target.marginal(n);
         }
         Ok(target + draft)
     }
 }
 
+/// A lower bound of [`Costs::step_seconds`] from a tree's size and level widths alone (without the
+/// re-decoded tokens), for skipping trees that cannot win before building them.
 fn step_from_profile(costs: &Costs, nodes: usize, expanded: &[usize]) -> Result<f64, PlanError> {
     let mut seconds = costs.target.at(nodes)?;
     for &width in expanded {
@@ -254,7 +276,10 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
                     };
                     let value = table.value(d, n);
                     if value / step > best.predicted_tokens_per_second {
-                        consider(table.plan(acc, d, n), step, value, &mut best);
+                        let plan = table.plan(acc, d, n);
+                        if let Ok(step) = costs.step_seconds(&plan, acc) {
+                            consider(plan, step, value, &mut best);
+                        }
                     }
                     continue;
                 }
@@ -267,7 +292,7 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
             }
             let leafy = leaf_table.get_or_insert_with(|| LeafTable::build(acc, dims, max_leaves));
             let plan = leafy.plan(acc, d, n, max_leaves);
-            if let Ok(step) = costs.step_seconds(&plan) {
+            if let Ok(step) = costs.step_seconds(&plan, acc) {
                 let value = plan.expected_tokens;
                 consider(plan, step, value, &mut best);
             }
@@ -289,7 +314,7 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
                 hint = Some(relaxed.lambda);
             }
             depth_hint = Some(relaxed.lambda);
-            if let Ok(step) = costs.step_seconds(&relaxed.plan) {
+            if let Ok(step) = costs.step_seconds(&relaxed.plan, acc) {
                 consider(relaxed.plan, step, relaxed.upper_bound, &mut best);
             }
         }

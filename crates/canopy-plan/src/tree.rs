@@ -39,6 +39,26 @@ pub struct Level {
 }
 
 impl TreePlan {
+    /// Expected accepted nodes per pass that lie off the first-choice chain (the root, its first
+    /// child, that child's first child, …). The engine lays a tree out depth first, so that chain
+    /// fills the tree's first KV cells; any other accepted node is decoded again in the next pass
+    /// to keep the cache in position order.
+    pub fn expected_redecoded(&self, acc: &Acceptance) -> f64 {
+        let n = self.nodes.len();
+        let mut reach = vec![1.0; n];
+        let mut first_choice = vec![true; n];
+        let mut off_chain = 0.0;
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            let Some(p) = node.parent else { continue };
+            reach[i] = reach[p] * acc.get(node.rank as usize);
+            first_choice[i] = first_choice[p] && node.rank == 1;
+            if !first_choice[i] {
+                off_chain += reach[i];
+            }
+        }
+        off_chain
+    }
+
     /// Plain decoding: the root alone, one token per pass.
     pub fn plain() -> TreePlan {
         TreePlan {

@@ -124,7 +124,7 @@ fn choose_plans_large_budgets_under_the_leaf_limit() {
         };
         check(&acc, &l, &bounded);
         assert!(c.speedup >= 1.0);
-        assert!((c.step_seconds - costs.step_seconds(&c.plan).unwrap()).abs() < 1e-12);
+        assert!((c.step_seconds - costs.step_seconds(&c.plan, &acc).unwrap()).abs() < 1e-12);
         assert!(
             (c.predicted_tokens_per_second - c.plan.expected_tokens / c.step_seconds).abs() < 1e-9
         );

@@ -242,13 +242,13 @@ fn choose_is_never_slower_than_plain_and_beats_every_optimal_tree() {
     let c = choose(&a, &flat, &l).unwrap();
     assert!(c.plan.budget() <= 40, "budget stays in the measured range");
     assert!(c.speedup > 2.0);
-    assert!((c.step_seconds - flat.step_seconds(&c.plan).unwrap()).abs() < 1e-12);
+    assert!((c.step_seconds - flat.step_seconds(&c.plan, &a).unwrap()).abs() < 1e-12);
     assert!((c.predicted_tokens_per_second - c.plan.expected_tokens / c.step_seconds).abs() < 1e-9);
     // Independently: no optimal tree of any budget and depth within the limits predicts more.
     for budget in 1..=40 {
         for depth in 0..=6 {
             let plan = optimal_tree(&a, &limits(budget, depth, 3, 255)).unwrap();
-            let tps = plan.expected_tokens / flat.step_seconds(&plan).unwrap();
+            let tps = plan.expected_tokens / flat.step_seconds(&plan, &a).unwrap();
             assert!(
                 tps <= c.predicted_tokens_per_second + 1e-9,
                 "budget {budget} depth {depth}: {tps}"
@@ -271,8 +271,25 @@ fn choose_draft_cost_counts_only_expanded_nodes() {
     let a = acc(&[0.5, 0.3]);
     let plan = TreePlan::from_children_counts(&[2, 2, 0, 0, 0], &a).unwrap();
     let c = costs(&[(1, 1.0), (8, 1.0)], &[(1, 0.1), (2, 0.2), (3, 0.3)]);
-    // Depth 0 expands 1 node, depth 1 expands 1 node (the leaf at depth 1 needs no draft pass).
-    assert!((c.step_seconds(&plan).unwrap() - 1.2).abs() < 1e-12);
+    // Depth 0 expands 1 node, depth 1 expands 1 node (the leaf at depth 1 needs no draft pass);
+    // the draft's first pass also decodes the 1.2 expected accepted tokens again, at 0.1 s each.
+    assert!((plan.expected_tokens - 2.2).abs() < 1e-12);
+    assert!((c.step_seconds(&plan, &a).unwrap() - 1.32).abs() < 1e-12);
+}
+
+#[test]
+fn step_cost_charges_the_redecoded_tokens() {
+    let a = acc(&[0.5, 0.3]);
+    // Root with children of rank 1 and 2; the rank-1 child has children of rank 1 and 2.
+    let plan = TreePlan::from_children_counts(&[2, 2, 0, 0, 0], &a).unwrap();
+    // Off the first-choice chain: the root's rank-2 child (0.3) and its sibling's (0.5 · 0.3).
+    assert!((plan.expected_redecoded(&a) - 0.45).abs() < 1e-12);
+    assert_eq!(chain(&a, 4).expected_redecoded(&a), 0.0);
+    assert_eq!(TreePlan::plain().expected_redecoded(&a), 0.0);
+    // A target pass that costs 0.1 s more per token pays for the 0.45 tokens decoded again.
+    let c = costs(&[(1, 1.0), (8, 1.7)], &[(1, 0.1), (8, 0.1)]);
+    let expected = 1.0 + 0.4 + 0.45 * 0.1 + 0.1 + 0.1;
+    assert!((c.step_seconds(&plan, &a).unwrap() - expected).abs() < 1e-12);
 }
 
 #[test]

@@ -126,11 +126,11 @@ pub struct GenerateRequest {
     /// Measured cost curves to plan with (from a profile): `(n, seconds)` points.
     #[serde(default)]
     pub costs: Option<CostCurves>,
-    /// For benchmarks only: keep accepted KV cells out of position order instead of decoding them
-    /// again, as before exact caching. Faster on a CPU; greedy output may then differ from
-    /// target-only output at near ties.
+    /// For benchmarks only: the KV cache as before exact caching (llama.cpp's default f16 types,
+    /// accepted cells kept out of position order instead of decoded again). Faster on a CPU;
+    /// greedy output may then differ from target-only output at near ties.
     #[serde(default)]
-    pub refill_freed_cells: bool,
+    pub inexact_cache: bool,
 }
 
 fn default_plan() -> PlanSpec {
