@@ -216,9 +216,14 @@ fn render_text(acc: &Acceptance, limits: &Limits, outcome: &Outcome) -> String {
     );
     let gap = outcome.gap();
     out += &if gap > 0.0 {
+        let percent = gap * 100.0;
+        let percent = if percent < 1e-3 {
+            format!("{percent:.1e}%")
+        } else {
+            format!("{percent:.3}%")
+        };
         format!(
-            "within {:.4}% of the optimum (proven bound {:.4} expected tokens)\n",
-            gap * 100.0,
+            "within {percent} of the optimum (proven bound {:.4} expected tokens)\n",
             outcome.upper_bound
         )
     } else {

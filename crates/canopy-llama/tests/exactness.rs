@@ -60,8 +60,10 @@ fn smol_q4_0() -> PathBuf {
     .clone()
 }
 
+/// One thread per model: the test harness runs these tests side by side, one per core, and
+/// llama.cpp's spinning threads slow each other down badly when they outnumber the cores.
 fn threads() -> i32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) as i32
+    1
 }
 
 fn tree<'m>(model: &'m LlamaModel, n_ctx: u32) -> LlamaTree<'m> {
