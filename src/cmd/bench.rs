@@ -150,7 +150,9 @@ pub fn run(args: Args) -> CliResult {
     };
     let mut rows: Vec<Row> = plans.iter().map(|p| row(p, false)).collect();
     if args.refill_cells {
-        let speculative = plans.iter().filter(|p| p.starts_with("chain") || p.starts_with("tree"));
+        let speculative = plans
+            .iter()
+            .filter(|p| p.starts_with("chain") || p.starts_with("tree"));
         rows.extend(speculative.map(|p| row(p, true)).collect::<Vec<_>>());
     }
 

@@ -169,7 +169,10 @@ impl<'m> LlamaTree<'m> {
         let mut bytes = vec![0u8; size];
         // SAFETY: `bytes` holds the `size` bytes llama.cpp just reported for this state, and the
         // context is not used by anything else in between.
-        let written = unsafe { self.ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), -1, flags) };
+        let written = unsafe {
+            self.ctx
+                .state_seq_get_data_ext(bytes.as_mut_ptr(), -1, flags)
+        };
         let bad = || ModelError::Decode("unexpected layout of the KV cache state".into());
         if written != size {
             return Err(bad());
@@ -400,7 +403,12 @@ impl TreeModel for LlamaTree<'_> {
         }
         for &i in &order {
             self.batch
-                .add(LlamaToken(nodes[i].token), pos[i], &seqs[i], nodes[i].logits)
+                .add(
+                    LlamaToken(nodes[i].token),
+                    pos[i],
+                    &seqs[i],
+                    nodes[i].logits,
+                )
                 .map_err(|e| ModelError::Decode(e.to_string()))?;
         }
         self.rows = (0..n)

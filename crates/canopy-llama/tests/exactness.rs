@@ -482,8 +482,8 @@ fn streamed_auto() -> AutoPolicy {
 fn first_choice_depth(plan: &TreePlan) -> usize {
     let mut depth = 0;
     let mut at = 0;
-    while let Some(c) = (0..plan.nodes.len())
-        .find(|&c| plan.nodes[c].parent == Some(at) && plan.nodes[c].rank == 1)
+    while let Some(c) =
+        (0..plan.nodes.len()).find(|&c| plan.nodes[c].parent == Some(at) && plan.nodes[c].rank == 1)
     {
         depth += 1;
         at = c;
@@ -520,7 +520,12 @@ fn assert_matrix_identical(draft_name: &str, draft: &LlamaModel, self_draft: boo
                 max,
                 CellReuse::Ordered,
             );
-            let drafted = run.out.sources.iter().filter(|s| **s == Source::Draft).count();
+            let drafted = run
+                .out
+                .sources
+                .iter()
+                .filter(|s| **s == Source::Draft)
+                .count();
             println!(
                 "{draft_name} {text:?} {name}: {drafted}/{max} tokens drafted, {} steps",
                 run.stats.steps
@@ -571,7 +576,15 @@ fn refilled_cells_break_the_order_that_exactness_needs() {
         .map(|text| {
             let p = prompt(&target, text);
             let mut policy = fixed(&optimal(16));
-            run_greedy(&target, Some(&draft), &mut policy, &p, 48, CellReuse::Refill).unordered
+            run_greedy(
+                &target,
+                Some(&draft),
+                &mut policy,
+                &p,
+                48,
+                CellReuse::Refill,
+            )
+            .unordered
         })
         .sum();
     assert!(unordered > 0, "refilled cells stayed in order");
@@ -605,9 +618,28 @@ fn qwen_pair_agrees_except_at_near_ties() {
     for text in prompts {
         let p = prompt(&target, text);
         let ordered = CellReuse::Ordered;
-        let plain = run_greedy(&target, None, &mut fixed(&TreePlan::plain()), &p, max, ordered);
-        let spec = run_greedy(&target, Some(&draft), &mut fixed(&optimal(16)), &p, max, ordered);
-        let accepted = spec.out.sources.iter().filter(|s| **s == Source::Draft).count();
+        let plain = run_greedy(
+            &target,
+            None,
+            &mut fixed(&TreePlan::plain()),
+            &p,
+            max,
+            ordered,
+        );
+        let spec = run_greedy(
+            &target,
+            Some(&draft),
+            &mut fixed(&optimal(16)),
+            &p,
+            max,
+            ordered,
+        );
+        let accepted = spec
+            .out
+            .sources
+            .iter()
+            .filter(|s| **s == Source::Draft)
+            .count();
         let steps = spec.stats.steps;
         println!("{text:?}: {accepted}/{max} drafted tokens accepted in {steps} steps");
         assert_eq!(spec.unordered, 0, "a tree was decoded out of order");

@@ -289,7 +289,11 @@ pub fn generate(
             .into_iter()
             .map(|t| (t, Source::Draft))
             .chain(std::iter::once((walk.bonus, Source::Target)));
-        let mut margins = walk.margins.iter().map(|&m| Some(m)).chain(std::iter::repeat(None));
+        let mut margins = walk
+            .margins
+            .iter()
+            .map(|&m| Some(m))
+            .chain(std::iter::repeat(None));
         if let Some(reason) = emitted
             .into_iter()
             .find_map(|(t, s)| out.emit(t, s, margins.next().flatten()))
