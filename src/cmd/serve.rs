@@ -78,9 +78,10 @@ pub fn run(args: Args) -> CliResult {
         .build()
         .map_err(|e| CliError::Failure(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(config, backend).await.map_err(serve_error)?;
         println!("listening on http://{}", server.local_addr());
-        server.run(shutdown_signal()).await.map_err(serve_error)
+        server.run(shutdown).await.map_err(serve_error)
     })
 }
 
@@ -91,25 +92,28 @@ fn serve_error(err: ServeError) -> CliError {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed here, before the ready line is
+/// printed, so a signal sent right after it stops the server cleanly.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, CliError> {
+    let failed =
+        |e: std::io::Error| CliError::Failure(anyhow::anyhow!("cannot handle signals: {e}"));
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(failed)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(failed)?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = failed;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
