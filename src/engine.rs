@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use canopy_spec::SamplingConfig;
-use canopy_worker::{Placement, Sampling, Supervisor, WorkerCommand, WorkerError};
+use canopy_worker::{
+    CostCurves, GenerateRequest, Placement, Prompt, Sampling, Supervisor, WorkerCommand,
+    WorkerError,
+};
 
 use crate::error::CliError;
 
@@ -103,4 +106,100 @@ pub fn placement(s: &str) -> Result<Placement, CliError> {
             ))),
         },
     }
+}
+
+/// The model flags of commands that generate (`generate`, `serve`): which models, how to
+/// speculate, where the weights live.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// The target model (GGUF file).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// A small draft model sharing the target's vocabulary.
+    #[arg(long)]
+    pub draft: Option<PathBuf>,
+    /// Speculation: none, chain:K, tree:N or auto.
+    #[arg(long, default_value = "none")]
+    pub plan: String,
+    /// Context size in tokens (default: the model's, at most 4096).
+    #[arg(long)]
+    pub context: Option<u32>,
+    /// Where the target's weights live: cpu, stream, gpu or layers:N.
+    #[arg(long, default_value = "cpu")]
+    pub placement: String,
+    /// With --plan auto: plan with this hardware profile's curves and acceptance vector (name or file)
+    /// instead of the newest saved profile measured for these models and placement.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub profile: Option<String>,
+}
+
+impl ModelArgs {
+    /// A generation request for these models: files checked, placement parsed, and with
+    /// `--plan auto` the acceptance vector and cost curves of the matching saved profile.
+    ///
+    /// # Errors
+    /// A user error for a missing model file, a bad placement or an unusable `--profile`.
+    pub fn request(
+        &self,
+        prompt: Prompt,
+        sampling: Sampling,
+        max_tokens: u32,
+        stop: Vec<String>,
+    ) -> Result<GenerateRequest, CliError> {
+        let target = model_path(&self.target, "target")?;
+        let draft = self
+            .draft
+            .as_deref()
+            .map(|d| model_path(d, "draft"))
+            .transpose()?;
+        let placement = placement(&self.placement)?;
+        let (acceptance, costs) = match (&self.plan[..], &draft) {
+            ("auto", Some(d)) => profile_plan(self.profile.as_deref(), &target, d, placement)?,
+            _ => (None, None),
+        };
+        Ok(GenerateRequest {
+            target,
+            draft,
+            prompt,
+            sampling,
+            max_tokens,
+            stop,
+            plan: self.plan.clone(),
+            context: self.context,
+            placement,
+            acceptance,
+            costs,
+            inexact_cache: false,
+        })
+    }
+}
+
+/// The acceptance vector and cost curves `--plan auto` plans with: those of `--profile`, else of the
+/// newest saved profile measured for these files and placement, else none (the worker calibrates).
+fn profile_plan(
+    spec: Option<&str>,
+    target: &Path,
+    draft: &Path,
+    placement: Placement,
+) -> Result<(Option<Vec<f64>>, Option<CostCurves>), CliError> {
+    let profile = match spec {
+        Some(spec) => {
+            Some(canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string()))?)
+        }
+        None => crate::cmd::profile::saved_profile_for(target, draft, placement),
+    };
+    let Some(profile) = profile else {
+        return Ok((None, None));
+    };
+    let Some((target, draft)) = profile.costs() else {
+        return Err(CliError::user(format!(
+            "profile {} has no measured cost curves: run `canopy profile --target T --draft D`",
+            profile.name
+        )));
+    };
+    eprintln!("planning with profile {}", profile.name);
+    Ok((
+        profile.acceptance.map(|a| a.p),
+        Some(CostCurves { target, draft }),
+    ))
 }

@@ -36,6 +36,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Plan an optimal speculation tree from an acceptance vector (and optionally measured costs).
     Plan(cmd::plan::Args),
+    /// Serve the model over an OpenAI-compatible HTTP API on 127.0.0.1.
+    Serve(cmd::serve::Args),
     /// Measure this machine and save a hardware profile.
     Profile(cmd::profile::Args),
     /// Predict tokens per second on a profiled machine for a target of any size (model-based).
@@ -78,6 +80,7 @@ fn main() {
         Command::Acceptance(args) => cmd::acceptance::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Profile(args) => cmd::profile::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::History(command) => cmd::history::run(command),
         Command::Models(command) => cmd::models::run(command),

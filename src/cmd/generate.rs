@@ -1,24 +1,17 @@
 //! `canopy generate`: one prompt, streamed to stdout.
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use canopy_worker::{
-    CancelFlag, ChatMessage, ChatRole, CostCurves, GenerateRequest, GenerateResult, Prompt, Source,
-};
+use canopy_worker::{CancelFlag, ChatMessage, ChatRole, GenerateResult, Prompt, Source};
 use serde_json::json;
 
-use crate::engine::{model_path, placement, supervisor, worker_error, SamplingArgs};
+use crate::engine::{supervisor, worker_error, ModelArgs, SamplingArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The target model (GGUF file).
-    #[arg(long)]
-    pub target: PathBuf,
-    /// A small draft model sharing the target's vocabulary.
-    #[arg(long)]
-    pub draft: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The prompt; rendered with the model's chat template as one user message.
     #[arg(long)]
     pub prompt: String,
@@ -36,31 +29,12 @@ pub struct Args {
     pub stop: Vec<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Speculation: none, chain:K, tree:N or auto.
-    #[arg(long, default_value = "none")]
-    pub plan: String,
-    /// Context size in tokens (default: the model's, at most 4096).
-    #[arg(long)]
-    pub context: Option<u32>,
-    /// Where the target's weights live: cpu, stream, gpu or layers:N.
-    #[arg(long, default_value = "cpu")]
-    pub placement: String,
     /// Print one JSON object with the text and statistics instead of streaming.
     #[arg(long)]
     pub json: bool,
-    /// With --plan auto: plan with this hardware profile's curves and acceptance vector (name or file)
-    /// instead of the newest saved profile measured for these models and placement.
-    #[arg(long, value_name = "NAME|PATH")]
-    pub profile: Option<String>,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let target = model_path(&args.target, "target")?;
-    let draft = args
-        .draft
-        .as_deref()
-        .map(|d| model_path(d, "draft"))
-        .transpose()?;
     if args.max_tokens == 0 {
         return Err(CliError::user("--max-tokens must be at least 1"));
     }
@@ -75,29 +49,17 @@ pub fn run(args: Args) -> CliResult {
         role: ChatRole::User,
         content: args.prompt.clone(),
     });
-    let placement = placement(&args.placement)?;
-    let (acceptance, costs) = match (&args.plan[..], &draft) {
-        ("auto", Some(d)) => profile_plan(args.profile.as_deref(), &target, d, placement)?,
-        _ => (None, None),
+    let prompt = if args.raw {
+        Prompt::Raw(args.prompt.clone())
+    } else {
+        Prompt::Chat(messages)
     };
-    let request = GenerateRequest {
-        target,
-        draft,
-        prompt: if args.raw {
-            Prompt::Raw(args.prompt.clone())
-        } else {
-            Prompt::Chat(messages)
-        },
-        sampling: args.sampling.sampling()?,
-        max_tokens: args.max_tokens,
-        stop: args.stop.clone(),
-        plan: args.plan.clone(),
-        context: args.context,
-        placement,
-        acceptance,
-        costs,
-        inexact_cache: false,
-    };
+    let request = args.model.request(
+        prompt,
+        args.sampling.sampling()?,
+        args.max_tokens,
+        args.stop.clone(),
+    )?;
     let mut supervisor = supervisor()?;
     let cancel = CancelFlag::new();
     let stdout = std::io::stdout();
@@ -128,36 +90,6 @@ pub fn run(args: Args) -> CliResult {
             Err(worker_error(err))
         }
     }
-}
-
-/// The acceptance vector and cost curves `--plan auto` plans with: those of `--profile`, else of the
-/// newest saved profile measured for these files and placement, else none (the worker calibrates).
-fn profile_plan(
-    spec: Option<&str>,
-    target: &std::path::Path,
-    draft: &std::path::Path,
-    placement: canopy_worker::Placement,
-) -> Result<(Option<Vec<f64>>, Option<CostCurves>), CliError> {
-    let profile = match spec {
-        Some(spec) => {
-            Some(canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string()))?)
-        }
-        None => crate::cmd::profile::saved_profile_for(target, draft, placement),
-    };
-    let Some(profile) = profile else {
-        return Ok((None, None));
-    };
-    let Some((target, draft)) = profile.costs() else {
-        return Err(CliError::user(format!(
-            "profile {} has no measured cost curves: run `canopy profile --target T --draft D`",
-            profile.name
-        )));
-    };
-    eprintln!("planning with profile {}", profile.name);
-    Ok((
-        profile.acceptance.map(|a| a.p),
-        Some(CostCurves { target, draft }),
-    ))
 }
 
 /// The `--json` document: the text and the statistics of the generation.

@@ -8,5 +8,6 @@ pub mod history;
 pub mod models;
 pub mod plan;
 pub mod profile;
+pub mod serve;
 pub mod simulate;
 pub mod worker;

@@ -27,8 +27,6 @@ use crate::tree::{CellReuse, KvTypes, LlamaTree, MAX_SEQ};
 pub const DEFAULT_ACCEPTANCE: [f64; 4] = [0.6, 0.1, 0.04, 0.02];
 /// How many observations the default or stored acceptance vector is worth against measurements.
 const PRIOR_WEIGHT: f64 = 8.0;
-/// Default context when the request names none.
-const DEFAULT_CONTEXT: u32 = 4096;
 /// Smallest batch: prompt chunks and trees up to this size.
 const MIN_BATCH: usize = 512;
 
@@ -325,7 +323,7 @@ impl Engine {
         let prompt = Self::prompt_tokens(target_model, &req.prompt)?;
         let n_ctx = req
             .context
-            .unwrap_or_else(|| target_model.n_ctx_train().clamp(256, DEFAULT_CONTEXT));
+            .unwrap_or_else(|| canopy_worker::default_context(target_model.n_ctx_train()));
         if n_ctx < 16 {
             return Err(user(format!(
                 "context must be at least 16 tokens, got {n_ctx}"

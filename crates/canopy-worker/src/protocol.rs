@@ -115,7 +115,7 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     #[serde(default = "default_plan")]
     pub plan: PlanSpec,
-    /// Context size in tokens; `None` = the model's training context capped at 4096.
+    /// Context size in tokens; `None` = [`default_context`] of the model's training context.
     #[serde(default)]
     pub context: Option<u32>,
     #[serde(default)]
@@ -131,6 +131,15 @@ pub struct GenerateRequest {
     /// greedy output may then differ from target-only output at near ties.
     #[serde(default)]
     pub inexact_cache: bool,
+}
+
+/// Largest context used when a request names none.
+pub const DEFAULT_CONTEXT: u32 = 4096;
+
+/// The context a request without one runs with, for a model trained on `n_ctx_train` tokens:
+/// that, clamped to 256..=[`DEFAULT_CONTEXT`].
+pub fn default_context(n_ctx_train: u32) -> u32 {
+    n_ctx_train.clamp(256, DEFAULT_CONTEXT)
 }
 
 fn default_plan() -> PlanSpec {

@@ -1,0 +1,192 @@
+//! An OpenAI-compatible HTTP server on 127.0.0.1 over one inference [`Backend`].
+//!
+//! Endpoints: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions` (both also
+//! streamed as server-sent events) and `GET /health`. Requests are translated into the protocol's
+//! [`GenerateRequest`], run one at a time, first come first served, by a single backend on its own
+//! thread; waiting requests sit in a bounded queue (full → 429). A client that goes away cancels
+//! its generation.
+//!
+//! Security: the server refuses to listen beyond loopback without an API key, checks the `Host`
+//! header against the names it is bound to (DNS rebinding), answers CORS only for an exact origin
+//! allow-list, caps request bodies and token counts, and compares API keys in constant time.
+//!
+//! Architecture invariant: this crate knows nothing of llama.cpp or of the command line; it talks
+//! to inference only through [`Backend`], so its tests run with a fake one.
+
+mod api;
+mod error;
+mod queue;
+mod routes;
+mod security;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+
+use canopy_worker::{CancelFlag, GenerateRequest, GenerateResult, Supervisor, WorkerError};
+
+pub use error::ApiError;
+
+/// Runs generations for the server, one at a time, on a thread of its own.
+pub trait Backend: Send + 'static {
+    /// Generates text for `request`, calling `on_text` with each streamed piece; stops early (with
+    /// [`canopy_worker::StopReason::Cancelled`]) once `cancel` is set.
+    ///
+    /// # Errors
+    /// [`WorkerError::User`] when the request cannot be served as asked (a prompt longer than the
+    /// context, say), [`WorkerError::Crashed`] when the inference process died, and the other
+    /// variants for internal failures.
+    fn generate(
+        &mut self,
+        request: GenerateRequest,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenerateResult, WorkerError>;
+}
+
+/// The worker supervisor is the real backend: a crashed worker is reported once and replaced by a
+/// fresh one on the next request.
+impl Backend for Supervisor {
+    fn generate(
+        &mut self,
+        request: GenerateRequest,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenerateResult, WorkerError> {
+        Supervisor::generate(self, request, cancel, &mut |text, _| on_text(text))
+    }
+}
+
+/// Default cap on request bodies: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// Default number of requests that may wait for the backend.
+pub const DEFAULT_QUEUE: usize = 16;
+
+/// Validated settings of one server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The address to listen on; loopback unless `api_key` is set.
+    pub host: IpAddr,
+    /// The port; 0 picks a free one ([`Server::local_addr`] tells which).
+    pub port: u16,
+    /// When set, every `/v1` request needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Origins allowed to call the server from a browser (exact matches); empty = none.
+    pub allow_origins: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Requests that may wait while one runs; one more is refused with 429.
+    pub queue: usize,
+    /// The model id clients name (`model`), e.g. the target file's stem.
+    pub model_id: String,
+    /// The context in tokens that every request runs with; `max_tokens` beyond it is refused.
+    pub context: u32,
+    /// The model half of every request (target, draft, plan, placement, planning data). Its
+    /// `prompt`, `sampling`, `max_tokens`, `stop` and `context` are replaced per request.
+    pub template: GenerateRequest,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0} without --api-key: anyone on the network could use the model; set an API key or bind 127.0.0.1")]
+    OpenWithoutKey(IpAddr),
+    #[error("the API key must not be empty")]
+    EmptyKey,
+    #[error("invalid allowed origin {0:?}: use scheme://host[:port], e.g. http://localhost:3000")]
+    BadOrigin(String),
+    #[error("the context must be at least 16 tokens, got {0}")]
+    Context(u32),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeConfig {
+    /// Checks the settings that do not need the network.
+    ///
+    /// # Errors
+    /// [`ServeError::OpenWithoutKey`] for a non-loopback host without an API key, and the other
+    /// variants for an empty key, a malformed origin or a context below 16 tokens.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        match &self.api_key {
+            Some(key) if key.is_empty() => return Err(ServeError::EmptyKey),
+            None if !self.host.is_loopback() => return Err(ServeError::OpenWithoutKey(self.host)),
+            _ => {}
+        }
+        for origin in &self.allow_origins {
+            security::check_origin(origin).map_err(|()| ServeError::BadOrigin(origin.clone()))?;
+        }
+        if self.context < 16 {
+            return Err(ServeError::Context(self.context));
+        }
+        Ok(())
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    addr: SocketAddr,
+    worker: queue::WorkerThread,
+}
+
+impl Server {
+    /// Validates `config`, binds its address and starts the backend's thread.
+    ///
+    /// # Errors
+    /// The [`ServeConfig::validate`] errors, and [`ServeError::Bind`] when the address is taken or
+    /// not ours.
+    pub async fn bind(config: ServeConfig, backend: impl Backend) -> Result<Server, ServeError> {
+        config.validate()?;
+        let wanted = SocketAddr::new(config.host, config.port);
+        let listener = tokio::net::TcpListener::bind(wanted)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: wanted,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let (queue, worker) = queue::start(Box::new(backend), config.queue);
+        let app = routes::router(config, addr, queue);
+        Ok(Server {
+            listener,
+            app,
+            addr,
+            worker,
+        })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops the backend (a running generation is
+    /// cancelled).
+    ///
+    /// # Errors
+    /// When accepting connections fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            listener,
+            app,
+            worker,
+            ..
+        } = self;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        worker.stop().await;
+        served.map_err(ServeError::Io)
+    }
+}

@@ -1,0 +1,119 @@
+//! `canopy serve`: the OpenAI-compatible local HTTP server (the service lives in `canopy-serve`).
+
+use std::net::IpAddr;
+
+use canopy_serve::{ServeConfig, ServeError, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
+use canopy_worker::{Prompt, Sampling};
+
+use crate::engine::{supervisor, ModelArgs};
+use crate::error::{CliError, CliResult};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The address to listen on; anything but loopback needs --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// The port; 0 picks a free one (the ready line names it).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every /v1 request.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// A browser origin allowed to call the server (exact, repeatable), e.g. http://localhost:3000.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+    /// Requests that may wait while one runs; more are refused with 429.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_QUEUE)]
+    pub queue: usize,
+}
+
+pub fn run(args: Args) -> CliResult {
+    // The per-request parts (prompt, sampling, max tokens, stop) come from each HTTP request.
+    let mut template = args.model.request(
+        Prompt::Raw(String::new()),
+        Sampling::default(),
+        1,
+        Vec::new(),
+    )?;
+    let context = match template.context {
+        Some(context) => context,
+        None => {
+            let info = canopy_gguf::inspect(&template.target)
+                .map_err(|e| CliError::user(format!("target model: {e}")))?;
+            let trained = info
+                .context_length
+                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            canopy_worker::default_context(trained)
+        }
+    };
+    template.context = Some(context);
+    let model_id = template
+        .target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".to_owned());
+    let config = ServeConfig {
+        host: args.host,
+        port: args.port,
+        api_key: args.api_key,
+        allow_origins: args.allow_origin,
+        max_body: args.max_body,
+        queue: args.queue,
+        model_id,
+        context,
+        template,
+    };
+    config
+        .validate()
+        .map_err(|e| CliError::user(e.to_string()))?;
+    let backend = supervisor()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failure(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        let server = Server::bind(config, backend).await.map_err(serve_error)?;
+        println!("listening on http://{}", server.local_addr());
+        server.run(shutdown).await.map_err(serve_error)
+    })
+}
+
+fn serve_error(err: ServeError) -> CliError {
+    match err {
+        ServeError::Io(_) => CliError::Failure(anyhow::Error::new(err)),
+        _ => CliError::user(err.to_string()),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed here, before the ready line is
+/// printed, so a signal sent right after it stops the server cleanly.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, CliError> {
+    let failed =
+        |e: std::io::Error| CliError::Failure(anyhow::anyhow!("cannot handle signals: {e}"));
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(failed)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(failed)?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = failed;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
