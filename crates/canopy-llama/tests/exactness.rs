@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use canopy_llama::tree::{Cell, CellReuse, KvTypes};
 use canopy_llama::{quantize, Engine, LlamaTree, QuantType};
 use canopy_plan::{chain, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
-use canopy_spec::sampling::SamplingConfig;
+use canopy_spec::sampling::{top2_margin, SamplingConfig};
 use canopy_spec::{
     generate, AutoPolicy, FixedPolicy, Flow, GenConfig, GenStats, ModelError, NodeIn, PlanPolicy,
     Source, StopReason, Token, TokenSink, TreeModel,
@@ -318,7 +318,7 @@ fn margin_at(model: &LlamaModel, prompt_tokens: &[Token], output: &[Token], i: u
         logits: true,
     }])
     .unwrap();
-    margin(s.logits(0))
+    top2_margin(s.logits(0))
 }
 
 /// Compares speculative with target-only greedy output. They must be identical, except that
@@ -630,21 +630,6 @@ fn refilled_cells_break_the_order_that_exactness_needs() {
         })
         .sum();
     assert!(unordered > 0, "refilled cells stayed in order");
-}
-
-/// Top-1 minus top-2 logit.
-fn margin(logits: &[f32]) -> f32 {
-    let mut a = f32::NEG_INFINITY;
-    let mut b = f32::NEG_INFINITY;
-    for &x in logits {
-        if x > a {
-            b = a;
-            a = x;
-        } else if x > b {
-            b = x;
-        }
-    }
-    a - b
 }
 
 #[test]
