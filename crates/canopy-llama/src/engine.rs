@@ -103,8 +103,8 @@ pub const MAX_TREE: usize = 1024;
 /// and where it streams or sits on a GPU (the calibration may stop earlier).
 const AUTO_MAX_BUDGET_CPU: usize = 256;
 const AUTO_MAX_BUDGET: usize = MAX_TREE;
-/// Deepest tree any plan builds (`auto` plans up to 24 levels, `chain:K` and `tree:N` are capped
-/// by the batch); also the most accepted tokens one commit can hand to the next pass.
+/// Deepest tree any plan builds (`auto` plans up to 24 levels, `chain:K` takes at most 255 and
+/// `tree:N` is capped here); also the most accepted tokens one commit can hand to the next pass.
 const MAX_DEPTH: usize = 255;
 
 fn user(msg: impl Into<String>) -> HandlerError {
