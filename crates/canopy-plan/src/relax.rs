@@ -207,41 +207,47 @@ impl Relaxation {
         });
         let mut f = weight - self.alpha - if rank >= 2 { self.lambda } else { 0.0 };
         if depth < self.dims.depth && self.children_may_pay(weight, self.dims.depth - depth - 1) {
-            {
-                let mark = self.arena.len();
-                let g = self.visit(weight * self.p[1], weight, depth + 1, 1, me);
-                if self.aborted {
-                    return f64::NEG_INFINITY;
-                }
-                if g > 0.0 {
-                    f += g;
-                } else {
-                    self.arena.truncate(mark);
-                }
-            }
+            let Some(g) = self.visit_kept_if_paying(weight * self.p[1], weight, depth + 1, 1, me)
+            else {
+                return f64::NEG_INFINITY;
+            };
+            f += g;
         }
         if rank >= 1 && rank < self.dims.branch {
             let next = rank + 1;
             if self.siblings_may_pay(parent_weight, next, self.dims.depth - depth) {
-                let mark = self.arena.len();
-                let g = self.visit(
-                    parent_weight * self.p[next],
-                    parent_weight,
-                    depth,
-                    next,
-                    parent,
-                );
-                if self.aborted {
+                let weight = parent_weight * self.p[next];
+                let Some(g) = self.visit_kept_if_paying(weight, parent_weight, depth, next, parent)
+                else {
                     return f64::NEG_INFINITY;
-                }
-                if g > 0.0 {
-                    f += g;
-                } else {
-                    self.arena.truncate(mark);
-                }
+                };
+                f += g;
             }
         }
         f
+    }
+
+    /// [`Relaxation::visit`], keeping the visited closure in the arena only when its `f` is positive:
+    /// what it adds to its caller (0 when dropped), or `None` once the visit cap is hit.
+    fn visit_kept_if_paying(
+        &mut self,
+        weight: f64,
+        parent_weight: f64,
+        depth: usize,
+        rank: usize,
+        parent: u32,
+    ) -> Option<f64> {
+        let mark = self.arena.len();
+        let g = self.visit(weight, parent_weight, depth, rank, parent);
+        if self.aborted {
+            return None;
+        }
+        if g > 0.0 {
+            Some(g)
+        } else {
+            self.arena.truncate(mark);
+            Some(0.0)
+        }
     }
 
     /// The dual function at `(alpha, lambda)`, `alpha > 0`; `None` when the closure grows past the visit
