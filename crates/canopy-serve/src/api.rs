@@ -491,25 +491,8 @@ mod tests {
 
     use super::*;
 
-    fn template() -> GenerateRequest {
-        GenerateRequest {
-            target: PathBuf::from("/models/smol.gguf"),
-            draft: None,
-            prompt: Prompt::Raw(String::new()),
-            sampling: Sampling::default(),
-            max_tokens: 1,
-            stop: Vec::new(),
-            plan: "none".into(),
-            context: None,
-            placement: Placement::Cpu,
-            acceptance: None,
-            costs: None,
-            inexact_cache: false,
-        }
-    }
-
     fn run(endpoint: Endpoint, body: Value) -> Result<Parsed, ApiError> {
-        let template = template();
+        let template = crate::tests::request_template();
         let limits = Limits {
             model_id: "smol",
             context: 256,

@@ -99,6 +99,24 @@ struct Harness {
     ended: mpsc::Receiver<StopReason>,
 }
 
+/// The request every test server fills in: a raw prompt for one token of a small model.
+pub(crate) fn request_template() -> GenerateRequest {
+    GenerateRequest {
+        target: PathBuf::from("/models/smol.gguf"),
+        draft: None,
+        prompt: Prompt::Raw(String::new()),
+        sampling: Sampling::default(),
+        max_tokens: 1,
+        stop: Vec::new(),
+        plan: "none".into(),
+        context: None,
+        placement: Placement::Cpu,
+        acceptance: None,
+        costs: None,
+        inexact_cache: false,
+    }
+}
+
 fn config() -> ServeConfig {
     ServeConfig {
         host: "127.0.0.1".parse().unwrap(),
@@ -109,20 +127,7 @@ fn config() -> ServeConfig {
         queue: 1,
         model_id: "smol".into(),
         context: 256,
-        template: GenerateRequest {
-            target: PathBuf::from("/models/smol.gguf"),
-            draft: None,
-            prompt: Prompt::Raw(String::new()),
-            sampling: Sampling::default(),
-            max_tokens: 1,
-            stop: Vec::new(),
-            plan: "none".into(),
-            context: None,
-            placement: Placement::Cpu,
-            acceptance: None,
-            costs: None,
-            inexact_cache: false,
-        },
+        template: request_template(),
     }
 }
 
