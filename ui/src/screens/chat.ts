@@ -6,6 +6,7 @@ import { copyText } from "../lib/clipboard";
 import { h, icon, replace } from "../lib/dom";
 import { formatRate, relativeTime } from "../lib/format";
 import { renderMarkdown } from "../lib/markdown";
+import { colourRendered } from "../lib/provenance";
 import { snippetParts } from "../lib/snippet";
 import { StreamAccumulator, provenanceShare, type Run } from "../lib/stream";
 import { MessageTree, type ThreadEntry } from "../lib/thread";
@@ -323,7 +324,7 @@ export class ChatScreen {
         h("button", { class: "small", type: "button", onclick: () => { this.editingId = null; this.renderThread(); } }, "Cancel")));
       queueMicrotask(() => area.focus());
     } else if (m.role === "assistant" && runs && this.showSources) {
-      replace(body, this.runsView(runs));
+      replace(body, this.runsView(m.content, runs));
     } else if (m.role === "assistant") {
       body.classList.add("markdown");
       body.innerHTML = renderMarkdown(m.content); // sanitised by renderMarkdown
@@ -363,8 +364,12 @@ export class ChatScreen {
       share.draft > 0 ? ` · ${Math.round(share.share * 100)}% drafted` : "");
   }
 
-  private runsView(runs: readonly Run[]): HTMLElement {
-    return h("div", { class: "runs" }, ...runs.map((r) => h("span", { class: `prov-${r.kind}`, title: r.kind === "draft" ? "accepted draft tokens" : r.kind === "target" ? "target tokens" : "mixed" }, r.text)));
+  /** The reply rendered as Markdown, exactly as without colouring, with each run's text in its `prov-*` span. */
+  private runsView(source: string, runs: readonly Run[]): HTMLElement {
+    const view = h("div", { class: "runs markdown" });
+    view.innerHTML = renderMarkdown(source); // sanitised by renderMarkdown
+    colourRendered(view, source, runs);
+    return view;
   }
 
   private streamingView(s: Streaming): HTMLElement {
@@ -379,7 +384,7 @@ export class ChatScreen {
     s.scheduled = true;
     requestAnimationFrame(() => {
       s.scheduled = false;
-      replace(s.body, s.acc.text.length === 0 ? h("span", { class: "thinking" }, "Loading the model…") : this.runsView(s.acc.runs));
+      replace(s.body, s.acc.text.length === 0 ? h("span", { class: "thinking" }, "Loading the model…") : this.runsView(s.acc.text, s.acc.runs));
       this.renderStats();
       this.scrollToEnd();
     });
