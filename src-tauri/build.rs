@@ -6,6 +6,8 @@ const COMMANDS: &[&str] = &[
     "list_conversations",
     "search_messages",
     "create_conversation",
+    "set_conversation_models",
+    "placement_preview",
     "rename_conversation",
     "delete_conversation",
     "conversation_messages",
@@ -30,6 +32,8 @@ const COMMANDS: &[&str] = &[
     "latest_profile",
     "run_profile",
     "cancel_profile",
+    "server_status",
+    "set_server",
 ];
 
 fn main() {

@@ -1,63 +1,63 @@
-//! Starting the inference worker from the command line, and the flags every engine command shares.
+//! The application core as the command line uses it, and the flags every engine command shares.
+//! Flags become typed values here, once; every rule behind them lives in `canopy_core`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use canopy_spec::SamplingConfig;
-use canopy_worker::{
-    CostCurves, GenerateRequest, Placement, Prompt, Sampling, Supervisor, WorkerCommand,
-    WorkerError,
-};
+use canopy_core::{Core, CoreError, ErrorKind, ModelChoice, WorkerEngine};
+use canopy_types::{Placement, Plan, Sampling};
+use canopy_worker::{WorkerCommand, WorkerError};
 
 use crate::error::CliError;
 
-/// A supervisor whose worker is this same executable run as `canopy worker`.
-pub fn supervisor() -> Result<Supervisor, CliError> {
+/// The application core over `$CANOPY_HOME`, running inference in `canopy worker` children.
+///
+/// # Errors
+/// When this executable cannot be found or there is no data directory.
+pub fn core() -> Result<Core, CliError> {
     let program = std::env::current_exe().map_err(|e| {
         CliError::Failure(anyhow::anyhow!("cannot find the canopy executable: {e}"))
     })?;
+    let data_dir = Core::default_data_dir().map_err(core_error)?;
+    let engine = WorkerEngine::new(worker_command(program));
+    Ok(Core::new(data_dir, Box::new(engine)))
+}
+
+/// This executable as a worker. A `GGML_OP_OFFLOAD_MIN_BATCH` set by the user is kept unless the
+/// placement chooses one.
+fn worker_command(program: PathBuf) -> WorkerCommand {
     let mut env = Vec::new();
     if let Some(v) = std::env::var_os("GGML_OP_OFFLOAD_MIN_BATCH") {
         env.push(("GGML_OP_OFFLOAD_MIN_BATCH".into(), v));
     }
-    Ok(Supervisor::new(WorkerCommand {
+    WorkerCommand {
         program,
         args: vec!["worker".into()],
         env,
-    }))
+    }
+}
+
+/// Maps a core failure to the command's exit policy: user and not-found errors exit 2.
+pub fn core_error(err: CoreError) -> CliError {
+    match err.kind() {
+        ErrorKind::User | ErrorKind::NotFound | ErrorKind::Unavailable => {
+            CliError::User(err.to_string())
+        }
+        ErrorKind::Internal => CliError::Failure(anyhow::Error::new(err)),
+    }
 }
 
 /// Maps a worker failure to the command's exit policy.
 pub fn worker_error(err: WorkerError) -> CliError {
-    match err {
-        WorkerError::User(msg) => CliError::User(msg),
-        other => CliError::Failure(anyhow::Error::new(other)),
-    }
+    core_error(err.into())
 }
 
-/// Checks a model path before anything is started, so that a typo is a one-line user error.
-pub fn model_path(path: &Path, what: &str) -> Result<PathBuf, CliError> {
-    if !path.exists() {
-        return Err(CliError::user(format!(
-            "{what} model not found: {}",
-            path.display()
-        )));
-    }
-    if !path.is_file() {
-        return Err(CliError::user(format!(
-            "{what} model is not a file: {}",
-            path.display()
-        )));
-    }
-    Ok(path.to_path_buf())
-}
-
-/// Sampling and model-placement flags shared by `generate`, `chat` and `bench`.
+/// Sampling flags shared by `generate`, `chat` and `bench`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
-    /// Sampling temperature; 0 = greedy decoding.
+    /// Sampling temperature (0 to 2); 0 = greedy decoding.
     #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
-    /// Keep only the K most likely tokens (0 = off).
+    /// Keep only the K most likely tokens (0 = off, at most 1000).
     #[arg(long, default_value_t = 40)]
     pub top_k: u32,
     /// Keep the smallest set of tokens whose probability reaches P (1 = off).
@@ -69,47 +69,15 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// Validated sampling settings.
+    /// Checked sampling settings; the error names the flag.
     pub fn sampling(&self) -> Result<Sampling, CliError> {
-        check_sampling(self.temperature, self.top_k, self.top_p)?;
-        Ok(Sampling {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            seed: self.seed,
-        })
+        Sampling::new(self.temperature, self.top_k, self.top_p, self.seed)
+            .map_err(|e| CliError::user(format!("--{e}")))
     }
 }
 
-/// Checks sampling flags with the engine's own rules ([`SamplingConfig::validate`]), naming the
-/// flag in the message.
-pub fn check_sampling(temperature: f32, top_k: u32, top_p: f32) -> Result<(), CliError> {
-    SamplingConfig {
-        temperature,
-        top_k,
-        top_p,
-    }
-    .validate()
-    .map_err(|e| CliError::user(format!("--{e}")))
-}
-
-/// Parses `--placement cpu|stream|gpu|layers:N`.
-pub fn placement(s: &str) -> Result<Placement, CliError> {
-    match s {
-        "cpu" => Ok(Placement::Cpu),
-        "stream" => Ok(Placement::Stream),
-        "gpu" => Ok(Placement::Gpu),
-        _ => match s.strip_prefix("layers:").and_then(|n| n.parse().ok()) {
-            Some(layers) => Ok(Placement::Partial { layers }),
-            None => Err(CliError::user(format!(
-                "invalid placement {s:?}: use cpu, stream, gpu or layers:N"
-            ))),
-        },
-    }
-}
-
-/// The model flags of commands that generate (`generate`, `serve`): which models, how to
-/// speculate, where the weights live.
+/// The model flags of every command that generates (`generate`, `chat`, `serve`, `bench`): which
+/// models, how to speculate, where the weights live.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// The target model (GGUF file).
@@ -119,87 +87,87 @@ pub struct ModelArgs {
     #[arg(long)]
     pub draft: Option<PathBuf>,
     /// Speculation: none, chain:K, tree:N or auto.
-    #[arg(long, default_value = "none")]
-    pub plan: String,
+    #[arg(long, default_value = "none", value_parser = parse_plan)]
+    pub plan: Plan,
     /// Context size in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
-    /// Where the target's weights live: cpu, stream, gpu or layers:N.
-    #[arg(long, default_value = "cpu")]
-    pub placement: String,
+    /// Where the target's weights live: auto (this machine's GPU, if any), cpu, stream, gpu or
+    /// layers:N.
+    #[arg(long, default_value = "auto", value_parser = parse_placement)]
+    pub placement: Placement,
     /// With --plan auto: plan with this hardware profile's curves and acceptance vector (name or file)
     /// instead of the newest saved profile measured for these models and placement.
     #[arg(long, value_name = "NAME|PATH")]
     pub profile: Option<String>,
 }
 
+pub fn parse_plan(s: &str) -> Result<Plan, String> {
+    s.parse()
+        .map_err(|e: canopy_types::PlanError| e.to_string())
+}
+
+pub fn parse_placement(s: &str) -> Result<Placement, String> {
+    s.parse()
+        .map_err(|e: canopy_types::PlacementError| e.to_string())
+}
+
 impl ModelArgs {
-    /// A generation request for these models: files checked, placement parsed, and with
-    /// `--plan auto` the acceptance vector and cost curves of the matching saved profile.
-    ///
-    /// # Errors
-    /// A user error for a missing model file, a bad placement or an unusable `--profile`.
-    pub fn request(
-        &self,
-        prompt: Prompt,
-        sampling: Sampling,
-        max_tokens: u32,
-        stop: Vec<String>,
-    ) -> Result<GenerateRequest, CliError> {
-        let target = model_path(&self.target, "target")?;
-        let draft = self
-            .draft
-            .as_deref()
-            .map(|d| model_path(d, "draft"))
-            .transpose()?;
-        let placement = placement(&self.placement)?;
-        let (acceptance, costs) = match (&self.plan[..], &draft) {
-            ("auto", Some(d)) => profile_plan(self.profile.as_deref(), &target, d, placement)?,
-            _ => (None, None),
-        };
-        Ok(GenerateRequest {
-            target,
-            draft,
-            prompt,
-            sampling,
-            max_tokens,
-            stop,
-            plan: self.plan.clone(),
+    /// The typed choice the core prepares requests from.
+    pub fn choice(&self) -> ModelChoice {
+        ModelChoice {
+            target: self.target.clone(),
+            draft: self.draft.clone(),
+            plan: self.plan,
+            placement: self.placement,
             context: self.context,
-            placement,
-            acceptance,
-            costs,
-            inexact_cache: false,
-        })
+            profile: self.profile.clone(),
+        }
     }
 }
 
-/// The acceptance vector and cost curves `--plan auto` plans with: those of `--profile`, else of the
-/// newest saved profile measured for these files and placement, else none (the worker calibrates).
-fn profile_plan(
-    spec: Option<&str>,
-    target: &Path,
-    draft: &Path,
-    placement: Placement,
-) -> Result<(Option<Vec<f64>>, Option<CostCurves>), CliError> {
-    let profile = match spec {
-        Some(spec) => {
-            Some(canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string()))?)
-        }
-        None => crate::cmd::profile::saved_profile_for(target, draft, placement),
-    };
-    let Some(profile) = profile else {
-        return Ok((None, None));
-    };
-    let Some((target, draft)) = profile.costs() else {
+/// A worker for the measuring tools (`acceptance`, `simulate`) whose jobs run the models on the
+/// CPU whatever the machine: an acceptance vector does not depend on where the weights live.
+///
+/// # Errors
+/// When this executable cannot be found.
+pub fn measuring_worker() -> Result<canopy_worker::Supervisor, CliError> {
+    worker_with(None)
+}
+
+/// A worker of its own running with `op_offload_min_batch` (a placement's threshold), for a
+/// front end that drives a worker itself (the HTTP server's backend).
+///
+/// # Errors
+/// When this executable cannot be found.
+pub fn worker_with(
+    op_offload_min_batch: Option<u32>,
+) -> Result<canopy_worker::Supervisor, CliError> {
+    let program = std::env::current_exe().map_err(|e| {
+        CliError::Failure(anyhow::anyhow!("cannot find the canopy executable: {e}"))
+    })?;
+    Ok(WorkerEngine::new(worker_command(program)).supervisor_with(op_offload_min_batch))
+}
+
+/// Checks a model path before anything is started, so that a typo is a one-line user error.
+pub fn model_path(path: &std::path::Path, what: &str) -> Result<PathBuf, CliError> {
+    if !path.is_file() {
+        let why = if path.exists() {
+            "is not a file"
+        } else {
+            "not found"
+        };
         return Err(CliError::user(format!(
-            "profile {} has no measured cost curves: run `canopy profile --target T --draft D`",
-            profile.name
+            "{what} model {why}: {}",
+            path.display()
         )));
-    };
-    eprintln!("planning with profile {}", profile.name);
-    Ok((
-        profile.acceptance.map(|a| a.p),
-        Some(CostCurves { target, draft }),
-    ))
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Checks a temperature for the measuring tools; the error names the flag.
+pub fn check_temperature(temperature: f32) -> Result<(), CliError> {
+    Sampling::new(temperature, 0, 1.0, 0)
+        .map(|_| ())
+        .map_err(|e| CliError::user(format!("--{e}")))
 }

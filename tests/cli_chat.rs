@@ -47,7 +47,10 @@ fn assert_reply_complete(m: &Message) {
     assert!(stats.prefill_tokens > 0, "{stats:?}");
     assert_eq!(stats.provenance.len() as u64, stats.tokens, "{stats:?}");
     assert!(
-        stats.provenance.iter().all(|&p| p == 0),
+        stats
+            .provenance
+            .iter()
+            .all(|&p| p == canopy_types::Source::Target),
         "no draft: {stats:?}"
     );
     assert_eq!(stats.plan, "none");

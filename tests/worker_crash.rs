@@ -4,8 +4,8 @@
 mod common;
 
 use canopy_worker::{
-    CancelFlag, ChatMessage, ChatRole, GenerateRequest, Prompt, Sampling, Supervisor,
-    WorkerCommand, WorkerError,
+    CancelFlag, ChatMessage, ChatRole, GenerateRequest, Placement, Plan, Prompt, Sampling,
+    Supervisor, WorkerCommand, WorkerError,
 };
 
 fn request(max_tokens: u32) -> GenerateRequest {
@@ -16,15 +16,12 @@ fn request(max_tokens: u32) -> GenerateRequest {
             role: ChatRole::User,
             content: "Write a long story about a lighthouse keeper and a storm.".into(),
         }]),
-        sampling: Sampling {
-            temperature: 0.0,
-            ..Sampling::default()
-        },
+        sampling: Sampling::greedy(),
         max_tokens,
         stop: Vec::new(),
-        plan: "none".into(),
+        plan: Plan::None,
         context: None,
-        placement: Default::default(),
+        placement: Placement::Cpu,
         acceptance: None,
         costs: None,
         inexact_cache: false,

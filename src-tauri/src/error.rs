@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// What kind of failure a command hit; the front end offers a restart for `Crashed`.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request was wrong; the message says what to change.
@@ -21,7 +21,7 @@ pub enum ErrorKind {
 }
 
 /// A command failure as the front end receives it: `{ "kind": ..., "message": ... }`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, thiserror::Error, ts_rs::TS)]
 #[error("{message}")]
 pub struct CommandError {
     pub kind: ErrorKind,
@@ -67,6 +67,30 @@ impl From<canopy_store::StoreError> for CommandError {
             ErrorKind::Internal
         };
         CommandError::new(kind, err)
+    }
+}
+
+impl From<canopy_core::CoreError> for CommandError {
+    fn from(err: canopy_core::CoreError) -> Self {
+        use canopy_core::{CoreError, ErrorKind as Core};
+        match err {
+            CoreError::Worker(worker) => worker.into(),
+            err => {
+                let kind = match err.kind() {
+                    Core::User => ErrorKind::User,
+                    Core::NotFound => ErrorKind::NotFound,
+                    Core::Unavailable => ErrorKind::Unavailable,
+                    Core::Internal => ErrorKind::Internal,
+                };
+                CommandError::new(kind, err)
+            }
+        }
+    }
+}
+
+impl From<canopy_models::ModelsError> for CommandError {
+    fn from(err: canopy_models::ModelsError) -> Self {
+        canopy_core::CoreError::from(err).into()
     }
 }
 

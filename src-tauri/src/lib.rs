@@ -1,12 +1,16 @@
-//! The Canopy desktop app: adapts the library crates to Tauri commands and channels.
+//! The Canopy desktop app: adapts the application core (`canopy_core`) to Tauri commands and
+//! channels.
 //!
-//! Architecture invariant: no engine, storage or model logic lives here; every command validates
-//! its arguments, calls a library crate, and turns failures into one-line [`error::CommandError`]s.
+//! Architecture invariant: no bounds, schemas, saving loops or placement rules live here; every
+//! command converts its arguments, calls the core, and turns failures into one-line
+//! [`error::CommandError`]s.
 
+mod bindings;
 mod chat;
 mod error;
 mod models;
 mod profile;
+mod server;
 mod state;
 mod worker;
 
@@ -21,21 +25,27 @@ use crate::error::CommandResult;
 use crate::state::AppState;
 
 /// Facts the window shows in its status bar and empty states.
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 struct AppInfo {
     version: &'static str,
+    #[ts(type = "string")]
     data_dir: PathBuf,
+    #[ts(type = "string")]
     models_dir: PathBuf,
     engine: bool,
+    /// This machine's GPU in one line ("this build has no CUDA support", "NVIDIA ... 24.0 GB").
+    gpu: String,
 }
 
 #[tauri::command]
 fn app_info(state: State<'_, AppState>) -> CommandResult<AppInfo> {
+    let core = state.core();
     Ok(AppInfo {
         version: env!("CARGO_PKG_VERSION"),
-        data_dir: state.inner.data_dir.clone(),
-        models_dir: state.inner.data_dir.join("models"),
+        data_dir: core.data_dir().to_path_buf(),
+        models_dir: core.models_dir(),
         engine: worker::HAS_ENGINE,
+        gpu: core.gpu().summary(),
     })
 }
 
@@ -53,14 +63,22 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    let state = AppState::new(data_dir, worker::command());
+    let engine = canopy_core::WorkerEngine::new(worker::command());
+    let state = AppState::new(canopy_core::Core::new(data_dir, Box::new(engine)));
+    let serving = std::sync::Arc::clone(&state.inner);
     let result = tauri::Builder::default()
+        .setup(move |_| {
+            tauri::async_runtime::spawn(server::start_if_enabled(serving));
+            Ok(())
+        })
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             app_info,
             chat::list_conversations,
             chat::search_messages,
             chat::create_conversation,
+            chat::set_conversation_models,
+            chat::placement_preview,
             chat::rename_conversation,
             chat::delete_conversation,
             chat::conversation_messages,
@@ -85,6 +103,8 @@ pub fn run() {
             profile::latest_profile,
             profile::run_profile,
             profile::cancel_profile,
+            server::server_status,
+            server::set_server,
         ])
         .run(tauri::generate_context!());
     if let Err(err) = result {

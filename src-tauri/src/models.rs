@@ -4,202 +4,79 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use canopy_core::{ModelView, PairView};
 use canopy_gguf::{Array, Value};
-use canopy_models::{
-    fit, Badge, DeleteFile, DownloadEvent as LibraryDownloadEvent, DownloadRequest, Expected,
-    ImportMode, MachineFacts, ModelRecord, ModelShape, ModelsError, Verdict,
-};
+use canopy_models::{DeleteFile, DownloadEvent as LibraryDownloadEvent, ImportMode, ModelRecord};
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
 
-use crate::error::{CommandError, CommandResult, ErrorKind};
+use crate::error::{CommandError, CommandResult};
 use crate::state::{AppState, Task};
 
-impl From<ModelsError> for CommandError {
-    fn from(err: ModelsError) -> Self {
-        let kind = match &err {
-            ModelsError::NotFound(_) | ModelsError::PathNotRegistered(_) => ErrorKind::NotFound,
-            e if e.is_user_error() => ErrorKind::User,
-            _ => ErrorKind::Internal,
-        };
-        CommandError::new(kind, err)
-    }
-}
-
-/// A registered model as the library and the chat show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelView {
-    pub id: String,
-    pub name: String,
-    pub path: PathBuf,
-    pub file_size: u64,
-    pub architecture: Option<String>,
-    pub quantization: Option<String>,
-    pub parameters: Option<u64>,
-    pub context_length: Option<u64>,
-    pub vocab_size: Option<u64>,
-    pub role: String,
-    /// `fits`, `tight`, `too_big` or `unknown`.
-    pub fit: String,
-    pub fit_reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PairingView {
-    pub draft_id: String,
-    pub draft_name: String,
-    pub compatible: bool,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct MetadataEntryView {
     pub key: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ModelDetails {
     pub model: ModelView,
     pub metadata: Vec<MetadataEntryView>,
+    #[ts(type = "number")]
     pub tensor_count: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct CatalogEntry {
     pub id: String,
     pub name: String,
     pub url: String,
+    #[ts(type = "number | null")]
     pub size: Option<u64>,
     pub description: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DownloadEvent {
     Progress {
+        #[ts(type = "number")]
         received: u64,
+        #[ts(type = "number | null")]
         total: Option<u64>,
         bytes_per_second: f64,
     },
     Verifying,
 }
 
-fn view(record: &ModelRecord, machine: &MachineFacts) -> ModelView {
-    let info = &record.info;
-    let (fit, fit_reason) = if !record.present {
-        (
-            "unknown".to_owned(),
-            "the file is missing from disk".to_owned(),
-        )
-    } else {
-        let estimate = fit::estimate(
-            machine,
-            &ModelShape::from_info(info),
-            None,
-            fit::DEFAULT_CONTEXT,
-        );
-        let badge = match estimate.badge {
-            Badge::Fits => "fits",
-            Badge::Tight => "tight",
-            Badge::TooBig => "too_big",
-        };
-        (badge.to_owned(), estimate.reason)
-    };
-    ModelView {
-        id: record.id.to_string(),
-        name: display_name(&record.file_name),
-        path: record.path.clone(),
-        file_size: record.size,
-        architecture: info.architecture.clone(),
-        quantization: info.file_type.clone(),
-        parameters: Some(info.parameter_count).filter(|&n| n > 0),
-        context_length: info.context_length,
-        vocab_size: info.vocab_size,
-        role: record.role.as_str().to_owned(),
-        fit,
-        fit_reason,
-    }
-}
-
-/// The file name without `.gguf`: what people call the model (GGUF `general.name` is often vaguer).
-fn display_name(file_name: &str) -> String {
-    let lower = file_name.to_ascii_lowercase();
-    match lower.strip_suffix(".gguf") {
-        Some(stem) => file_name[..stem.len()].to_owned(),
-        None => file_name.to_owned(),
-    }
-}
-
-fn parse_id(id: &str) -> CommandResult<i64> {
-    id.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| CommandError::user(format!("{id:?} is not a model id")))
-}
-
-fn record(state: &AppState, id: &str) -> CommandResult<ModelRecord> {
-    let id = parse_id(id)?;
-    Ok(state.inner.library()?.get(id)?)
-}
-
-/// The file of the library model `id`. Fails when the model is unknown or its file is gone.
-pub fn resolve(state: &AppState, id: &str) -> CommandResult<PathBuf> {
-    let record = record(state, id)?;
-    if !record.present || !record.path.is_file() {
-        return Err(CommandError::user(format!(
-            "the file of {} is gone ({}); import it again",
-            record.file_name,
-            record.path.display()
-        )));
-    }
-    Ok(record.path)
-}
-
-/// Fails with the library's reason when `draft` cannot draft for `target`.
-pub fn check_pair(state: &AppState, target: &str, draft: &str) -> CommandResult<()> {
-    let target_record = record(state, target)?;
-    let draft_id = parse_id(draft)?;
-    let library = state.inner.library()?;
-    let pairing = canopy_models::library_pairs(&library, &target_record)?;
-    match pairing.candidates.iter().find(|c| c.id == draft_id) {
-        Some(c) => match &c.verdict {
-            Verdict::Compatible => Ok(()),
-            Verdict::Refused { reason } => Err(CommandError::user(format!(
-                "{} cannot draft for {}: {reason}",
-                c.file_name, target_record.file_name
-            ))),
-        },
-        None => Err(CommandError::new(
-            ErrorKind::NotFound,
-            format!("model {draft} is not in the library"),
-        )),
-    }
+fn view(state: &AppState, record: &ModelRecord) -> ModelView {
+    ModelView::of(record, &state.core().machine_facts())
 }
 
 #[tauri::command]
 pub fn list_models(state: State<'_, AppState>) -> CommandResult<Vec<ModelView>> {
-    let listing = state.inner.library()?.list()?;
-    let machine = state.inner.machine();
-    Ok(listing.models.iter().map(|r| view(r, &machine)).collect())
+    Ok(state.core().model_views()?)
 }
 
 /// Disk usage of the library.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct LibraryUsage {
     pub models: usize,
     /// Bytes of all registered files.
+    #[ts(type = "number")]
     pub total_bytes: u64,
     /// Bytes of the files inside the models folder.
+    #[ts(type = "number")]
     pub managed_bytes: u64,
+    #[ts(type = "string")]
     pub models_dir: PathBuf,
 }
 
 #[tauri::command]
 pub fn library_usage(state: State<'_, AppState>) -> CommandResult<LibraryUsage> {
-    let library = state.inner.library()?;
+    let library = state.core().library()?;
     let listing = library.list()?;
     Ok(LibraryUsage {
         models: listing.models.len(),
@@ -215,8 +92,8 @@ pub async fn import_model(state: State<'_, AppState>, path: String) -> CommandRe
     let path = chosen_file(&path)?;
     let app = state.inner().clone();
     tauri::async_runtime::spawn_blocking(move || {
-        let record = app.inner.library()?.import(&path, ImportMode::Reference)?;
-        Ok(view(&record, &app.inner.machine()))
+        let record = app.core().library()?.import(&path, ImportMode::Reference)?;
+        Ok(view(&app, &record))
     })
     .await
     .map_err(CommandError::internal)?
@@ -261,11 +138,12 @@ fn chosen_file(path: &str) -> CommandResult<PathBuf> {
 pub async fn scan_models(state: State<'_, AppState>) -> CommandResult<Vec<ModelView>> {
     let app = state.inner().clone();
     tauri::async_runtime::spawn_blocking(move || {
-        let mut library = app.inner.library()?;
-        let dir = library.models_dir().to_path_buf();
-        let report = library.scan(&dir)?;
-        let machine = app.inner.machine();
-        Ok(report.added.iter().map(|r| view(r, &machine)).collect())
+        let report = {
+            let mut library = app.core().library()?;
+            let dir = library.models_dir().to_path_buf();
+            library.scan(&dir)?
+        };
+        Ok(report.added.iter().map(|r| view(&app, r)).collect())
     })
     .await
     .map_err(CommandError::internal)?
@@ -279,20 +157,20 @@ pub fn remove_model(
     id: String,
     delete_file: bool,
 ) -> CommandResult<()> {
-    let id = parse_id(&id)?;
+    let id = state.core().model(&id)?.id;
     let mode = if delete_file {
         DeleteFile::InsideModelsDir
     } else {
         DeleteFile::Keep
     };
-    state.inner.library()?.remove(id, mode)?;
+    state.core().library()?.remove(id, mode)?;
     Ok(())
 }
 
 #[tauri::command]
 pub async fn inspect_model(state: State<'_, AppState>, id: String) -> CommandResult<ModelDetails> {
-    let record = record(&state, &id)?;
-    let machine = state.inner.machine();
+    let record = state.core().model(&id)?;
+    let model = view(&state, &record);
     tauri::async_runtime::spawn_blocking(move || {
         let header = canopy_gguf::read_header(&record.path)
             .map_err(|e| CommandError::user(format!("{}: {e}", record.path.display())))?;
@@ -305,7 +183,7 @@ pub async fn inspect_model(state: State<'_, AppState>, id: String) -> CommandRes
             })
             .collect();
         Ok(ModelDetails {
-            model: view(&record, &machine),
+            model,
             metadata,
             tensor_count: record.info.tensor_count,
         })
@@ -353,38 +231,14 @@ fn describe_array(array: &Array) -> String {
 }
 
 #[tauri::command]
-pub fn model_pairings(
+pub async fn model_pairings(
     state: State<'_, AppState>,
     target: String,
-) -> CommandResult<Vec<PairingView>> {
-    let target = record(&state, &target)?;
-    let library = state.inner.library()?;
-    let pairing = canopy_models::library_pairs(&library, &target)?;
-    let names: std::collections::HashMap<i64, String> = library
-        .list()?
-        .models
-        .into_iter()
-        .map(|m| (m.id, display_name(&m.file_name)))
-        .collect();
-    Ok(pairing
-        .candidates
-        .iter()
-        .map(|c| {
-            let (compatible, reason) = match &c.verdict {
-                Verdict::Compatible => (true, "same tokenizer, smaller: can draft".to_owned()),
-                Verdict::Refused { reason } => (false, reason.clone()),
-            };
-            PairingView {
-                draft_id: c.id.to_string(),
-                draft_name: names
-                    .get(&c.id)
-                    .cloned()
-                    .unwrap_or_else(|| c.file_name.clone()),
-                compatible,
-                reason,
-            }
-        })
-        .collect())
+) -> CommandResult<Vec<PairView>> {
+    let app = state.inner().clone();
+    tauri::async_runtime::spawn_blocking(move || Ok(app.core().pair_views(&target)?))
+        .await
+        .map_err(CommandError::internal)?
 }
 
 #[tauri::command]
@@ -412,41 +266,7 @@ pub async fn download_model(
     sha256: Option<String>,
     on_event: Channel<DownloadEvent>,
 ) -> CommandResult<ModelView> {
-    let source = source.trim().to_owned();
-    let catalog = canopy_models::catalog()?;
-    let request = if source.starts_with("http://") || source.starts_with("https://") {
-        canopy_models::download::check_url(&source).map_err(CommandError::user)?;
-        let expected = match (catalog.by_url(&source), sha256.as_deref().map(str::trim)) {
-            (_, Some(given)) if !given.is_empty() => Expected {
-                sha256: Some(
-                    canopy_models::download::parse_sha256(given).map_err(CommandError::user)?,
-                ),
-                size: None,
-            },
-            (Some(known), _) => known.expected(),
-            (None, _) => {
-                return Err(CommandError::user(
-                    "this URL is not in the catalog: give the file's sha256 so the download can be verified",
-                ))
-            }
-        };
-        DownloadRequest {
-            url: source.clone(),
-            file_name: None,
-            expected,
-        }
-    } else {
-        let Some(model) = catalog.model(&source) else {
-            return Err(CommandError::user(format!(
-                "{source:?} is neither an http(s) URL nor a catalog id"
-            )));
-        };
-        DownloadRequest {
-            url: model.url.clone(),
-            file_name: Some(model.file.clone()),
-            expected: model.expected(),
-        }
-    };
+    let request = state.core().download_request(&source, sha256.as_deref())?;
     let guard = state.start(Task::Download)?;
     let app = state.inner().clone();
     app.inner.download_cancel.store(false, Ordering::SeqCst);
@@ -473,17 +293,10 @@ pub async fn download_model(
                 let _ = on_event.send(DownloadEvent::Verifying);
             }
         };
-        // The library lock is taken for registration only, so listing stays possible meanwhile.
-        let models_dir = app.inner.library()?.models_dir().to_path_buf();
-        let file = canopy_models::download(
-            &models_dir,
-            &request,
-            &app.inner.download_cancel,
-            &mut on_progress,
-        )
-        .map_err(|e| CommandError::user(e.to_string()))?;
-        let record = app.inner.library()?.register_download(&file)?;
-        Ok::<_, CommandError>(view(&record, &app.inner.machine()))
+        let record = app
+            .core()
+            .download(&request, &app.inner.download_cancel, &mut on_progress)?;
+        Ok::<_, CommandError>(view(&app, &record))
     })
     .await
     .map_err(CommandError::internal)?;
@@ -499,6 +312,7 @@ pub fn cancel_download(state: State<'_, AppState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn chosen_files_must_be_absolute_existing_gguf_files() {
@@ -525,23 +339,6 @@ mod tests {
         let file = dir.path().join("m.GGUF");
         std::fs::write(&file, b"x").unwrap();
         assert!(chosen_file(file.to_str().unwrap()).is_ok());
-    }
-
-    #[test]
-    fn models_are_named_after_their_files() {
-        assert_eq!(
-            display_name("SmolLM2-135M-Instruct.Q4_1.gguf"),
-            "SmolLM2-135M-Instruct.Q4_1"
-        );
-        assert_eq!(display_name("x.GGUF"), "x");
-        assert_eq!(display_name("weights"), "weights");
-    }
-
-    #[test]
-    fn ids_are_positive_integers() {
-        assert!(parse_id("12").is_ok());
-        assert!(parse_id("0").is_err());
-        assert!(parse_id("../x").is_err());
     }
 
     #[test]

@@ -1,14 +1,12 @@
-//! What the app holds while it runs: the chat store, the inference supervisor and the cancel flags.
+//! What the app holds while it runs: the application core and which long tasks are running.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use canopy_models::{Library, MachineFacts};
-use canopy_store::Store;
-use canopy_worker::{CancelFlag, Supervisor, WorkerCommand};
+use canopy_core::Core;
+use canopy_worker::CancelFlag;
 
-use crate::error::{CommandError, CommandResult, ErrorKind};
+use crate::error::{CommandError, CommandResult};
 
 /// Shared by every command; cheap to clone into blocking tasks.
 #[derive(Clone)]
@@ -17,13 +15,8 @@ pub struct AppState {
 }
 
 pub struct Inner {
-    pub data_dir: PathBuf,
-    /// The store, or why it could not be opened (the window still starts and shows this).
-    store: Result<Mutex<Store>, String>,
-    /// The model registry, or why it could not be opened.
-    library: Result<Mutex<Library>, String>,
-    machine: Mutex<Option<MachineFacts>>,
-    pub supervisor: Mutex<Supervisor>,
+    pub core: Core,
+    pub server: crate::server::ServerSlot,
     pub generation_cancel: CancelFlag,
     generating: AtomicBool,
     pub profile_cancel: CancelFlag,
@@ -53,21 +46,11 @@ impl Drop for TaskGuard {
 }
 
 impl AppState {
-    /// Opens the store under `data_dir`; a failure is kept and reported by every store command.
-    pub fn new(data_dir: PathBuf, worker: WorkerCommand) -> AppState {
-        let store = Store::open(&data_dir.join("canopy.db"))
-            .map(Mutex::new)
-            .map_err(|e| format!("the chat history could not be opened: {e}"));
-        let library = Library::open(&data_dir.join("library.db"), &data_dir.join("models"))
-            .map(Mutex::new)
-            .map_err(|e| format!("the model library could not be opened: {e}"));
+    pub fn new(core: Core) -> AppState {
         AppState {
             inner: Arc::new(Inner {
-                data_dir,
-                store,
-                library,
-                machine: Mutex::new(None),
-                supervisor: Mutex::new(Supervisor::new(worker)),
+                core,
+                server: Default::default(),
                 generation_cancel: CancelFlag::new(),
                 generating: AtomicBool::new(false),
                 profile_cancel: CancelFlag::new(),
@@ -77,49 +60,12 @@ impl AppState {
             }),
         }
     }
-}
 
-impl Inner {
-    /// The store, locked. Fails when it could not be opened at start-up.
-    pub fn store(&self) -> CommandResult<MutexGuard<'_, Store>> {
-        match &self.store {
-            Ok(store) => Ok(store.lock().unwrap_or_else(|p| p.into_inner())),
-            Err(why) => Err(CommandError::new(ErrorKind::Unavailable, why)),
-        }
+    /// The application core.
+    pub fn core(&self) -> &Core {
+        &self.inner.core
     }
 
-    /// The model registry, locked. Fails when it could not be opened at start-up.
-    pub fn library(&self) -> CommandResult<MutexGuard<'_, Library>> {
-        match &self.library {
-            Ok(library) => Ok(library.lock().unwrap_or_else(|p| p.into_inner())),
-            Err(why) => Err(CommandError::new(ErrorKind::Unavailable, why)),
-        }
-    }
-
-    /// Memory facts of this machine for fit badges, detected once.
-    pub fn machine(&self) -> MachineFacts {
-        let mut cached = self.machine.lock().unwrap_or_else(|p| p.into_inner());
-        cached.get_or_insert_with(MachineFacts::detect).clone()
-    }
-
-    pub fn supervisor(&self) -> MutexGuard<'_, Supervisor> {
-        self.supervisor.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn flag(&self, task: Task) -> &AtomicBool {
-        match task {
-            Task::Generation => &self.generating,
-            Task::Profile => &self.profiling,
-            Task::Download => &self.downloading,
-        }
-    }
-
-    pub fn is_running(&self, task: Task) -> bool {
-        self.flag(task).load(Ordering::SeqCst)
-    }
-}
-
-impl AppState {
     /// Marks `task` as running until the guard is dropped. Fails with a busy error when it already runs.
     pub fn start(&self, task: Task) -> CommandResult<TaskGuard> {
         let busy = match task {
@@ -139,5 +85,19 @@ impl AppState {
             inner: Arc::clone(&self.inner),
             task,
         })
+    }
+}
+
+impl Inner {
+    fn flag(&self, task: Task) -> &AtomicBool {
+        match task {
+            Task::Generation => &self.generating,
+            Task::Profile => &self.profiling,
+            Task::Download => &self.downloading,
+        }
+    }
+
+    pub fn is_running(&self, task: Task) -> bool {
+        self.flag(task).load(Ordering::SeqCst)
     }
 }

@@ -28,8 +28,7 @@ pub fn command() -> WorkerCommand {
     WorkerCommand {
         program,
         args: vec![OsString::from("--worker")],
-        // On an abort ggml would attach gdb and print a backtrace on stdout, which carries the
-        // protocol; without it the supervisor sees a plain crash and reports ggml's own message.
-        env: vec![(OsString::from("GGML_NO_BACKTRACE"), OsString::from("1"))],
+        // The engine adds GGML_NO_BACKTRACE (a backtrace would be printed on the protocol's pipe).
+        env: Vec::new(),
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use canopy_worker::{AcceptanceRequest, CancelFlag, Event, Job, JobResult};
 use serde_json::json;
 
-use crate::engine::{check_sampling, model_path, supervisor, worker_error};
+use crate::engine::{check_temperature, measuring_worker, model_path, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -40,7 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let target = model_path(&args.target, "target")?;
     let draft = model_path(&args.draft, "draft")?;
-    check_sampling(args.temperature, 0, 1.0)?;
+    check_temperature(args.temperature)?;
     if args.width == 0 || args.width > 64 {
         return Err(CliError::user("--width must be between 1 and 64"));
     }
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> CliResult {
         tokens_per_prompt: args.tokens,
         seed: args.seed,
     });
-    let mut supervisor = supervisor()?;
+    let mut supervisor = measuring_worker()?;
     let quiet = args.json;
     let mut on_event = |e: &Event| {
         if let (

@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 
-use canopy_worker::{
-    CancelFlag, ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt,
-    Sampling, Supervisor,
-};
+use canopy_core::{Core, ModelChoice};
+use canopy_types::{Placement, Plan, Sampling};
+use canopy_worker::{CancelFlag, ChatMessage, ChatRole, GenerateResult, Prompt};
 use serde_json::json;
 
-use crate::engine::{check_sampling, model_path, placement, supervisor, worker_error};
+use crate::engine::{core, core_error, parse_placement};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -29,15 +28,16 @@ pub struct Args {
     pub max_tokens: u32,
     /// Chain lengths to run.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-    pub chains: Vec<usize>,
+    pub chains: Vec<u32>,
     /// Tree budgets to run.
     #[arg(long, value_delimiter = ',', default_value = "4,8,16,32,64")]
-    pub budgets: Vec<usize>,
+    pub budgets: Vec<u32>,
     /// Sampling temperature (0 = greedy, where every plan must print the same text).
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
-    #[arg(long, default_value = "cpu")]
-    pub placement: String,
+    /// Where the target's weights live: auto, cpu, stream, gpu or layers:N.
+    #[arg(long, default_value = "auto", value_parser = parse_placement)]
+    pub placement: Placement,
     /// Also run every plan with the KV cache as before exact caching (llama.cpp's default f16
     /// types, accepted cells kept out of position order), to show what exactness costs.
     #[arg(long)]
@@ -51,7 +51,7 @@ pub struct Args {
 }
 
 struct Row {
-    plan: String,
+    plan: Plan,
     inexact: bool,
     tps: Vec<f64>,
     accepted: Vec<f64>,
@@ -66,7 +66,7 @@ impl Row {
         if self.inexact {
             format!("{} inexact", self.plan)
         } else {
-            self.plan.clone()
+            self.plan.to_string()
         }
     }
 }
@@ -90,57 +90,55 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn one(
-    sup: &mut Supervisor,
+    core: &Core,
     args: &Args,
-    place: Placement,
     prompt: &str,
-    plan: &str,
+    plan: Plan,
     inexact: bool,
 ) -> CliResult<GenerateResult> {
-    let request = GenerateRequest {
+    let choice = ModelChoice {
         target: args.target.clone(),
         draft: Some(args.draft.clone()),
-        prompt: Prompt::Chat(vec![ChatMessage {
-            role: ChatRole::User,
-            content: prompt.to_owned(),
-        }]),
-        sampling: Sampling {
-            temperature: args.temperature,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 1,
-        },
-        max_tokens: args.max_tokens,
-        stop: Vec::new(),
-        plan: plan.to_owned(),
+        plan,
+        placement: args.placement,
         context: None,
-        placement: place,
-        acceptance: None,
-        costs: None,
-        inexact_cache: inexact,
+        // Every plan calibrates in this worker, so that all of them are timed alike.
+        profile: None,
     };
-    sup.generate(request, &CancelFlag::new(), &mut |_, _| {})
-        .map_err(worker_error)
+    let sampling =
+        Sampling::new(args.temperature, 0, 1.0, 1).map_err(|e| CliError::user(format!("--{e}")))?;
+    let prompt = Prompt::Chat(vec![ChatMessage {
+        role: ChatRole::User,
+        content: prompt.to_owned(),
+    }]);
+    let mut prepared = core
+        .prepare(&choice, prompt, sampling, args.max_tokens, Vec::new())
+        .map_err(core_error)?;
+    prepared.request.inexact_cache = inexact;
+    prepared.request.acceptance = None;
+    prepared.request.costs = None;
+    core.generate(&prepared, &CancelFlag::new(), &mut |_| {})
+        .map_err(core_error)
 }
 
 pub fn run(args: Args) -> CliResult {
-    model_path(&args.target, "target")?;
-    model_path(&args.draft, "draft")?;
-    check_sampling(args.temperature, 0, 1.0)?;
     if args.max_tokens == 0 {
         return Err(CliError::user("--max-tokens must be at least 1"));
     }
-    let place = placement(&args.placement)?;
     let mut prompts = load_prompts(args.prompts.as_deref())?;
     if let Some(n) = args.limit {
         prompts.truncate(n.max(1));
     }
-    let mut plans = vec!["none".to_owned()];
-    plans.extend(args.chains.iter().map(|k| format!("chain:{k}")));
-    plans.extend(args.budgets.iter().map(|n| format!("tree:{n}")));
-    plans.push("auto".to_owned());
-    let row = |plan: &String, inexact: bool| Row {
-        plan: plan.clone(),
+    let mut plans = vec![Plan::None];
+    for &k in &args.chains {
+        plans.push(Plan::chain(k).map_err(|e| CliError::user(format!("--chains: {e}")))?);
+    }
+    for &n in &args.budgets {
+        plans.push(Plan::tree(n).map_err(|e| CliError::user(format!("--budgets: {e}")))?);
+    }
+    plans.push(Plan::Auto);
+    let row = |plan: &Plan, inexact: bool| Row {
+        plan: *plan,
         inexact,
         tps: vec![],
         accepted: vec![],
@@ -153,17 +151,22 @@ pub fn run(args: Args) -> CliResult {
         rows.extend(plans.iter().map(|p| row(p, true)).collect::<Vec<_>>());
     }
 
-    let mut sup = supervisor()?;
+    let core = core()?;
     // Load both models and let `auto` calibrate before anything is timed.
     eprintln!("warming up (loading models, calibrating auto) ...");
-    one(&mut sup, &args, place, "Hello", "auto", false)?;
+    one(&core, &args, "Hello", Plan::Auto, false)?;
     for (i, prompt) in prompts.iter().enumerate() {
         // Target-only output with the same cache settings: the exact and the inexact cache hold
         // values in different types, so each group is compared with its own plain run.
         let mut reference: [Option<GenerateResult>; 2] = [None, None];
         for row in &mut rows {
-            eprint!("\rprompt {}/{}: {:<12}", i + 1, prompts.len(), row.plan);
-            let r = one(&mut sup, &args, place, prompt, &row.plan, row.inexact)?;
+            eprint!(
+                "\rprompt {}/{}: {:<12}",
+                i + 1,
+                prompts.len(),
+                row.plan.to_string()
+            );
+            let r = one(&core, &args, prompt, row.plan, row.inexact)?;
             let reference = reference[usize::from(row.inexact)].get_or_insert_with(|| r.clone());
             if reference.text == r.text {
                 row.same_text += 1;
@@ -184,7 +187,7 @@ pub fn run(args: Args) -> CliResult {
         .iter()
         .map(|r| {
             json!({
-                "plan": r.plan,
+                "plan": r.plan.to_string(),
                 "inexact_cache": r.inexact,
                 "median_tokens_per_second": median(&r.tps),
                 "ratio_to_target_only": if base > 0.0 { median(&r.tps) / base } else { 0.0 },

@@ -1,39 +1,36 @@
 //! `canopy chat`: an interactive chat in the terminal, kept in the history store.
 //!
-//! Each session is one conversation (or continues one with `--resume`). Every user message is
-//! saved before it is sent, every reply is saved while it streams, and the whole thread is sent to
-//! the worker as the prompt. Ctrl-C while a reply streams stops it (the partial reply is kept as
+//! Each session is one conversation (or continues one with `--resume`); the turn itself (saving
+//! the message, generating with the conversation's models, saving the reply as it streams) is the
+//! application core's. Ctrl-C while a reply streams stops it (the partial reply is kept as
 //! interrupted); Ctrl-C at the prompt ends the chat. A crashed worker costs only the reply in
 //! progress: it is kept as interrupted and the next message starts a new worker.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use canopy_store::{
-    ConversationId, GenerationStats, MessageId, NewConversation, ReplyWriter, Role, Store,
-    StoreError,
-};
-use canopy_worker::{
-    CancelFlag, ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt,
-    Sampling, Source, StopReason, Supervisor, WorkerError,
-};
+use canopy_core::{ChatObserver, ChatSettings, Core, CoreError, ModelPair};
+use canopy_hw::PlacementDecision;
+use canopy_store::{ConversationId, MessageId};
+use canopy_types::{Placement, Plan, Source, StopReason};
+use canopy_worker::{CancelFlag, WorkerError};
 
-use crate::engine::{model_path, placement, supervisor, SamplingArgs};
+use crate::engine::{core, core_error, parse_placement, parse_plan, SamplingArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The target model (GGUF file).
-    #[arg(long)]
-    pub target: PathBuf,
+    /// The target model (GGUF file); with --resume, the conversation's own when not given.
+    #[arg(long, required_unless_present = "resume")]
+    pub target: Option<PathBuf>,
     /// A small draft model sharing the target's vocabulary.
     #[arg(long)]
     pub draft: Option<PathBuf>,
-    /// Speculation: none, chain:K, tree:N or auto.
-    #[arg(long, default_value = "none")]
-    pub plan: String,
+    /// Speculation: none, chain:K, tree:N or auto (plain decoding without a draft).
+    #[arg(long, default_value = "auto", value_parser = parse_plan)]
+    pub plan: Plan,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// A system message that starts a new conversation.
@@ -45,9 +42,9 @@ pub struct Args {
     /// Context size in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub context: Option<u32>,
-    /// Where the target's weights live: cpu, stream, gpu or layers:N.
-    #[arg(long, default_value = "cpu")]
-    pub placement: String,
+    /// Where the target's weights live: auto, cpu, stream, gpu or layers:N.
+    #[arg(long, default_value = "auto", value_parser = parse_placement)]
+    pub placement: Placement,
     /// Continue a stored conversation (see `canopy history list`).
     #[arg(long, value_name = "ID")]
     pub resume: Option<ConversationId>,
@@ -62,27 +59,34 @@ Ctrl-C stops a reply while it streams; at the prompt it leaves.
 ";
 
 pub fn run(args: Args) -> CliResult {
-    let settings = Settings::new(&args)?;
-    let store = Store::open_default().map_err(store_error)?;
+    let settings = ChatSettings {
+        sampling: args.sampling.sampling()?,
+        max_tokens: args.max_tokens,
+        plan: args.plan,
+        placement: args.placement,
+        context: args.context,
+    };
+    settings.validate().map_err(core_error)?;
+    let core = core()?;
+    let pair = args.target.as_deref().map(|target| ModelPair {
+        target: Some(absolute(target)),
+        draft: args.draft.as_deref().map(absolute),
+    });
+    if let Some(pair) = &pair {
+        core.check_model_pair(pair).map_err(core_error)?;
+    }
     let mut chat = Chat {
-        store: &store,
+        core: &core,
         settings,
-        supervisor: supervisor()?,
+        pair,
+        system: args.system.clone(),
         conversation: None,
         leaf: None,
     };
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
     if let Some(id) = args.resume {
-        let conversation = store.conversation(id).map_err(store_error)?;
-        chat.conversation = Some(id);
-        chat.leaf = store.latest_leaf(id).map_err(store_error)?;
-        if interactive {
-            eprintln!(
-                "continuing conversation {id}: {} ({} messages)",
-                conversation.title, conversation.message_count
-            );
-        }
+        chat.resume(id, interactive)?;
     }
     if interactive {
         eprintln!("canopy chat: /help lists the commands, /exit leaves");
@@ -140,6 +144,14 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
+/// A model path as stored with a conversation: absolute, so `--resume` works from anywhere.
+fn absolute(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
 /// One line typed by the user.
 #[derive(Debug, PartialEq)]
 enum Input<'a> {
@@ -165,258 +177,142 @@ impl<'a> Input<'a> {
     }
 }
 
-/// The validated flags: what every request of the session is made of.
-struct Settings {
-    target: PathBuf,
-    draft: Option<PathBuf>,
-    plan: String,
-    sampling: Sampling,
-    system: Option<String>,
-    max_tokens: u32,
-    context: Option<u32>,
-    placement: Placement,
-}
-
-impl Settings {
-    fn new(args: &Args) -> Result<Settings, CliError> {
-        let target = model_path(&args.target, "target")?;
-        let draft = args
-            .draft
-            .as_deref()
-            .map(|d| model_path(d, "draft"))
-            .transpose()?;
-        if args.max_tokens == 0 {
-            return Err(CliError::user("--max-tokens must be at least 1"));
-        }
-        if args.context == Some(0) {
-            return Err(CliError::user("--context must be at least 1"));
-        }
-        Ok(Settings {
-            target,
-            draft,
-            plan: args.plan.clone(),
-            sampling: args.sampling.sampling()?,
-            system: args.system.clone(),
-            max_tokens: args.max_tokens,
-            context: args.context,
-            placement: placement(&args.placement)?,
-        })
-    }
-}
-
 /// The session: the conversation being continued and the message the next one answers.
-struct Chat<'s> {
-    store: &'s Store,
-    settings: Settings,
-    supervisor: Supervisor,
+struct Chat<'c> {
+    core: &'c Core,
+    settings: ChatSettings,
+    /// The models given on the command line; `None` keeps a resumed conversation's own.
+    pair: Option<ModelPair>,
+    system: Option<String>,
     conversation: Option<ConversationId>,
     leaf: Option<MessageId>,
 }
 
+/// Prints the reply as it streams and says where the target runs.
+struct Printer {
+    streamed: bool,
+}
+
+impl ChatObserver for Printer {
+    fn started(&mut self, _plan: Plan, placement: &PlacementDecision) {
+        if std::io::stderr().is_terminal() {
+            eprintln!("({})", placement.summary);
+        }
+    }
+
+    fn token(&mut self, text: &str, _sources: &[Source]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        self.streamed = true;
+    }
+}
+
 impl Chat<'_> {
-    /// Saves the user's message, streams the reply to stdout while saving it, and moves the
-    /// session to the reply. Worker failures are reported on one line and the chat goes on;
-    /// only a failing history store ends it.
-    fn send(&mut self, text: &str, interrupt: &Interrupt) -> CliResult {
-        let conversation = match self.conversation {
-            Some(id) => id,
-            None => self.start_conversation(text)?,
-        };
-        let parent = self.leaf;
-        let user = self
-            .store
-            .add_message(conversation, parent, Role::User, text)
+    fn resume(&mut self, id: ConversationId, interactive: bool) -> CliResult {
+        let store_error = |e| core_error(CoreError::from(e));
+        let conversation = self
+            .core
+            .store()
+            .map_err(core_error)?
+            .conversation(id)
             .map_err(store_error)?;
-        self.leaf = Some(user);
-        let thread = self.store.thread(user).map_err(store_error)?;
-        let messages = thread
-            .iter()
-            .map(|m| ChatMessage {
-                role: match m.role {
-                    Role::System => ChatRole::System,
-                    Role::User => ChatRole::User,
-                    Role::Assistant => ChatRole::Assistant,
-                },
-                content: m.content.clone(),
-            })
-            .collect();
-        let s = &self.settings;
-        let request = GenerateRequest {
-            target: s.target.clone(),
-            draft: s.draft.clone(),
-            prompt: Prompt::Chat(messages),
-            sampling: s.sampling,
-            max_tokens: s.max_tokens,
-            stop: Vec::new(),
-            plan: s.plan.clone(),
-            context: s.context,
-            placement: s.placement,
-            acceptance: None,
-            costs: None,
-            inexact_cache: false,
-        };
-
-        // The reply is created with its first piece, so that a request refused before any output
-        // (a prompt too long for the context, say) leaves no empty reply behind.
-        let store = self.store;
-        let mut reply: Option<ReplyWriter<'_>> = None;
-        let mut store_failure: Option<StoreError> = None;
-        let cancel = interrupt.cancel_flag();
-        let stdout = std::io::stdout();
-        let mut on_token = |piece: &str, _sources: &[Source]| {
-            let mut out = stdout.lock();
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-            if store_failure.is_some() {
-                return;
-            }
-            let saved = match reply.as_mut() {
-                Some(writer) => writer.push(piece),
-                None => store
-                    .reply_writer(conversation, user)
-                    .and_then(|mut writer| {
-                        let pushed = writer.push(piece);
-                        reply = Some(writer);
-                        pushed
-                    }),
-            };
-            if let Err(err) = saved {
-                // Without the store the reply cannot be kept: stop generating it.
-                store_failure = Some(err);
-                cancel.cancel();
-            }
-        };
-        interrupt.set(Phase::Streaming);
-        let outcome = self
-            .supervisor
-            .generate(request, interrupt.cancel_flag(), &mut on_token);
-        interrupt.set(Phase::Busy);
-        let stopped = interrupt.cancel_flag().is_cancelled();
-        interrupt.cancel_flag().reset();
-        if let Some(err) = store_failure {
-            return Err(store_error(err));
+        if let Some(pair) = &self.pair {
+            self.core
+                .set_conversation_models(id, pair)
+                .map_err(core_error)?;
         }
-        let streamed = reply.as_ref().is_some_and(|w| !w.content().is_empty());
-        if streamed {
-            let mut out = stdout.lock();
-            let _ = out.write_all(b"\n");
-            let _ = out.flush();
-        }
-
-        match outcome {
-            Ok(result) => {
-                let writer = match reply {
-                    Some(writer) => writer,
-                    None => store
-                        .reply_writer(conversation, user)
-                        .map_err(store_error)?,
-                };
-                let stats = generation_stats(&result);
-                let id = if result.stop_reason == StopReason::Cancelled {
-                    eprintln!("(stopped)");
-                    writer.interrupt(Some(&stats))
-                } else {
-                    writer.finish(Some(&stats))
-                }
-                .map_err(store_error)?;
-                self.leaf = Some(id);
-            }
-            Err(err) => {
-                match reply {
-                    Some(writer) => {
-                        self.leaf = Some(writer.interrupt(None).map_err(store_error)?);
-                    }
-                    // Nothing was said: the next message answers the previous reply instead, and
-                    // the unanswered message stays in the history as a branch of its own.
-                    None => self.leaf = parent,
-                }
-                match err {
-                    // Ctrl-C reaches the whole process group, so the worker may die of it.
-                    WorkerError::Crashed { .. } if stopped => eprintln!("(stopped)"),
-                    err => eprintln!("error: {}", one_line(&err.to_string())),
-                }
-            }
+        self.conversation = Some(id);
+        self.leaf = self
+            .core
+            .store()
+            .map_err(core_error)?
+            .latest_leaf(id)
+            .map_err(store_error)?;
+        if interactive {
+            eprintln!(
+                "continuing conversation {id}: {} ({} messages)",
+                conversation.title, conversation.message_count
+            );
         }
         Ok(())
     }
 
-    fn start_conversation(&mut self, first_message: &str) -> Result<ConversationId, CliError> {
-        let s = &self.settings;
-        let id = self
-            .store
-            .create_conversation(&NewConversation {
-                title: title(first_message),
-                target_model: Some(s.target.display().to_string()),
-                draft_model: s.draft.as_ref().map(|d| d.display().to_string()),
-                sampling_json: serde_json::to_string(&s.sampling).ok(),
-                plan: Some(s.plan.clone()),
-            })
-            .map_err(store_error)?;
-        self.conversation = Some(id);
-        self.leaf = match &s.system {
-            Some(system) => Some(
-                self.store
-                    .add_message(id, None, Role::System, system)
-                    .map_err(store_error)?,
-            ),
-            None => None,
+    /// Saves the user's message, streams the reply to stdout while the core saves it, and moves
+    /// the session to the reply. Generation failures are reported on one line and the chat goes
+    /// on; only a failing history store ends it.
+    fn send(&mut self, text: &str, interrupt: &Interrupt) -> CliResult {
+        let conversation = match self.conversation {
+            Some(id) => id,
+            None => {
+                let title = canopy_core::title_from(text);
+                let conv = self
+                    .core
+                    .create_conversation(&title, self.pair.as_ref(), self.system.as_deref())
+                    .map_err(core_error)?;
+                self.conversation = Some(conv.id);
+                self.leaf = self
+                    .core
+                    .store()
+                    .map_err(core_error)?
+                    .latest_leaf(conv.id)
+                    .map_err(|e| core_error(e.into()))?;
+                conv.id
+            }
         };
-        Ok(id)
-    }
-}
-
-/// The statistics kept with a reply.
-fn generation_stats(r: &GenerateResult) -> GenerationStats {
-    GenerationStats {
-        tokens: r.tokens,
-        prefill_tokens: r.prefill_tokens,
-        tokens_per_second: r.tokens_per_second,
-        plan: r.plan.clone(),
-        steps: r.steps,
-        mean_accepted_per_step: r.mean_accepted_per_step,
-        draft_ms: r.draft_ms,
-        verify_ms: r.verify_ms,
-        provenance: r
-            .provenance
-            .iter()
-            .map(|s| match s {
-                Source::Target => 0,
-                Source::Draft => 1,
-            })
-            .collect(),
-    }
-}
-
-/// A conversation's title: the first line of its first message, at most 60 characters.
-fn title(first_message: &str) -> String {
-    const MAX: usize = 60;
-    let line = one_line(
-        first_message
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(""),
-    );
-    match line.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", line[..cut].trim_end()),
-        None => line,
+        let parent = self.leaf;
+        let user = self
+            .core
+            .add_user_message(conversation, parent, text)
+            .map_err(core_error)?;
+        self.leaf = Some(user.id);
+        let mut printer = Printer { streamed: false };
+        interrupt.set(Phase::Streaming);
+        let outcome = self.core.reply(
+            conversation,
+            user.id,
+            &self.settings,
+            &mut printer,
+            interrupt.cancel_flag(),
+        );
+        interrupt.set(Phase::Busy);
+        let stopped = interrupt.cancel_flag().is_cancelled();
+        interrupt.cancel_flag().reset();
+        if printer.streamed {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        }
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err @ CoreError::Store(_)) => return Err(core_error(err)),
+            Err(err) => {
+                // Nothing was said: the next message answers the previous reply instead, and the
+                // unanswered message stays in the history as a branch of its own.
+                self.leaf = parent;
+                eprintln!("error: {}", one_line(&err.to_string()));
+                return Ok(());
+            }
+        };
+        match &outcome.reply {
+            Some(reply) => self.leaf = Some(reply.id),
+            None => self.leaf = parent,
+        }
+        match outcome.result {
+            Ok(r) if r.stop_reason == StopReason::Cancelled => eprintln!("(stopped)"),
+            Ok(_) => {}
+            // Ctrl-C reaches the whole process group, so the worker may die of it.
+            Err(CoreError::Worker(WorkerError::Crashed { .. })) if stopped => {
+                eprintln!("(stopped)")
+            }
+            Err(err) => eprintln!("error: {}", one_line(&err.to_string())),
+        }
+        Ok(())
     }
 }
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn store_error(err: StoreError) -> CliError {
-    match err {
-        StoreError::ConversationNotFound(id) => CliError::user(format!(
-            "conversation {id} not found (see `canopy history list`)"
-        )),
-        StoreError::NewerSchema { .. }
-        | StoreError::NotADatabase { .. }
-        | StoreError::ForeignDatabase { .. }
-        | StoreError::NoDataDir => CliError::user(err.to_string()),
-        other => CliError::Failure(anyhow::Error::new(other).context("chat history")),
-    }
 }
 
 /// What Ctrl-C means right now.
@@ -491,14 +387,5 @@ mod tests {
             Input::Unknown("/frobnicate")
         );
         assert_eq!(Input::parse("a /new idea"), Input::Message("a /new idea"));
-    }
-
-    #[test]
-    fn titles_are_one_short_line() {
-        assert_eq!(title("\n  Hello   there\nsecond line"), "Hello there");
-        let long = "word ".repeat(30);
-        let t = title(&long);
-        assert!(t.ends_with('…'));
-        assert_eq!(t.chars().count(), 60);
     }
 }

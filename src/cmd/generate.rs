@@ -2,10 +2,10 @@
 
 use std::io::Write;
 
-use canopy_worker::{CancelFlag, ChatMessage, ChatRole, GenerateResult, Prompt, Source};
+use canopy_worker::{CancelFlag, ChatMessage, ChatRole, Event, GenerateResult, Prompt, Source};
 use serde_json::json;
 
-use crate::engine::{supervisor, worker_error, ModelArgs, SamplingArgs};
+use crate::engine::{core, core_error, ModelArgs, SamplingArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -54,30 +54,40 @@ pub fn run(args: Args) -> CliResult {
     } else {
         Prompt::Chat(messages)
     };
-    let request = args.model.request(
-        prompt,
-        args.sampling.sampling()?,
-        args.max_tokens,
-        args.stop.clone(),
-    )?;
-    let mut supervisor = supervisor()?;
+    let core = core()?;
+    let prepared = core
+        .prepare(
+            &args.model.choice(),
+            prompt,
+            args.sampling.sampling()?,
+            args.max_tokens,
+            args.stop.clone(),
+        )
+        .map_err(core_error)?;
+    if let Some(profile) = &prepared.profile {
+        eprintln!("planning with profile {profile}");
+    }
     let cancel = CancelFlag::new();
     let stdout = std::io::stdout();
     let json_mode = args.json;
     let mut streamed = String::new();
-    let mut on_token = |text: &str, _sources: &[Source]| {
-        streamed.push_str(text);
-        if !json_mode {
-            let mut out = stdout.lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+    let mut on_event = |event: &Event| {
+        if let Event::Token { text, .. } = event {
+            streamed.push_str(text);
+            if !json_mode {
+                let mut out = stdout.lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
         }
     };
-    let result = supervisor.generate(request, &cancel, &mut on_token);
+    let result = core.generate(&prepared, &cancel, &mut on_event);
     match result {
         Ok(result) => {
             if json_mode {
-                println!("{}", result_json(&result));
+                let mut json = result_json(&result);
+                json["placement"] = json!(prepared.decision);
+                println!("{json}");
             } else {
                 println!();
             }
@@ -87,7 +97,7 @@ pub fn run(args: Args) -> CliResult {
             if !json_mode && !streamed.is_empty() {
                 println!();
             }
-            Err(worker_error(err))
+            Err(core_error(err))
         }
     }
 }

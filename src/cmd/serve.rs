@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use canopy_serve::{ServeConfig, ServeError, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
 use canopy_worker::{Prompt, Sampling};
 
-use crate::engine::{supervisor, ModelArgs};
+use crate::engine::{core, core_error, worker_with, ModelArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -33,25 +33,26 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    // The per-request parts (prompt, sampling, max tokens, stop) come from each HTTP request.
-    let mut template = args.model.request(
-        Prompt::Raw(String::new()),
-        Sampling::default(),
-        1,
-        Vec::new(),
-    )?;
-    let context = match template.context {
-        Some(context) => context,
-        None => {
-            let info = canopy_gguf::inspect(&template.target)
-                .map_err(|e| CliError::user(format!("target model: {e}")))?;
-            let trained = info
-                .context_length
-                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-            canopy_worker::default_context(trained)
-        }
-    };
-    template.context = Some(context);
+    // The per-request parts (prompt, sampling, max tokens, stop) come from each HTTP request; the
+    // models, plan, placement, profile and context are prepared once, as for any other request.
+    let core = core()?;
+    let prepared = core
+        .prepare(
+            &args.model.choice(),
+            Prompt::Raw(String::new()),
+            Sampling::default(),
+            1,
+            Vec::new(),
+        )
+        .map_err(core_error)?;
+    eprintln!("target placement: {}", prepared.decision.summary);
+    if let Some(profile) = &prepared.profile {
+        eprintln!("planning with profile {profile}");
+    }
+    let template = prepared.request;
+    let context = template.context.ok_or_else(|| {
+        CliError::Failure(anyhow::anyhow!("a prepared request names its context"))
+    })?;
     let model_id = template
         .target
         .file_stem()
@@ -71,7 +72,7 @@ pub fn run(args: Args) -> CliResult {
     config
         .validate()
         .map_err(|e| CliError::user(e.to_string()))?;
-    let backend = supervisor()?;
+    let backend = worker_with(prepared.decision.op_offload_min_batch)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

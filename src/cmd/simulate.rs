@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use canopy_hw::{recommend_placement, ModelSpec, PredictedCosts, Profile};
 use canopy_plan::{choose, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
 use canopy_worker::{
-    AcceptanceRequest, CancelFlag, GenerateRequest, Job, JobResult, Placement, Prompt, Sampling,
+    AcceptanceRequest, CancelFlag, GenerateRequest, Job, JobResult, Placement, Plan, Prompt,
+    Sampling,
 };
 use serde_json::{json, Value};
 
-use crate::cmd::profile::{ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
-use crate::engine::{model_path, supervisor, worker_error};
+use crate::engine::{measuring_worker, model_path, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
+use canopy_core::{ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
 
 /// Children per node in the trees the engine builds for `tree:N` (see canopy-llama).
 const ENGINE_MAX_BRANCH: usize = 16;
@@ -98,7 +99,7 @@ pub fn run(args: Args) -> CliResult {
 
     let mut prompts = load_prompts(args.prompts.as_deref())?;
     prompts.truncate(args.num_prompts);
-    let mut supervisor = supervisor()?;
+    let mut supervisor = measuring_worker()?;
     let cancel = CancelFlag::new();
     eprintln!("measuring the acceptance vector of the real pair...");
     let measured = match supervisor
@@ -170,15 +171,11 @@ pub fn run(args: Args) -> CliResult {
                             role: canopy_worker::ChatRole::User,
                             content: prompt.clone(),
                         }]),
-                        sampling: Sampling {
-                            temperature: 0.0,
-                            top_k: 0,
-                            top_p: 1.0,
-                            seed: 0,
-                        },
+                        sampling: Sampling::greedy(),
                         max_tokens: args.max_tokens,
                         stop: Vec::new(),
-                        plan: format!("tree:{n}"),
+                        plan: Plan::tree(n as u32)
+                            .map_err(|e| CliError::Failure(anyhow::anyhow!("{e}")))?,
                         context: None,
                         placement: Placement::Cpu,
                         acceptance: Some(acc.as_slice().to_vec()),
@@ -210,7 +207,7 @@ pub fn run(args: Args) -> CliResult {
         .at(1)
         .map_err(|e| CliError::Failure(anyhow::anyhow!("{e}")))?;
     // The offloading baseline of the published comparisons: every weight over PCIe for every token.
-    let streamed = canopy_hw::Placement {
+    let streamed = canopy_hw::LayerSplit {
         resident_layers: 0,
         op_offload_min_batch: 1,
     };
@@ -308,7 +305,7 @@ struct Report<'a> {
     target_file: ModelSpec,
     draft: ModelSpec,
     draft_file: &'a Path,
-    placement: canopy_hw::Placement,
+    placement: canopy_hw::LayerSplit,
     acceptance: &'a [f64],
     positions: u64,
     plain_s: f64,

@@ -12,7 +12,10 @@ Environment:
 import functools
 import hashlib
 import http.server
+import json
 import os
+import socket
+import urllib.request
 import pathlib
 import shutil
 import sys
@@ -207,6 +210,9 @@ def test_chat_streams_a_reply(driver):
     assert text(reply).strip(), "the reply is empty"
     stats = text(find(driver, "stats"))
     assert "tok/s" in stats, stats
+    # Where the target ran, in words, from the generation's start event.
+    placement = text(find(driver, "status-placement")).strip()
+    assert placement, f"no placement in the status bar: {stats}"
     title = text(driver.find_element(By.CSS_SELECTOR, '[data-testid="conversation"] .conv-title'))
     assert title.startswith("Name three trees"), title
     # Colour the reply by provenance for the screenshot.
@@ -239,7 +245,48 @@ def test_quick_profile(driver):
     no_error_banner(driver)
     prediction = text(find(driver, "prediction"))
     assert "tok/s" in prediction, prediction
+    # The default target was timed, so the profile says where it ran.
+    assert text(find(driver, "profile-placement")).startswith("Target placement: "), prediction
     screenshot(driver, "profile-quick")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_local_server(driver):
+    """Turns the OpenAI-compatible server on from the settings panel, lists its model, and turns it off."""
+    go(driver, "chat")
+    if not visible(driver, "settings"):
+        find(driver, "toggle-settings").click()
+    wait_for(lambda: visible(driver, "server-apply"), 5, "the server settings")
+    port = free_port()
+    enabled = find(driver, "server-enabled")
+    if not enabled.is_selected():
+        enabled.click()
+    find(driver, "server-port").clear()
+    find(driver, "server-port").send_keys(str(port))
+    find(driver, "server-key").clear()
+    find(driver, "server-key").send_keys("e2e-key")
+    find(driver, "server-apply").click()
+    address = wait_for(lambda: "http://" in text(find(driver, "server-address")) and text(find(driver, "server-address")), 20,
+                       "the server address")
+    assert f"http://127.0.0.1:{port}/v1" in address, address
+    no_error_banner(driver)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer e2e-key"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        listing = json.load(response)
+    assert listing.get("data"), listing
+    enabled = find(driver, "server-enabled")
+    if enabled.is_selected():
+        enabled.click()
+    find(driver, "server-key").clear()
+    find(driver, "server-apply").click()
+    wait_for(lambda: "Not running" in text(find(driver, "server-address")), 20, "the server to stop")
+    no_error_banner(driver)
+    find(driver, "toggle-settings").click()
 
 
 def set_settings(driver, **fields):
@@ -378,7 +425,8 @@ def test_speculative_pair(driver):
 
 def main():
     failures = 0
-    first = [test_library_import_and_inspect, test_library_download_from_url, test_chat_streams_a_reply, test_quick_profile]
+    first = [test_library_import_and_inspect, test_library_download_from_url, test_chat_streams_a_reply, test_quick_profile,
+             test_local_server]
     second = [test_conversation_survives_restart, test_worker_crash_keeps_the_conversation]
     groups = [first, second]
     if QWEN_DRAFT.exists() and QWEN_TARGET.exists():

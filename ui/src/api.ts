@@ -5,19 +5,23 @@ import type {
   AppInfo,
   CatalogEntry,
   ChatEvent,
+  ChatSettings,
   CommandError,
   Conversation,
   DownloadEvent,
-  GenerateSettings,
   LibraryUsage,
   Message,
   ModelDetails,
   ModelPair,
   ModelView,
-  Pairing,
+  PairView,
+  Placement,
+  PlacementDecision,
   ProfileEvent,
   ProfileView,
   SearchHit,
+  ServerSettings,
+  ServerStatus,
 } from "./types";
 
 /** Turns whatever a command threw into a one-line error. */
@@ -58,8 +62,10 @@ export const api = {
     call<Conversation>("create_conversation", { title, target, draft }),
   renameConversation: (id: number, title: string) =>
     call<void>("rename_conversation", { id, title }),
-  getModelPair: () => call<ModelPair>("get_model_pair"),
-  setModelPair: (pair: ModelPair) => call<ModelPair>("set_model_pair", { pair }),
+  setConversationModels: (id: number, pair: ModelPair) =>
+    call<Conversation>("set_conversation_models", { id, pair }),
+  placementPreview: (pair: ModelPair, placement: Placement) =>
+    call<PlacementDecision | null>("placement_preview", { pair, placement }),
   deleteConversation: (id: number) => call<void>("delete_conversation", { id }),
   messages: (conversation: number) => call<Message[]>("conversation_messages", { conversation }),
   addUserMessage: (conversation: number, parent: number | null, content: string) =>
@@ -67,13 +73,15 @@ export const api = {
   generate: (
     conversation: number,
     parent: number,
-    settings: GenerateSettings,
+    settings: ChatSettings,
     onEvent: (e: ChatEvent) => void,
   ) => call<Message>("generate_reply", { conversation, parent, settings, onEvent: channel(onEvent) }),
   stopGeneration: () => call<void>("stop_generation"),
   restartWorker: () => call<void>("restart_worker"),
-  loadSettings: () => call<GenerateSettings>("load_settings"),
-  saveSettings: (settings: GenerateSettings) => call<void>("save_settings", { settings }),
+  loadSettings: () => call<ChatSettings>("load_settings"),
+  saveSettings: (settings: ChatSettings) => call<void>("save_settings", { settings }),
+  getModelPair: () => call<ModelPair>("get_model_pair"),
+  setModelPair: (pair: ModelPair) => call<ModelPair>("set_model_pair", { pair }),
 
   listModels: () => call<ModelView[]>("list_models"),
   libraryUsage: () => call<LibraryUsage>("library_usage"),
@@ -82,7 +90,7 @@ export const api = {
   removeModel: (id: string, deleteFile: boolean) =>
     call<void>("remove_model", { id, deleteFile }),
   inspectModel: (id: string) => call<ModelDetails>("inspect_model", { id }),
-  pairings: (target: string) => call<Pairing[]>("model_pairings", { target }),
+  pairings: (target: string) => call<PairView[]>("model_pairings", { target }),
   catalog: () => call<CatalogEntry[]>("model_catalog"),
   download: (source: string, sha256: string | null, onEvent: (e: DownloadEvent) => void) =>
     call<ModelView>("download_model", { source, sha256, onEvent: channel(onEvent) }),
@@ -93,7 +101,11 @@ export const api = {
     quick: boolean,
     target: string | null,
     draft: string | null,
+    placement: Placement | null,
     onEvent: (e: ProfileEvent) => void,
-  ) => call<ProfileView>("run_profile", { quick, target, draft, onEvent: channel(onEvent) }),
+  ) => call<ProfileView>("run_profile", { quick, target, draft, placement, onEvent: channel(onEvent) }),
   cancelProfile: () => call<void>("cancel_profile"),
+
+  serverStatus: () => call<ServerStatus>("server_status"),
+  setServer: (settings: ServerSettings) => call<ServerStatus>("set_server", { settings }),
 };

@@ -45,7 +45,7 @@ async function start(): Promise<void> {
       buttons.set(name, b);
       return b;
     }),
-    h("div", { class: "rail-foot" }, info ? `v${info.version}` : ""),
+    h("div", { class: "rail-foot", title: info ? `GPU: ${info.gpu}` : "", "data-testid": "app-version" }, info ? `v${info.version}` : ""),
   );
 
   let current: ScreenName | null = null;

@@ -4,7 +4,7 @@
 //! Run: `cargo run -p canopy-hw --example predict70b`
 
 use canopy_hw::model::recommend_placement;
-use canopy_hw::{reference_profile, ModelSpec, Placement};
+use canopy_hw::{reference_profile, LayerSplit, ModelSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Llama-2-70B: 69.0 B parameters in 80 layers; Llama-2-7B: 6.74 B in 32.
@@ -31,11 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 params: 6_740_000_000,
                 layers: 32,
             };
-            let llama_default = Placement {
+            let llama_default = LayerSplit {
                 resident_layers: 0,
                 op_offload_min_batch: 32,
             };
-            let forced_gpu = Placement {
+            let forced_gpu = LayerSplit {
                 resident_layers: 0,
                 op_offload_min_batch: 1,
             };

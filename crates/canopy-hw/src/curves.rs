@@ -21,7 +21,7 @@ pub trait PassTimer {
     }
     /// The placement the target runs in (see [`crate::model::recommend_placement`]), recorded in the
     /// profile as the chosen op-offload threshold and resident layers.
-    fn placement(&self) -> Option<crate::Placement> {
+    fn placement(&self) -> Option<crate::LayerSplit> {
         None
     }
     /// Times a whole grid in one request, for engines where starting a request costs more than a

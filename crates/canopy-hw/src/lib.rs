@@ -15,6 +15,7 @@ pub mod curves;
 mod error;
 pub mod gpu;
 pub mod model;
+pub mod placement;
 pub mod profile;
 mod stats;
 pub mod system;
@@ -26,9 +27,10 @@ pub use curves::{
 pub use error::{HwError, TimerError};
 pub use gpu::{probe_gpu, GpuBandwidths, GpuFacts, GpuInfo, GpuProbeOptions, GpuStatus};
 pub use model::{
-    choose_resident_layers, recommend_placement, CostModel, GpuCostModel, ModelSpec, PassBreakdown,
-    PassPath, Placement, PredictedCosts,
+    choose_resident_layers, recommend_placement, CostModel, GpuCostModel, LayerSplit, ModelSpec,
+    PassBreakdown, PassPath, PredictedCosts,
 };
+pub use placement::{decide as decide_placement, Footprint, PlacementDecision};
 pub use profile::{
     find_profile, load_profile, profiles_dir, reference_profile, AcceptanceRecord, CostPoints,
     ModelCurve, ModelRef, Profile, ProfileCurves, ProfileKind, REFERENCE_PROFILES, SCHEMA_VERSION,

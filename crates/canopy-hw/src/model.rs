@@ -125,7 +125,7 @@ impl ModelSpec {
 
 /// Where the target's weights are and when llama.cpp moves work to the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
+pub struct LayerSplit {
     /// Target layers kept in VRAM; the others stream from host RAM.
     pub resident_layers: u32,
     /// `GGML_OP_OFFLOAD_MIN_BATCH`: batches at least this large run host weights on the GPU.
@@ -240,7 +240,7 @@ impl CostModel {
     pub fn target_pass(
         &self,
         target: &ModelSpec,
-        placement: &Placement,
+        placement: &LayerSplit,
         n: usize,
     ) -> PassBreakdown {
         let n = n.max(1) as f64;
@@ -349,7 +349,7 @@ impl CostModel {
         &self,
         target: &ModelSpec,
         draft: &ModelSpec,
-        placement: &Placement,
+        placement: &LayerSplit,
         max_n: usize,
         max_k: usize,
     ) -> Result<PredictedCosts, HwError> {
@@ -418,9 +418,9 @@ pub fn recommend_placement(
     target: &ModelSpec,
     draft_bytes: u64,
     vram_free_bytes: Option<u64>,
-) -> Placement {
+) -> LayerSplit {
     let Some(gpu) = &model.gpu else {
-        return Placement {
+        return LayerSplit {
             resident_layers: 0,
             op_offload_min_batch: LLAMA_DEFAULT_OP_OFFLOAD_MIN_BATCH,
         };
@@ -430,7 +430,7 @@ pub fn recommend_placement(
         target,
         draft_bytes,
     );
-    Placement {
+    LayerSplit {
         resident_layers,
         op_offload_min_batch: model
             .choose_op_offload_min_batch(target, resident_layers)
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn streamed_target_by_hand() {
         let m = model();
-        let p = Placement {
+        let p = LayerSplit {
             resident_layers: 0,
             op_offload_min_batch: 32,
         };
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn resident_layers_by_hand() {
         let m = model();
-        let p = Placement {
+        let p = LayerSplit {
             resident_layers: 20,
             op_offload_min_batch: 32,
         };
@@ -527,7 +527,7 @@ mod tests {
         // n = 64: 30e9/24e9 + max(40e9/1e12, 2·20e9·64/1e14) = 1.25 + 0.04.
         close(m.target_pass(&TARGET, &p, 64).total_s, 1.29);
         // All layers resident: no transfer at any n.
-        let all = Placement {
+        let all = LayerSplit {
             resident_layers: 500,
             op_offload_min_batch: 32,
         };
@@ -551,7 +551,7 @@ mod tests {
         // CPU: max(4e9/60e9, 2·2e9·k/400e9): k = 1 → 0.0667, k = 100 → 1.0.
         close(m.draft_level(&draft, 1), 4.0 / 60.0);
         close(m.draft_level(&draft, 100), 1.0);
-        let p = Placement {
+        let p = LayerSplit {
             resident_layers: 40,
             op_offload_min_batch: 1,
         };
@@ -608,7 +608,7 @@ mod tests {
             params: 2_000_000_000,
             layers: 32,
         };
-        let p = Placement {
+        let p = LayerSplit {
             resident_layers: 0,
             op_offload_min_batch: 18,
         };

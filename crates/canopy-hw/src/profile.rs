@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::curves::CostCurve;
 use crate::gpu::GpuStatus;
-use crate::model::{CostModel, Placement};
+use crate::model::{CostModel, LayerSplit};
 use crate::system::{HostBandwidth, SystemFacts};
 use crate::HwError;
 
@@ -45,6 +45,10 @@ pub struct Profile {
     pub op_offload_min_batch: Option<u32>,
     /// Chosen number of target layers kept resident in VRAM; `None` when no target was profiled.
     pub resident_layers: Option<u32>,
+    /// The target's placement the curves were measured in; `None` in profiles written before it
+    /// was recorded (then derived from `resident_layers` and the GPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<canopy_types::Placement>,
 }
 
 /// Whether a profile was measured on a real machine or assembled from published figures.
@@ -75,7 +79,7 @@ pub struct ModelCurve {
     pub model: ModelRef,
     /// For the target: where its layers were and the op-offload threshold in force. For the draft:
     /// `resident_layers` = all its layers when it ran on the GPU, 0 on the CPU.
-    pub placement: Placement,
+    pub placement: LayerSplit,
     pub curve: CostCurve,
 }
 
@@ -83,7 +87,9 @@ pub struct ModelCurve {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileCurves {
     pub target: ModelCurve,
-    pub draft: ModelCurve,
+    /// `None` when only the target was timed (plain decoding).
+    #[serde(default)]
+    pub draft: Option<ModelCurve>,
     pub warmup: usize,
     pub repeats: usize,
 }
@@ -103,7 +109,8 @@ impl Profile {
     /// take; `None` when this profile has no measured curves.
     pub fn costs(&self) -> Option<(CostPoints, CostPoints)> {
         let curves = self.curves.as_ref()?;
-        Some((curves.target.curve.medians(), curves.draft.curve.medians()))
+        let draft = curves.draft.as_ref()?;
+        Some((curves.target.curve.medians(), draft.curve.medians()))
     }
 
     /// Serialises the profile as pretty JSON.

@@ -86,13 +86,13 @@ fn sample_profile() -> Profile {
                 layers: Some(28),
                 path: Some("/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into()),
             },
-            placement: Placement {
+            placement: LayerSplit {
                 resident_layers: 0,
                 op_offload_min_batch: 32,
             },
             curve: curve(&[(1, 0.109), (4, 0.241), (16, 0.636), (32, 1.17)]),
         },
-        draft: ModelCurve {
+        draft: Some(ModelCurve {
             model: ModelRef {
                 name: "qwen2.5-coder-0.5b-instruct-q4_k_m".into(),
                 bytes: 491_400_032,
@@ -100,12 +100,12 @@ fn sample_profile() -> Profile {
                 layers: None,
                 path: None,
             },
-            placement: Placement {
+            placement: LayerSplit {
                 resident_layers: 24,
                 op_offload_min_batch: 32,
             },
             curve: curve(&[(1, 0.046), (4, 0.102), (16, 0.342)]),
-        },
+        }),
         warmup: 1,
         repeats: 3,
     });
@@ -252,7 +252,7 @@ fn measured_cpu_profile_of_this_machine() {
 
     // A 1.1 GB target read at the measured bandwidth: the predicted pass is at least the read time.
     let target = ModelSpec::from_bits_per_weight(1_117_320_736, 5.8, 28).unwrap();
-    let placement = Placement {
+    let placement = LayerSplit {
         resident_layers: 0,
         op_offload_min_batch: 32,
     };

@@ -13,7 +13,7 @@ use canopy_spec::{
 use canopy_worker::{
     AcceptanceRequest, AcceptanceResult, ChatRole, CostCurves, EventSink, GenerateRequest,
     GenerateResult, Handler, HandlerError, Job, JobResult, MeasureRequest, MeasureResult,
-    Placement, Prompt, StopReason as WireStop, TimedPoint,
+    Placement, Plan, Prompt, TimedPoint,
 };
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -48,57 +48,17 @@ pub struct Engine {
     threads: i32,
 }
 
-/// How to speculate, parsed from `none`, `chain:K`, `tree:N`, `auto`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlanKind {
-    None,
-    Chain(usize),
-    Tree(usize),
-    Auto,
-}
-
-impl PlanKind {
-    /// Parses a plan as written on the command line.
-    ///
-    /// # Errors
-    /// A one-line message naming the accepted forms.
-    pub fn parse(s: &str) -> Result<PlanKind, String> {
-        let bad = || {
-            format!(
-                "invalid plan {s:?}: use none, chain:K (1 <= K <= 255), tree:N (2 <= N <= 1024) or auto"
-            )
-        };
-        let number = |v: &str| v.parse::<usize>().map_err(|_| bad());
-        match s.split_once(':') {
-            None if s == "none" => Ok(PlanKind::None),
-            None if s == "auto" => Ok(PlanKind::Auto),
-            Some(("chain", k)) => match number(k)? {
-                0 => Err(bad()),
-                k if k > 255 => Err(bad()),
-                k => Ok(PlanKind::Chain(k)),
-            },
-            Some(("tree", n)) => match number(n)? {
-                n if !(2..=MAX_TREE).contains(&n) => Err(bad()),
-                n => Ok(PlanKind::Tree(n)),
-            },
-            _ => Err(bad()),
-        }
-    }
-
-    fn largest_tree(&self, placement: Placement) -> usize {
-        match *self {
-            PlanKind::None => 1,
-            PlanKind::Chain(k) => k + 1,
-            PlanKind::Tree(n) => n,
-            PlanKind::Auto if placement == Placement::Cpu => AUTO_MAX_BUDGET_CPU,
-            PlanKind::Auto => AUTO_MAX_BUDGET,
-        }
+/// Largest tree a plan builds in `placement` (`auto` decides below this at run time).
+fn largest_tree(plan: Plan, placement: Placement) -> usize {
+    match plan {
+        Plan::Auto if placement == Placement::Cpu => AUTO_MAX_BUDGET_CPU,
+        Plan::Auto => AUTO_MAX_BUDGET,
+        fixed => fixed.fixed_budget().unwrap_or(1) as usize,
     }
 }
 
-/// Largest tree of one pass. Each leaf needs a sequence of its own and llama.cpp has 255 for
-/// leaves, so trees beyond 256 tokens are planned under that leaf limit.
-pub const MAX_TREE: usize = 1024;
+/// Largest tree of one pass ([`canopy_types::MAX_TREE`]).
+pub const MAX_TREE: usize = canopy_types::MAX_TREE as usize;
 /// Largest tree `auto` considers where the target's pass is compute-bound (weights on the CPU),
 /// and where it streams or sits on a GPU (the calibration may stop earlier).
 const AUTO_MAX_BUDGET_CPU: usize = 256;
@@ -113,6 +73,17 @@ fn user(msg: impl Into<String>) -> HandlerError {
 
 fn gen_error(e: GenError) -> HandlerError {
     HandlerError::internal(e.to_string())
+}
+
+/// Refuses `auto`: the caller resolves the placement from the GPU's facts before sending a job.
+fn check_resolved(placement: Placement) -> Result<(), HandlerError> {
+    if placement.is_resolved() {
+        Ok(())
+    } else {
+        Err(HandlerError::internal(
+            "placement auto reached the worker unresolved; the caller must choose one",
+        ))
+    }
 }
 
 /// Checks that `path` names a readable GGUF file, with a message the user can act on.
@@ -164,7 +135,7 @@ impl Engine {
             return Ok(());
         }
         let params = match placement {
-            Placement::Cpu => LlamaModelParams::default().with_n_gpu_layers(0),
+            Placement::Cpu | Placement::Auto => LlamaModelParams::default().with_n_gpu_layers(0),
             // Pinned host buffers (no mmap) so that streamed weights cross PCIe at full speed.
             Placement::Stream => LlamaModelParams::default()
                 .with_n_gpu_layers(0)
@@ -277,18 +248,14 @@ impl Engine {
         req: &GenerateRequest,
         events: &mut EventSink,
     ) -> Result<GenerateResult, HandlerError> {
-        let sampling = SamplingConfig {
-            temperature: req.sampling.temperature,
-            top_k: req.sampling.top_k,
-            top_p: req.sampling.top_p,
-        };
-        sampling.validate().map_err(user)?;
+        let sampling = SamplingConfig::from(req.sampling);
         if req.max_tokens == 0 {
             return Err(user("max tokens must be at least 1"));
         }
-        let kind = PlanKind::parse(&req.plan).map_err(user)?;
+        check_resolved(req.placement)?;
+        let kind = req.plan;
         let draft_path = match (kind, &req.draft) {
-            (PlanKind::None, _) => None,
+            (Plan::None, _) => None,
             (_, Some(d)) => Some(d.clone()),
             (_, None) => {
                 return Err(user(format!(
@@ -338,7 +305,7 @@ impl Engine {
             )));
         }
         // Room for the largest tree plus the accepted tokens a commit may hand to the next pass.
-        let largest = kind.largest_tree(req.placement);
+        let largest = largest_tree(kind, req.placement);
         let n_batch = MIN_BATCH.max(largest + MAX_DEPTH);
         let reuse = if req.inexact_cache {
             CellReuse::Refill
@@ -376,9 +343,13 @@ impl Engine {
         let acc = Acceptance::new(prior.clone())
             .map_err(|e| user(format!("invalid acceptance vector: {e}")))?;
         let mut policy: Box<dyn PlanPolicy> = match kind {
-            PlanKind::None => Box::new(FixedPolicy::new(TreePlan::plain(), "none")),
-            PlanKind::Chain(k) => Box::new(FixedPolicy::new(chain(&acc, k), format!("chain:{k}"))),
-            PlanKind::Tree(n) => {
+            Plan::None => Box::new(FixedPolicy::new(TreePlan::plain(), "none")),
+            Plan::Chain(k) => Box::new(FixedPolicy::new(
+                chain(&acc, k as usize),
+                format!("chain:{k}"),
+            )),
+            Plan::Tree(n) => {
+                let n = n as usize;
                 let limits = Limits {
                     budget: n,
                     max_depth: (n - 1).min(MAX_DEPTH),
@@ -389,7 +360,7 @@ impl Engine {
                 let label = format!("tree:{n} (depth {})", plan.depth());
                 Box::new(FixedPolicy::new(plan, label))
             }
-            PlanKind::Auto => {
+            Plan::Auto => {
                 let costs = match &req.costs {
                     Some(curves) => costs_from(curves).map_err(user)?,
                     None => {
@@ -424,7 +395,7 @@ impl Engine {
         let cfg = GenConfig {
             sampling,
             max_tokens: req.max_tokens as usize,
-            seed: req.sampling.seed,
+            seed: req.sampling.seed(),
         };
         let stats = generate(
             &mut target,
@@ -436,13 +407,7 @@ impl Engine {
         )
         .map_err(gen_error)?;
         sink.flush();
-        let stop_reason = match stats.stop_reason.unwrap_or(StopReason::MaxTokens) {
-            StopReason::Eos => WireStop::Eos,
-            StopReason::Stop => WireStop::Stop,
-            StopReason::MaxTokens => WireStop::MaxTokens,
-            StopReason::ContextFull => WireStop::ContextFull,
-            StopReason::Cancelled => WireStop::Cancelled,
-        };
+        let stop_reason = stats.stop_reason.unwrap_or(StopReason::MaxTokens);
         let tokens = stats.tokens as u64;
         Ok(GenerateResult {
             text: sink.text.clone(),
@@ -483,6 +448,7 @@ impl Engine {
         if req.repeats == 0 {
             return Err(user("repeats must be at least 1"));
         }
+        check_resolved(req.placement)?;
         check_model_file(&req.target, "target")?;
         self.keep_only(&[
             Some((&req.target, req.placement)),
@@ -641,7 +607,7 @@ impl Engine {
 /// (weights in host memory, or no GPU at all), llama.cpp's defaults on a GPU.
 fn kv_types(backend: &LlamaBackend, placement: Placement) -> KvTypes {
     match placement {
-        Placement::Cpu | Placement::Stream => KvTypes::BatchInvariant,
+        Placement::Cpu | Placement::Stream | Placement::Auto => KvTypes::BatchInvariant,
         Placement::Partial { .. } | Placement::Gpu if backend.supports_gpu_offload() => {
             KvTypes::Default
         }

@@ -1,7 +1,7 @@
 //! From tokens to streamed text: UTF-8 reassembly, end of generation, stop strings.
 
 use canopy_spec::{Flow, Source, StopReason, Token, TokenSink};
-use canopy_worker::{EventSink, Source as WireSource};
+use canopy_worker::EventSink;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
@@ -16,7 +16,7 @@ pub struct TextSink<'a> {
     held: String,
     /// Everything sent.
     pub text: String,
-    pub provenance: Vec<WireSource>,
+    pub provenance: Vec<Source>,
     /// The ids of the output tokens, one per provenance entry.
     pub tokens: Vec<Token>,
 }
@@ -48,7 +48,7 @@ impl<'a> TextSink<'a> {
         }
     }
 
-    fn send(&mut self, text: String, sources: Vec<WireSource>) {
+    fn send(&mut self, text: String, sources: Vec<Source>) {
         self.text.push_str(&text);
         self.events.token(text, sources);
     }
@@ -93,11 +93,7 @@ impl TokenSink for TextSink<'_> {
         self.partial.extend_from_slice(&piece);
         let decoded = take_utf8(&mut self.partial);
         self.held.push_str(&decoded);
-        let wire = match source {
-            Source::Draft => WireSource::Draft,
-            Source::Target => WireSource::Target,
-        };
-        self.provenance.push(wire);
+        self.provenance.push(source);
         self.tokens.push(token);
         if let Some(at) = self
             .stop
@@ -115,7 +111,7 @@ impl TokenSink for TextSink<'_> {
         let keep = held_suffix(&self.held, self.stop);
         let ready = self.held.len() - keep;
         let out: String = self.held.drain(..ready).collect();
-        self.send(out, vec![wire]);
+        self.send(out, vec![source]);
         Flow::Continue
     }
 

@@ -4,7 +4,7 @@
 //! Every parameter is either honoured, accepted at its neutral value (`n: 1`, `logprobs: false`,
 //! ...), or refused with a 400 that names it: nothing is silently ignored.
 
-use canopy_spec::SamplingConfig;
+use canopy_types::SamplingError;
 use canopy_worker::{
     ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt, Sampling, StopReason,
 };
@@ -390,27 +390,7 @@ fn max_tokens(
 fn sampling(body: &Map<String, Value>) -> Result<Sampling, ApiError> {
     // OpenAI's defaults: temperature 1, no nucleus cut, no top-k.
     let temperature = number(body, "temperature")?.unwrap_or(1.0) as f32;
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::param(
-            "temperature",
-            format!("temperature must be between 0 and 2, got {temperature}"),
-        ));
-    }
     let top_p = number(body, "top_p")?.unwrap_or(1.0) as f32;
-    SamplingConfig {
-        temperature,
-        top_k: 0,
-        top_p,
-    }
-    .validate()
-    .map_err(|e| {
-        let param = if e.starts_with("top-p") {
-            "top_p"
-        } else {
-            "temperature"
-        };
-        ApiError::param(param, e.replace("top-p", "top_p"))
-    })?;
     // Without a seed every request samples differently, as OpenAI's does.
     let seed = match integer(body, "seed")? {
         Some(seed) => seed as u64,
@@ -419,11 +399,12 @@ fn sampling(body: &Map<String, Value>) -> Result<Sampling, ApiError> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0),
     };
-    Ok(Sampling {
-        temperature,
-        top_k: 0,
-        top_p,
-        seed,
+    Sampling::new(temperature, 0, top_p, seed).map_err(|e| {
+        let param = match e {
+            SamplingError::TopP(_) => "top_p",
+            _ => "temperature",
+        };
+        ApiError::param(param, e.to_string().replace("top-p", "top_p"))
     })
 }
 
@@ -541,9 +522,9 @@ mod tests {
         assert_eq!(messages[1].content, "Hello there");
         assert_eq!(messages[2].role, ChatRole::Assistant);
         assert_eq!(r.max_tokens, 32);
-        assert_eq!(r.sampling.temperature, 0.0);
-        assert_eq!(r.sampling.top_p, 0.9);
-        assert_eq!(r.sampling.seed, 7);
+        assert_eq!(r.sampling.temperature(), 0.0);
+        assert_eq!(r.sampling.top_p(), 0.9);
+        assert_eq!(r.sampling.seed(), 7);
         assert_eq!(r.stop, vec!["\n".to_owned()]);
         assert_eq!(r.context, Some(256));
         assert_eq!(r.target, PathBuf::from("/models/smol.gguf"));
@@ -554,8 +535,8 @@ mod tests {
     fn defaults_follow_openai() {
         let parsed = chat(json!({})).unwrap();
         assert_eq!(parsed.request.max_tokens, 128, "half the context of 256");
-        assert_eq!(parsed.request.sampling.temperature, 1.0);
-        assert_eq!(parsed.request.sampling.top_p, 1.0);
+        assert_eq!(parsed.request.sampling.temperature(), 1.0);
+        assert_eq!(parsed.request.sampling.top_p(), 1.0);
         assert!(!parsed.stream);
         let parsed = run(
             Endpoint::Completions,

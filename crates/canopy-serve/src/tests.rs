@@ -108,7 +108,7 @@ pub(crate) fn request_template() -> GenerateRequest {
         sampling: Sampling::default(),
         max_tokens: 1,
         stop: Vec::new(),
-        plan: "none".into(),
+        plan: canopy_worker::Plan::None,
         context: None,
         placement: Placement::Cpu,
         acceptance: None,

@@ -13,24 +13,7 @@ use crate::sampling::{argmax, distribution, top2_margin, Dist, SamplingConfig};
 use crate::verify::{walk_greedy, walk_sampling, DraftTree, Walk};
 use crate::Token;
 
-/// Where an output token came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Source {
-    /// Drafted and accepted by the target.
-    Draft,
-    /// The target's own token (bonus, correction, or plain decoding).
-    Target,
-}
-
-/// Why generation stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopReason {
-    Eos,
-    Stop,
-    MaxTokens,
-    ContextFull,
-    Cancelled,
-}
+pub use canopy_types::{Source, StopReason};
 
 /// What the consumer of tokens wants next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

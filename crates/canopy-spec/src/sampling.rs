@@ -44,6 +44,17 @@ impl SamplingConfig {
     }
 }
 
+impl From<canopy_types::Sampling> for SamplingConfig {
+    /// The engine's view of checked sampling settings (the seed travels separately).
+    fn from(s: canopy_types::Sampling) -> SamplingConfig {
+        SamplingConfig {
+            temperature: s.temperature(),
+            top_k: s.top_k(),
+            top_p: s.top_p(),
+        }
+    }
+}
+
 /// A sparse probability distribution over tokens: the support, sorted by descending probability.
 /// Probabilities are `f64` and sum to 1.
 #[derive(Clone, Debug, PartialEq, Default)]

@@ -208,6 +208,26 @@ impl Store {
         })
     }
 
+    /// Sets the target and draft models a conversation generates with (library ids or paths,
+    /// opaque to the store); fails with [`StoreError::ConversationNotFound`].
+    pub fn set_conversation_models(
+        &self,
+        id: ConversationId,
+        target: Option<&str>,
+        draft: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE conversations SET target_model = ?2, draft_model = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, target, draft, now_ms()],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::ConversationNotFound(id));
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes a conversation with all its messages; fails with [`StoreError::ConversationNotFound`].
     pub fn delete_conversation(&self, id: ConversationId) -> Result<(), StoreError> {
         self.write(|tx| {
@@ -520,6 +540,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Every saved hardware profile as (id, name, json), newest first. Fails only on database errors.
+    pub fn profiles(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, json FROM hardware_profiles ORDER BY id DESC")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Saves (or replaces) a model registry entry under `key` (JSON, opaque to the store).
     /// Fails only on database errors.
     pub fn put_model(&self, key: &str, json: &str) -> Result<(), StoreError> {
@@ -648,6 +677,15 @@ impl ReplyWriter<'_> {
         Ok(())
     }
 
+    /// Replaces the text pushed so far (the engine's final text, stop strings removed); committed
+    /// with the next flush or at the end.
+    pub fn set_content(&mut self, text: &str) {
+        if self.content != text {
+            self.content = text.to_owned();
+            self.committed_len = usize::MAX;
+        }
+    }
+
     /// Commits the text so far now. Fails as [`Store::update_reply`].
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.content.len() != self.committed_len {
@@ -726,7 +764,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             mean_accepted_per_step: row.get(12)?,
             draft_ms: row.get(13)?,
             verify_ms: row.get(14)?,
-            provenance: row.get(15)?,
+            provenance: types::provenance::from_bytes(&row.get::<_, Vec<u8>>(15)?),
         }),
     };
     Ok(Message {
@@ -824,7 +862,7 @@ fn insert_stats(
             stats.mean_accepted_per_step,
             stats.draft_ms,
             stats.verify_ms,
-            stats.provenance
+            types::provenance::to_bytes(&stats.provenance)
         ],
     )?;
     Ok(())

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use canopy_types::Source;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         #[serde(transparent)]
         pub struct $name(pub i64);
 
@@ -55,6 +57,7 @@ macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         #[serde(rename_all = "lowercase")]
         pub enum $name {
             $($(#[$vdoc])* $variant),+
@@ -136,6 +139,7 @@ pub struct NewConversation {
 
 /// A stored conversation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conversation {
     pub id: ConversationId,
     pub title: String,
@@ -154,6 +158,7 @@ pub struct Conversation {
 /// A stored message. Messages form a tree through `parent_id`: a regenerated reply is another
 /// assistant message with the same parent, an edited prompt another user message with the same parent.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -168,6 +173,7 @@ pub struct Message {
 
 /// How an assistant reply was generated.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GenerationStats {
     /// Output tokens.
     pub tokens: u64,
@@ -181,12 +187,15 @@ pub struct GenerationStats {
     pub mean_accepted_per_step: f64,
     pub draft_ms: f64,
     pub verify_ms: f64,
-    /// Per output token: 0 = produced by the target, 1 = an accepted draft token.
-    pub provenance: Vec<u8>,
+    /// Per output token: produced by the target, or an accepted draft token. Stored as one byte
+    /// per token (0 = target, 1 = draft); exports written as numbers by older builds still import.
+    #[serde(deserialize_with = "provenance::deserialize")]
+    pub provenance: Vec<Source>,
 }
 
 /// One full-text search result.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SearchHit {
     pub conversation_id: ConversationId,
     pub conversation_title: String,
@@ -196,4 +205,48 @@ pub struct SearchHit {
     pub snippet: String,
     /// Message creation time, unix milliseconds.
     pub created_at: i64,
+}
+
+/// The byte encoding of token provenance in the database.
+pub(crate) mod provenance {
+    use canopy_types::Source;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn to_bytes(sources: &[Source]) -> Vec<u8> {
+        sources
+            .iter()
+            .map(|s| match s {
+                Source::Target => 0,
+                Source::Draft => 1,
+            })
+            .collect()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Vec<Source> {
+        bytes
+            .iter()
+            .map(|&b| {
+                if b == 1 {
+                    Source::Draft
+                } else {
+                    Source::Target
+                }
+            })
+            .collect()
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Sources(Vec<Source>),
+        Bytes(Vec<u8>),
+    }
+
+    /// `["draft", "target", ...]`, or the numbers (1 = draft) of exports from older builds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Source>, D::Error> {
+        Ok(match Either::deserialize(d)? {
+            Either::Sources(s) => s,
+            Either::Bytes(b) => from_bytes(&b),
+        })
+    }
 }

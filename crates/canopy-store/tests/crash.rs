@@ -34,7 +34,15 @@ fn crash_writer_child() {
     let stats = GenerationStats {
         tokens: 5,
         plan: "n=8 d=3".into(),
-        provenance: vec![1, 0, 1, 1, 0],
+        provenance: [1, 0, 1, 1, 0]
+            .map(|b| {
+                if b == 1 {
+                    canopy_types::Source::Draft
+                } else {
+                    canopy_types::Source::Target
+                }
+            })
+            .to_vec(),
         ..GenerationStats::default()
     };
     for round in 0.. {

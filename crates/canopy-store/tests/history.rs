@@ -20,7 +20,15 @@ fn stats() -> GenerationStats {
         mean_accepted_per_step: 2.5,
         draft_ms: 3.25,
         verify_ms: 90.0,
-        provenance: vec![1, 1, 0, 1, 0],
+        provenance: [1, 1, 0, 1, 0]
+            .map(|b| {
+                if b == 1 {
+                    canopy_types::Source::Draft
+                } else {
+                    canopy_types::Source::Target
+                }
+            })
+            .to_vec(),
     }
 }
 

@@ -1,14 +1,15 @@
-//! Protocol version 1: one JSON object per line.
+//! Protocol version 2: one JSON object per line.
 //!
 //! Caller → worker: [`Request`]. Worker → caller: [`Event`]. The worker greets with
 //! [`Event::Hello`] naming its protocol version; a caller refuses a worker of another version.
 
 use std::path::PathBuf;
 
+pub use canopy_types::{ChatRole, Placement, Plan, Sampling, Source, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Version of the line protocol; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the caller asks of the worker.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -40,15 +41,6 @@ pub enum JobResult {
     Acceptance(AcceptanceResult),
 }
 
-/// A role in a chat prompt.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ChatRole {
-    System,
-    User,
-    Assistant,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ChatMessage {
     pub role: ChatRole,
@@ -63,46 +55,6 @@ pub enum Prompt {
     Raw(String),
 }
 
-/// Sampling settings; `temperature == 0` is greedy decoding.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Sampling {
-    pub temperature: f32,
-    /// 0 disables top-k.
-    pub top_k: u32,
-    /// 1.0 disables top-p.
-    pub top_p: f32,
-    pub seed: u64,
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Sampling {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            seed: 0,
-        }
-    }
-}
-
-/// Where the target model's weights live.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum Placement {
-    /// Everything on the CPU.
-    #[default]
-    Cpu,
-    /// Weights in pinned host memory, streamed to the GPU for large batches (op offload).
-    Stream,
-    /// `layers` layers resident on the GPU, the rest streamed.
-    Partial { layers: u32 },
-    /// Every layer on the GPU.
-    Gpu,
-}
-
-/// How to speculate, as written on the command line: `none`, `chain:K`, `tree:N` or `auto`.
-pub type PlanSpec = String;
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GenerateRequest {
     pub target: PathBuf,
@@ -113,11 +65,12 @@ pub struct GenerateRequest {
     pub max_tokens: u32,
     #[serde(default)]
     pub stop: Vec<String>,
-    #[serde(default = "default_plan")]
-    pub plan: PlanSpec,
+    #[serde(default)]
+    pub plan: Plan,
     /// Context size in tokens; `None` = [`default_context`] of the model's training context.
     #[serde(default)]
     pub context: Option<u32>,
+    /// Where the target's weights live; resolved (never `auto`) by the time it reaches a worker.
     #[serde(default)]
     pub placement: Placement,
     /// Acceptance vector to plan with (e.g. from a stored profile); `None` = measure it.
@@ -142,38 +95,11 @@ pub fn default_context(n_ctx_train: u32) -> u32 {
     n_ctx_train.clamp(256, DEFAULT_CONTEXT)
 }
 
-fn default_plan() -> PlanSpec {
-    "none".to_owned()
-}
-
 /// Measured pass times: `target` = one target decode over n tokens, `draft` = one draft decode over k.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 pub struct CostCurves {
     pub target: Vec<(usize, f64)>,
     pub draft: Vec<(usize, f64)>,
-}
-
-/// Why generation stopped.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// End of sequence / end of turn token.
-    Eos,
-    /// A stop string appeared (it is not part of the text).
-    Stop,
-    MaxTokens,
-    ContextFull,
-    Cancelled,
-}
-
-/// Where an output token came from.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Proposed by the draft and accepted by the target.
-    Draft,
-    /// Produced by the target itself (bonus or correction token, or plain decoding).
-    Target,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -1,6 +1,6 @@
 // Inline SVG charts for the profile wizard, drawn with the scales of chart.ts.
 
-import type { BandwidthPoint, CurvePoint, TreeNode } from "../types";
+import type { Bandwidth, Node as TreeNode, Point } from "../types";
 import { extent, linePath, linearScale, log2Scale, tickLabel } from "./chart";
 import { svg } from "./dom";
 import { layoutTree } from "./treeLayout";
@@ -29,7 +29,7 @@ function axes(root: SVGElement, xTicks: [number, string][], yTicks: [number, str
 }
 
 /** Seconds per pass against the number of tokens in the pass, log₂ x axis. */
-export function curveChart(series: { name: string; points: CurvePoint[]; cls: string }[], xLabel: string, empty = "not measured"): SVGElement {
+export function curveChart(series: { name: string; points: Point[]; cls: string }[], xLabel: string, empty = "not measured"): SVGElement {
   const all = series.flatMap((s) => s.points);
   const root = frame(`${series.map((s) => s.name).join(", ")} against ${xLabel}`);
   if (all.length === 0) {
@@ -72,7 +72,7 @@ export function barChart(values: { label: string; value: number }[], yLabel: str
   return root;
 }
 
-export function bandwidthChart(points: BandwidthPoint[], empty?: string): SVGElement {
+export function bandwidthChart(points: Bandwidth[], empty?: string): SVGElement {
   return barChart(points.map((p) => ({ label: p.label, value: p.gb_per_second })), "GB/s", tickLabel, empty);
 }
 

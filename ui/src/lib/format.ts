@@ -40,3 +40,9 @@ export function relativeTime(ms: number, now = Date.now()): string {
   if (d < 172800) return "yesterday";
   return new Date(ms).toLocaleDateString();
 }
+
+/** `relativeTime` of an RFC 3339 timestamp; the text itself when it does not parse. */
+export function relativeTimeOf(rfc3339: string, now = Date.now()): string {
+  const ms = Date.parse(rfc3339);
+  return Number.isNaN(ms) ? rfc3339 : relativeTime(ms, now);
+}

@@ -52,7 +52,8 @@ describe("kindOf / provenanceShare", () => {
   });
 
   it("summarises stored provenance", () => {
-    expect(provenanceShare([1, 1, 0, 1])).toEqual({ draft: 3, target: 1, share: 0.75 });
+    expect(provenanceShare(["draft", "draft", "target", "draft"])).toEqual({ draft: 3, target: 1, share: 0.75 });
+    expect(provenanceShare(["target", "target"])).toEqual({ draft: 0, target: 2, share: 0 });
     expect(provenanceShare([]).share).toBe(0);
   });
 });

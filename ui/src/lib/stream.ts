@@ -81,9 +81,9 @@ export class StreamAccumulator {
   }
 }
 
-/** Summary of a stored reply's provenance (0 = target, 1 = draft). */
-export function provenanceShare(provenance: readonly number[]): { draft: number; target: number; share: number } {
-  const draft = provenance.filter((p) => p === 1).length;
+/** Summary of a stored reply's provenance: how many tokens were accepted draft tokens. */
+export function provenanceShare(provenance: readonly Source[]): { draft: number; target: number; share: number } {
+  const draft = provenance.filter((p) => p === "draft").length;
   const target = provenance.length - draft;
   return { draft, target, share: provenance.length ? draft / provenance.length : 0 };
 }

@@ -1,4 +1,4 @@
-import type { TreeNode } from "../types";
+import type { Node as TreeNode } from "../types";
 import { layoutTree } from "./treeLayout";
 
 function node(parent: number | null, rank: number, depth: number, children = 0): TreeNode {

@@ -1,7 +1,7 @@
 // Lays out a speculation tree (nodes listed parents first) for drawing: depth downwards,
 // leaves spread evenly across, each parent centred over its children.
 
-import type { TreeNode } from "../types";
+import type { Node as TreeNode } from "../types";
 
 export interface PlacedNode {
   index: number;

@@ -1,7 +1,13 @@
+import type { ChatSettings } from "../types";
 import {
-  DEFAULT_SETTINGS, mergeSettings, parseNumber, validateDownloadSource, validateModelPath,
-  validateSettings, validateTitle,
+  DEFAULT_SETTINGS, isPlacement, mergeSettings, parseNumber, planBudget, validateDownloadSource, validateModelPath,
+  validateServer, validateSettings, validateTitle,
 } from "./validate";
+
+/** Settings with fields as typed by the user (any text), as the settings form builds them. */
+function typed(fields: Partial<Record<keyof ChatSettings, unknown>>): ChatSettings {
+  return { ...DEFAULT_SETTINGS, ...fields } as ChatSettings;
+}
 
 describe("validateSettings", () => {
   it("accepts the defaults", () => {
@@ -9,29 +15,73 @@ describe("validateSettings", () => {
   });
 
   it("reports each bad field", () => {
-    const e = validateSettings({
-      temperature: -1, top_k: 1.5, top_p: 0, seed: -3, max_tokens: 0, plan: "tree:0",
-    });
-    expect(Object.keys(e).sort()).toEqual(["max_tokens", "plan", "seed", "temperature", "top_k", "top_p"]);
+    const e = validateSettings(typed({
+      temperature: -1, top_k: 1.5, top_p: 0, seed: -3, max_tokens: 0, plan: "tree:0", placement: "vram", context: 0,
+    }));
+    expect(Object.keys(e).sort()).toEqual(["context", "max_tokens", "placement", "plan", "seed", "temperature", "top_k", "top_p"]);
   });
 
-  it("accepts plans and refuses huge trees", () => {
-    for (const plan of ["none", "auto", "chain:4", "tree:64", "tree:1024"]) {
-      expect(validateSettings({ ...DEFAULT_SETTINGS, plan })).toEqual({});
+  it("accepts plans within the engine's limits", () => {
+    for (const plan of ["none", "auto", "chain:1", "chain:4", "chain:255", "tree:2", "tree:64", "tree:1024"]) {
+      expect(validateSettings(typed({ plan }))).toEqual({});
     }
-    expect(validateSettings({ ...DEFAULT_SETTINGS, plan: "tree:2048" }).plan).toMatch(/1024/);
-    expect(validateSettings({ ...DEFAULT_SETTINGS, plan: "bush" }).plan).toBeDefined();
+    for (const plan of ["tree:1025", "tree:2048", "tree:1", "chain:0", "chain:256", "bush", "tree:", "Tree:4"]) {
+      expect(validateSettings(typed({ plan })).plan, plan).toMatch(/255.*1024/);
+    }
+  });
+
+  it("accepts placements", () => {
+    for (const placement of ["auto", "cpu", "stream", "gpu", "layers:0", "layers:40"]) {
+      expect(isPlacement(placement), placement).toBe(true);
+      expect(validateSettings(typed({ placement }))).toEqual({});
+    }
+    for (const placement of ["", "layers:", "layers:-1", "vram", "GPU", "layers:x"]) {
+      expect(isPlacement(placement), placement).toBe(false);
+      expect(validateSettings(typed({ placement })).placement).toBeDefined();
+    }
+  });
+
+  it("accepts an empty or a positive context", () => {
+    expect(validateSettings(typed({ context: null }))).toEqual({});
+    expect(validateSettings(typed({ context: 8192 }))).toEqual({});
+    expect(validateSettings(typed({ context: 1.5 })).context).toBeDefined();
+  });
+
+  it("bounds max tokens by the back end's limit", () => {
+    expect(validateSettings(typed({ max_tokens: 32768 }))).toEqual({});
+    expect(validateSettings(typed({ max_tokens: 32769 })).max_tokens).toMatch(/32768/);
   });
 
   it("treats empty number fields as errors", () => {
-    expect(validateSettings({ ...DEFAULT_SETTINGS, temperature: parseNumber(" ") }).temperature).toBeDefined();
+    expect(validateSettings(typed({ temperature: parseNumber(" ") })).temperature).toBeDefined();
+  });
+});
+
+describe("planBudget", () => {
+  it("gives the tokens a step verifies", () => {
+    expect(planBudget("tree:64")).toBe("64");
+    expect(planBudget("chain:4")).toBe("5");
+    expect(planBudget("none")).toBe("1");
+    expect(planBudget("auto")).toBe("auto");
+    expect(planBudget("bush")).toBe("—");
+  });
+});
+
+describe("validateServer", () => {
+  it("checks the port and the key", () => {
+    expect(validateServer({ enabled: true, port: 8080, api_key: null })).toEqual({});
+    expect(validateServer({ enabled: true, port: 8080, api_key: "sk-local" })).toEqual({});
+    expect(validateServer({ enabled: true, port: 80, api_key: null }).port).toMatch(/1024/);
+    expect(validateServer({ enabled: true, port: 70000, api_key: null }).port).toBeDefined();
+    expect(validateServer({ enabled: true, port: 8080, api_key: "a b" }).api_key).toBeDefined();
+    expect(validateServer({ enabled: true, port: 8080, api_key: "" }).api_key).toBeDefined();
   });
 });
 
 describe("mergeSettings", () => {
   it("keeps valid stored fields and replaces bad ones", () => {
-    const s = mergeSettings({ temperature: 0, top_k: "x", plan: "chain:3", extra: 1 });
-    expect(s).toEqual({ ...DEFAULT_SETTINGS, temperature: 0, plan: "chain:3" });
+    const s = mergeSettings({ temperature: 0, top_k: "x", plan: "chain:3", placement: "layers:20", context: -1, extra: 1 });
+    expect(s).toEqual({ ...DEFAULT_SETTINGS, temperature: 0, plan: "chain:3", placement: "layers:20" });
     expect(mergeSettings(null)).toEqual(DEFAULT_SETTINGS);
   });
 });

@@ -1,23 +1,55 @@
 // Validation of what the user types, before anything is sent to the app.
 
-import type { GenerateSettings } from "../types";
+import type { ChatSettings, Placement, Plan, ServerSettings } from "../types";
 
 export type Errors<T> = Partial<Record<keyof T, string>>;
 
-export const DEFAULT_SETTINGS: GenerateSettings = {
+/** The back end's defaults (canopy-core's `ChatSettings::default`). */
+export const DEFAULT_SETTINGS: ChatSettings = {
   temperature: 0.7,
   top_k: 40,
   top_p: 0.95,
   seed: 0,
   max_tokens: 512,
   plan: "auto",
+  placement: "auto",
+  context: null,
 };
 
-const PLAN = /^(none|auto|chain:([1-9]\d{0,2})|tree:([1-9]\d{0,3}))$/;
+/** The engine's limits (canopy-types' `MAX_CHAIN` and `MAX_TREE`). */
+export const MAX_CHAIN = 255;
+export const MAX_TREE = 1024;
+export const MAX_REPLY_TOKENS = 32768;
 
-/** Checks sampling settings; returns one message per bad field (empty when all are fine). */
-export function validateSettings(s: GenerateSettings): Errors<GenerateSettings> {
-  const e: Errors<GenerateSettings> = {};
+const PLAN = /^(none|auto|chain:(\d{1,6})|tree:(\d{1,6}))$/;
+const PLACEMENT = /^(auto|cpu|stream|gpu|layers:(\d{1,6}))$/;
+
+/** Whether `text` is a plan the back end accepts: none, auto, chain:1..255 or tree:2..1024. */
+export function isPlan(text: string): text is Plan {
+  const m = PLAN.exec(text);
+  if (!m) return false;
+  if (m[2] !== undefined) return Number(m[2]) >= 1 && Number(m[2]) <= MAX_CHAIN;
+  if (m[3] !== undefined) return Number(m[3]) >= 2 && Number(m[3]) <= MAX_TREE;
+  return true;
+}
+
+/** Whether `text` is a placement the back end accepts: auto, cpu, stream, gpu or layers:N. */
+export function isPlacement(text: string): text is Placement {
+  return PLACEMENT.test(text);
+}
+
+/** The plan's draft-token budget for a step, for display: tree:N → N, chain:K → K+1, none → 1, auto → "auto". */
+export function planBudget(plan: string): string {
+  const m = PLAN.exec(plan);
+  if (!m) return "—";
+  if (m[2] !== undefined) return String(Number(m[2]) + 1);
+  if (m[3] !== undefined) return m[3].replace(/^0+(?=\d)/, "");
+  return plan === "none" ? "1" : "auto";
+}
+
+/** Checks chat settings with the back end's bounds; returns one message per bad field (empty when all are fine). */
+export function validateSettings(s: ChatSettings): Errors<ChatSettings> {
+  const e: Errors<ChatSettings> = {};
   if (!Number.isFinite(s.temperature) || s.temperature < 0 || s.temperature > 2) {
     e.temperature = "Temperature must be between 0 and 2.";
   }
@@ -30,14 +62,17 @@ export function validateSettings(s: GenerateSettings): Errors<GenerateSettings> 
   if (!Number.isInteger(s.seed) || s.seed < 0 || s.seed > Number.MAX_SAFE_INTEGER) {
     e.seed = "Seed must be a whole number of at least 0.";
   }
-  if (!Number.isInteger(s.max_tokens) || s.max_tokens < 1 || s.max_tokens > 32768) {
-    e.max_tokens = "Max tokens must be a whole number from 1 to 32768.";
+  if (!Number.isInteger(s.max_tokens) || s.max_tokens < 1 || s.max_tokens > MAX_REPLY_TOKENS) {
+    e.max_tokens = `Max tokens must be a whole number from 1 to ${MAX_REPLY_TOKENS}.`;
   }
-  if (!PLAN.test(s.plan)) {
-    e.plan = "Plan must be none, auto, chain:K (K ≤ 999) or tree:N (N ≤ 9999).";
-  } else {
-    const m = PLAN.exec(s.plan);
-    if (m?.[3] && Number(m[3]) > 1024) e.plan = "A tree budget above 1024 tokens is not supported.";
+  if (typeof s.plan !== "string" || !isPlan(s.plan)) {
+    e.plan = `Plan must be none, auto, chain:K (1 to ${MAX_CHAIN}) or tree:N (2 to ${MAX_TREE}).`;
+  }
+  if (typeof s.placement !== "string" || !isPlacement(s.placement)) {
+    e.placement = "Placement must be auto, cpu, stream, gpu or layers:N.";
+  }
+  if (s.context !== null && (!Number.isInteger(s.context) || s.context < 1 || s.context > 0xffffffff)) {
+    e.context = "Context must be a whole number of tokens, or empty for the model's own.";
   }
   return e;
 }
@@ -49,12 +84,12 @@ export function parseNumber(text: string): number {
 }
 
 /** Checks a settings object read from storage, falling back to defaults field by field. */
-export function mergeSettings(raw: unknown): GenerateSettings {
-  const out: GenerateSettings = { ...DEFAULT_SETTINGS };
+export function mergeSettings(raw: unknown): ChatSettings {
+  const out: ChatSettings = { ...DEFAULT_SETTINGS };
   if (!raw || typeof raw !== "object") return out;
   const r = raw as Record<string, unknown>;
-  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof GenerateSettings)[]) {
-    const candidate = { ...out, [key]: r[key] } as GenerateSettings;
+  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof ChatSettings)[]) {
+    const candidate = { ...out, [key]: r[key] } as ChatSettings;
     if (r[key] !== undefined && validateSettings(candidate)[key] === undefined) {
       (out as unknown as Record<string, unknown>)[key] = r[key];
     }
@@ -95,4 +130,16 @@ export function validateModelPath(path: string): string | null {
   if (!p.startsWith("/") && !/^[a-zA-Z]:[\\/]/.test(p)) return "Use an absolute path (starting with /).";
   if (!/\.gguf$/i.test(p)) return "Canopy imports GGUF files (.gguf).";
   return null;
+}
+
+/** Checks the local server's settings with the back end's rules: a port of 1024..65535, a key without spaces. */
+export function validateServer(s: ServerSettings): Errors<ServerSettings> {
+  const e: Errors<ServerSettings> = {};
+  if (!Number.isInteger(s.port) || s.port < 1024 || s.port > 65535) {
+    e.port = "Port must be a whole number from 1024 to 65535.";
+  }
+  if (s.api_key !== null && (s.api_key.length === 0 || s.api_key.length > 256 || /[\s\p{Cc}]/u.test(s.api_key))) {
+    e.api_key = "The API key must be 1 to 256 characters without spaces.";
+  }
+  return e;
 }

@@ -6,13 +6,18 @@ import { copyText } from "../lib/clipboard";
 import { h, icon, replace } from "../lib/dom";
 import { formatRate, relativeTime } from "../lib/format";
 import { renderMarkdown } from "../lib/markdown";
+import { modelLabel } from "../lib/models";
+import { placementPicker } from "../lib/placement";
 import { colourRendered } from "../lib/provenance";
 import { snippetParts } from "../lib/snippet";
 import { StreamAccumulator, provenanceShare, type Run } from "../lib/stream";
 import { MessageTree, type ThreadEntry } from "../lib/thread";
-import { DEFAULT_SETTINGS, parseNumber, validateSettings, validateTitle } from "../lib/validate";
+import {
+  DEFAULT_SETTINGS, parseNumber, planBudget, validateServer, validateSettings, validateTitle,
+} from "../lib/validate";
 import type {
-  ChatEvent, CommandError, Conversation, GenerateSettings, Message, ModelPair, ModelView, Pairing, SearchHit,
+  ChatEvent, ChatSettings, CommandError, Conversation, Message, ModelPair, ModelView, PairView, Placement, Plan,
+  SearchHit, ServerSettings, ServerStatus,
 } from "../types";
 
 interface Streaming {
@@ -20,9 +25,18 @@ interface Streaming {
   parentId: number;
   replyId: number | null;
   plan: string;
-  budget: number;
   body: HTMLElement;
   scheduled: boolean;
+}
+
+/** Whether a stored model reference is a library id (else it is a file path, e.g. from the command line). */
+function isLibraryId(ref: string): boolean {
+  return /^\d+$/.test(ref);
+}
+
+/** The models a conversation was saved with; `null` when it names no target. */
+function pairOf(c: Conversation | undefined): ModelPair | null {
+  return c?.target_model ? { target: c.target_model, draft: c.draft_model } : null;
 }
 
 export class ChatScreen {
@@ -33,10 +47,19 @@ export class ChatScreen {
   private leafId: number | undefined;
   private streaming: Streaming | null = null;
   private readonly runsByReply = new Map<number, readonly Run[]>();
-  private settings: GenerateSettings = { ...DEFAULT_SETTINGS };
+  private settings: ChatSettings = { ...DEFAULT_SETTINGS };
+  /** The models in the picker: the open conversation's, or those a new conversation starts with. */
   private pair: ModelPair = { target: null, draft: null };
+  /** The models new conversations start with (`get_model_pair`). */
+  private defaultPair: ModelPair = { target: null, draft: null };
   private models: ModelView[] = [];
-  private pairings: Pairing[] = [];
+  private pairings: PairView[] = [];
+  /** Where the target runs, in words: from the last generation's start, or a preview. */
+  private placementText = "";
+  /** The pair and placement `placementText` describes; a preview runs when they change. */
+  private placementKey = "";
+  private placementSeq = 0;
+  private server: ServerStatus | null = null;
   private query = "";
   private hits: SearchHit[] = [];
   private searchTimer: number | undefined;
@@ -88,21 +111,34 @@ export class ChatScreen {
   }
 
   async show(): Promise<void> {
-    const [conversations, settings, pair, models] = await Promise.all([
-      api.listConversations(), api.loadSettings(), api.getModelPair(), api.listModels().catch((e) => { showError(e); return []; }),
+    const [conversations, settings, pair, models, server] = await Promise.all([
+      api.listConversations(), api.loadSettings(), api.getModelPair(),
+      api.listModels().catch((e) => { showError(e); return []; }),
+      api.serverStatus().catch((e) => { showError(e); return null; }),
     ]);
     this.conversations = conversations;
     this.settings = settings;
     this.models = models;
-    this.pair = pair;
-    if (this.pair.target && !models.some((m) => m.id === this.pair.target)) this.pair = { target: null, draft: null };
-    if (!this.pair.target && models.length > 0) {
-      this.pair = { target: models[0].id, draft: null };
-      await this.savePair();
+    this.server = server;
+    this.defaultPair = pair;
+    const gone = (ref: string | null) => ref !== null && isLibraryId(ref) && !models.some((m) => m.id === ref);
+    if (gone(pair.target)) this.defaultPair = { target: null, draft: null };
+    else if (gone(pair.draft)) this.defaultPair = { ...pair, draft: null };
+    if (!this.defaultPair.target && models.length > 0) {
+      try {
+        this.defaultPair = await api.setModelPair({ target: models[0].id, draft: null });
+      } catch (err) {
+        showError(err);
+      }
     }
-    await this.loadPairings();
     if (this.activeId !== null && !conversations.some((c) => c.id === this.activeId)) this.activeId = null;
-    if (this.activeId === null && conversations.length > 0 && !this.streaming) await this.open(conversations[0].id);
+    if (this.activeId === null && conversations.length > 0 && !this.streaming) {
+      await this.open(conversations[0].id);
+    } else if (!this.streaming) {
+      this.pair = pairOf(this.activeConversation()) ?? { ...this.defaultPair };
+      await this.loadPairings();
+    }
+    this.refreshPlacement();
     this.renderList();
     this.renderHeader();
     this.renderThread();
@@ -117,12 +153,22 @@ export class ChatScreen {
     this.renderList();
   }
 
+  private activeConversation(): Conversation | undefined {
+    return this.conversations.find((c) => c.id === this.activeId);
+  }
+
   private async open(id: number, leaf?: number): Promise<void> {
     this.activeId = id;
     this.editingId = null;
     const messages = await api.messages(id);
     this.tree = new MessageTree(messages);
     this.leafId = leaf !== undefined ? this.tree.latestLeaf(leaf)?.id ?? leaf : this.tree.newestLeaf()?.id;
+    if (!this.streaming) {
+      // The picker shows the conversation's own models.
+      this.pair = pairOf(this.activeConversation()) ?? { ...this.defaultPair };
+      await this.loadPairings();
+      this.refreshPlacement();
+    }
     this.renderList();
     this.renderHeader();
     this.renderThread();
@@ -134,10 +180,16 @@ export class ChatScreen {
     this.activeId = null;
     this.tree = new MessageTree([]);
     this.leafId = undefined;
+    this.pair = { ...this.defaultPair };
     this.renderList();
     this.renderHeader();
     this.renderThread();
+    this.renderStats();
     this.input.focus();
+    void this.loadPairings().then(() => {
+      this.renderHeader();
+      this.refreshPlacement();
+    });
   }
 
   private onSearch(): void {
@@ -226,54 +278,89 @@ export class ChatScreen {
 
   private async loadPairings(): Promise<void> {
     this.pairings = [];
-    if (!this.pair.target) return;
+    const target = this.pair.target;
+    // Drafts are judged for library models; a target given as a file path keeps its draft as stored.
+    if (!target || !isLibraryId(target)) return;
+    let pairings: PairView[];
     try {
-      this.pairings = await api.pairings(this.pair.target);
+      pairings = await api.pairings(target);
     } catch (err) {
       showError(err);
+      return;
     }
-    if (this.pair.draft && !this.pairings.some((p) => p.draft_id === this.pair.draft && p.compatible)) {
-      this.pair.draft = null;
+    if (this.pair.target !== target) return; // another pair was chosen meanwhile
+    this.pairings = pairings;
+    const draft = this.pair.draft;
+    if (draft && isLibraryId(draft) && !pairings.some((p) => p.draft_id === draft && p.compatible)) {
+      this.pair = { ...this.pair, draft: null };
       await this.savePair();
     }
   }
 
+  /** Saves the picker's pair: for the open conversation, and as the pair new conversations start with. */
   private async savePair(): Promise<void> {
     try {
-      this.pair = await api.setModelPair(this.pair);
+      if (this.activeId !== null) {
+        const updated = await api.setConversationModels(this.activeId, this.pair);
+        this.conversations = this.conversations.map((c) => (c.id === updated.id ? updated : c));
+      }
+      this.defaultPair = await api.setModelPair(this.pair);
     } catch (err) {
       showError(err);
     }
+  }
+
+  private async changePair(next: ModelPair, reloadPairings: boolean): Promise<void> {
+    this.pair = next;
+    await this.savePair();
+    if (reloadPairings) await this.loadPairings();
+    this.renderHeader();
+    this.renderStats();
+    this.refreshPlacement();
+  }
+
+  /** Previews where the target will run when the pair or the placement setting changed; errors stay quiet. */
+  private refreshPlacement(): void {
+    const key = JSON.stringify([this.pair.target, this.pair.draft, this.settings.placement]);
+    if (key === this.placementKey) return;
+    this.placementKey = key;
+    const seq = ++this.placementSeq;
+    const show = (text: string) => {
+      if (seq !== this.placementSeq) return;
+      this.placementText = text;
+      this.renderStats();
+    };
+    if (!this.pair.target) {
+      show("");
+      return;
+    }
+    api.placementPreview(this.pair, this.settings.placement).then((d) => show(d?.summary ?? ""), () => show(""));
   }
 
   private renderHeader(): void {
-    const conv = this.conversations.find((c) => c.id === this.activeId);
+    const conv = this.activeConversation();
     this.title.textContent = conv ? conv.title : "New chat";
-    if (this.models.length === 0) {
+    if (this.models.length === 0 && !this.pair.target) {
       replace(this.pairBox, h("button", { class: "link-button", type: "button", "data-testid": "open-library", onclick: this.openLibrary }, "No models yet — import one in the Library"));
       return;
     }
+    // A stored model that is not in the library (a file path) is offered as it is.
+    const extra = (ref: string | null, known: boolean) => (ref && !known
+      ? h("option", { value: ref, title: ref }, modelLabel(ref, this.models)) : null);
     const target = h("select", { class: "model-select", "aria-label": "Target model", "data-testid": "target-select", disabled: this.streaming !== null },
-      ...this.models.map((m) => h("option", { value: m.id }, m.name)));
+      ...this.models.map((m) => h("option", { value: m.id }, m.name)),
+      extra(this.pair.target, this.models.some((m) => m.id === this.pair.target)));
     target.value = this.pair.target ?? "";
-    target.addEventListener("change", async () => {
-      this.pair = { target: target.value, draft: null };
-      await this.savePair();
-      await this.loadPairings();
-      this.renderHeader();
-    });
+    target.addEventListener("change", () => this.changePair({ target: target.value, draft: null }, true));
     const compatible = this.pairings.filter((p) => p.compatible);
     const refused = this.pairings.filter((p) => !p.compatible);
     const draft = h("select", { class: "model-select", "aria-label": "Draft model", "data-testid": "draft-select", disabled: this.streaming !== null },
-      h("option", { value: "" }, compatible.length ? "No draft (plain decoding)" : "No compatible draft"),
-      ...compatible.map((p) => h("option", { value: p.draft_id }, p.draft_name)),
+      h("option", { value: "" }, compatible.length || this.pair.draft ? "No draft (plain decoding)" : "No compatible draft"),
+      ...compatible.map((p) => h("option", { value: p.draft_id, title: "same tokenizer, smaller: can draft" }, p.draft_name)),
+      extra(this.pair.draft, compatible.some((p) => p.draft_id === this.pair.draft)),
       ...refused.map((p) => h("option", { value: p.draft_id, disabled: true }, `${p.draft_name} — ${p.reason}`)));
     draft.value = this.pair.draft ?? "";
-    draft.addEventListener("change", async () => {
-      this.pair = { ...this.pair, draft: draft.value || null };
-      await this.savePair();
-      this.renderStats();
-    });
+    draft.addEventListener("change", () => this.changePair({ ...this.pair, draft: draft.value || null }, false));
     const why = refused.length === 0 ? null : h("details", { class: "refused", "data-testid": "refused-drafts" },
       h("summary", {}, `${refused.length} draft${refused.length === 1 ? "" : "s"} refused`),
       h("ul", {}, ...refused.map((p) => h("li", {}, h("strong", {}, p.draft_name), `: ${p.reason}`))));
@@ -467,7 +554,7 @@ export class ChatScreen {
     if (this.activeId === null || this.streaming) return;
     const conversation = this.activeId;
     const s: Streaming = {
-      acc: new StreamAccumulator(), parentId, replyId: null, plan: this.settings.plan, budget: 0,
+      acc: new StreamAccumulator(), parentId, replyId: null, plan: this.pair.draft ? this.settings.plan : "none",
       body: h("div", { class: "msg-body" }, h("span", { class: "thinking" }, "Loading the model…")), scheduled: false,
     };
     this.streaming = s;
@@ -476,10 +563,14 @@ export class ChatScreen {
     this.renderStats();
     const onEvent = (e: ChatEvent) => {
       if (e.type === "started") {
-        s.replyId = e.reply_id;
         s.plan = e.plan;
-        s.budget = e.budget;
+        // The decision replaces any preview for the same pair and placement.
+        this.placementSeq += 1;
+        this.placementKey = JSON.stringify([this.pair.target, this.pair.draft, this.settings.placement]);
+        this.placementText = e.placement.summary;
         this.renderStats();
+      } else if (e.type === "reply") {
+        s.replyId = e.reply_id;
       } else if (e.type === "token") {
         s.acc.push(e.text, e.sources);
         this.paintStream();
@@ -557,7 +648,7 @@ export class ChatScreen {
       const live = s.acc.stats();
       items.push(["Speed", formatRate(live.tokensPerSecond), "stat-speed"]);
       items.push(["Accepted / step", live.targetTokens && s.plan !== "none" ? live.acceptedPerStep.toFixed(2) : "—", "stat-accepted"]);
-      items.push(["Tree budget", s.budget > 0 ? String(s.budget) : s.plan === "auto" ? "auto" : "—", "stat-budget"]);
+      items.push(["Tree budget", planBudget(s.plan), "stat-budget"]);
       items.push(["Tokens", String(live.tokens), "stat-tokens"]);
     } else {
       const last = this.tree.thread(this.leafId).map((e) => e.message).reverse().find((m) => m.stats);
@@ -577,6 +668,9 @@ export class ChatScreen {
     });
     replace(this.statsBar,
       ...items.map(([label, value, cls]) => h("span", { class: `stat ${cls}` }, h("span", { class: "stat-label" }, label), h("span", { class: "stat-value" }, value))),
+      h("span", { class: "stat stat-placement", title: this.placementText, hidden: !this.placementText },
+        h("span", { class: "stat-label" }, "Placement"),
+        h("span", { class: "stat-value placement-text", "data-testid": "status-placement" }, this.placementText)),
       h("span", { class: "legend" },
         h("span", { class: "swatch prov-draft" }), "accepted draft",
         h("span", { class: "swatch prov-target" }), "target",
@@ -590,28 +684,40 @@ export class ChatScreen {
 
   private renderSettings(): void {
     if (this.settingsPane.hidden) return;
-    const draft: Record<keyof GenerateSettings, string> = {
+    replace(this.settingsPane, ...this.chatSettingsForm(), ...this.serverForm());
+  }
+
+  private chatSettingsForm(): HTMLElement[] {
+    type Key = keyof ChatSettings;
+    const draft: Record<Key, string> = {
       temperature: String(this.settings.temperature), top_k: String(this.settings.top_k), top_p: String(this.settings.top_p),
       seed: String(this.settings.seed), max_tokens: String(this.settings.max_tokens), plan: this.settings.plan,
+      placement: this.settings.placement, context: this.settings.context === null ? "" : String(this.settings.context),
     };
-    const errors = new Map<keyof GenerateSettings, HTMLElement>();
+    const errors = new Map<Key, HTMLElement>();
     const save = h("button", { class: "primary", type: "button", "data-testid": "save-settings" }, "Save");
-    const current = (): GenerateSettings => ({
+    // Typed text becomes a plan or a placement only once validateSettings accepts it.
+    const current = (): ChatSettings => ({
       temperature: parseNumber(draft.temperature), top_k: parseNumber(draft.top_k), top_p: parseNumber(draft.top_p),
-      seed: parseNumber(draft.seed), max_tokens: parseNumber(draft.max_tokens), plan: draft.plan.trim(),
+      seed: parseNumber(draft.seed), max_tokens: parseNumber(draft.max_tokens), plan: draft.plan.trim() as Plan,
+      placement: draft.placement.trim() as Placement, context: draft.context.trim() === "" ? null : parseNumber(draft.context),
     });
     const check = () => {
       const e = validateSettings(current());
       for (const [key, el] of errors) el.textContent = e[key] ?? "";
       save.disabled = Object.keys(e).length > 0;
     };
-    const field = (key: keyof GenerateSettings, label: string, hint: string) => {
-      const input = h("input", { class: "field-input", value: draft[key], "data-testid": `setting-${key}`, "aria-label": label });
-      input.addEventListener("input", () => { draft[key] = input.value; check(); });
+    const wrap = (key: Key, label: string, hint: string, control: HTMLElement) => {
       const err = h("span", { class: "field-error" });
       errors.set(key, err);
-      return h("label", { class: "field" }, h("span", { class: "field-label" }, label), input, h("span", { class: "field-hint" }, hint), err);
+      return h("label", { class: "field" }, h("span", { class: "field-label" }, label), control, h("span", { class: "field-hint" }, hint), err);
     };
+    const field = (key: Key, label: string, hint: string, placeholder?: string) => {
+      const input = h("input", { class: "field-input", value: draft[key], placeholder, "data-testid": `setting-${key}`, "aria-label": label });
+      input.addEventListener("input", () => { draft[key] = input.value; check(); });
+      return wrap(key, label, hint, input);
+    };
+    const placement = placementPicker(this.settings.placement, "setting-placement", (text) => { draft.placement = text; check(); });
     save.addEventListener("click", async () => {
       try {
         const next = current();
@@ -619,21 +725,77 @@ export class ChatScreen {
         this.settings = next;
         showBanner("Settings saved.", "info");
         this.renderStats();
+        this.refreshPlacement();
       } catch (err) {
         showError(err);
       }
     });
-    replace(this.settingsPane,
+    const form = [
       h("h3", {}, "Sampling"),
       field("temperature", "Temperature", "0 = greedy (identical to the target's own greedy output)"),
       field("top_k", "Top-k", "0 turns it off"),
       field("top_p", "Top-p", "1 turns it off"),
       field("seed", "Seed", "same seed, same reply"),
-      field("max_tokens", "Max tokens", "per reply"),
+      field("max_tokens", "Max tokens", "per reply, up to 32768"),
+      field("context", "Context", "tokens; empty = the model's own, at most 4096", "model's own"),
       h("h3", {}, "Speculation"),
-      field("plan", "Plan", "auto (from the profile), none, chain:K or tree:N"),
+      field("plan", "Plan", "auto (from the profile), none, chain:K (K ≤ 255) or tree:N (N ≤ 1024)"),
+      wrap("placement", "Placement", "where the target's weights live; automatic decides from the GPU's memory", placement.root),
       h("div", { class: "settings-actions" }, save,
-        h("button", { type: "button", onclick: () => { this.settings = { ...DEFAULT_SETTINGS }; this.renderSettings(); } }, "Defaults")));
+        h("button", { type: "button", onclick: () => { this.settings = { ...DEFAULT_SETTINGS }; this.renderSettings(); this.refreshPlacement(); } }, "Defaults")),
+    ];
     check();
+    return form;
+  }
+
+  /** The local OpenAI-compatible server: on or off, its port and key, and where it listens. */
+  private serverForm(): HTMLElement[] {
+    const status = this.server;
+    const saved: ServerSettings = status?.settings ?? { enabled: false, port: 8080, api_key: null };
+    const enabled = h("input", { type: "checkbox", "data-testid": "server-enabled", "aria-label": "Run the local server" });
+    enabled.checked = saved.enabled;
+    const port = h("input", { class: "field-input", inputmode: "numeric", value: String(saved.port), "aria-label": "Port", "data-testid": "server-port" });
+    const key = h("input", {
+      class: "field-input", type: "password", value: saved.api_key ?? "", placeholder: "none: any local client may connect",
+      autocomplete: "off", "aria-label": "API key", "data-testid": "server-key",
+    });
+    const portError = h("span", { class: "field-error" });
+    const keyError = h("span", { class: "field-error" });
+    const apply = h("button", { class: "primary", type: "button", "data-testid": "server-apply" }, "Apply");
+    const current = (): ServerSettings => ({
+      enabled: enabled.checked, port: parseNumber(port.value), api_key: key.value === "" ? null : key.value,
+    });
+    const check = () => {
+      const e = validateServer(current());
+      portError.textContent = e.port ?? "";
+      keyError.textContent = e.api_key ?? "";
+      apply.disabled = Object.keys(e).length > 0;
+    };
+    for (const input of [enabled, port, key]) input.addEventListener("input", check);
+    enabled.addEventListener("change", check);
+    apply.addEventListener("click", async () => {
+      apply.disabled = true;
+      try {
+        this.server = await api.setServer(current());
+        showBanner(this.server.address ? `Local server on at ${this.server.address}.` : "Local server off.", "info");
+      } catch (err) {
+        showError(err);
+        this.server = await api.serverStatus().catch(() => this.server);
+      }
+      this.renderSettings();
+    });
+    check();
+    const address = status?.address
+      ? `${status.address}${status.model ? ` · model ${status.model}` : ""}`
+      : "Not running";
+    return [
+      h("h3", {}, "Local server"),
+      h("p", { class: "field-hint" }, "An OpenAI-compatible API on this computer that answers with the chat's models, plan and placement."),
+      h("label", { class: "field toggle-field" }, enabled, h("span", { class: "field-label" }, "Serve on this computer")),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "Port"), port, h("span", { class: "field-hint" }, "1024 to 65535, on 127.0.0.1 only"), portError),
+      h("label", { class: "field" }, h("span", { class: "field-label" }, "API key"), key, h("span", { class: "field-hint" }, "optional; clients send it as a Bearer token"), keyError),
+      h("div", { class: `server-address${status?.address ? " running" : ""}`, "data-testid": "server-address" }, address),
+      h("div", { class: "settings-actions" }, apply),
+    ];
   }
 }

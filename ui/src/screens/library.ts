@@ -5,15 +5,8 @@ import { showBanner, showError } from "../banner";
 import { h, icon, replace } from "../lib/dom";
 import { formatBytes, formatParams, formatRate } from "../lib/format";
 import { validateDownloadSource, validateModelPath } from "../lib/validate";
-import type { AppInfo, CatalogEntry, DownloadEvent, ModelDetails, ModelView, Pairing } from "../types";
-
-const FIT_LABEL: Record<string, string> = {
-  fits: "Fits",
-  stream: "Streams from RAM",
-  tight: "Tight fit",
-  too_big: "Too big",
-  unknown: "Unknown fit",
-};
+import { fitBadge, pairingNote } from "../lib/models";
+import type { AppInfo, CatalogEntry, DownloadEvent, ModelDetails, ModelView, PairView } from "../types";
 
 export class LibraryScreen {
   readonly root: HTMLElement;
@@ -21,7 +14,7 @@ export class LibraryScreen {
   private catalog: CatalogEntry[] = [];
   private selected: string | null = null;
   private details: ModelDetails | null = null;
-  private pairings: Pairing[] = [];
+  private pairings: PairView[] = [];
   private downloading = false;
   private confirmRemove: string | null = null;
 
@@ -108,7 +101,7 @@ export class LibraryScreen {
     h("span", {}, m.quantization ?? "—"),
     h("span", {}, formatBytes(m.file_size)),
     h("span", { class: "role" }, m.role),
-    h("span", { class: `fit fit-${m.fit}`, title: m.fit_reason }, FIT_LABEL[m.fit] ?? m.fit),
+    h("span", { class: `fit ${fitBadge(m.fit).cls}`, title: m.fit_reason }, fitBadge(m.fit).label),
     h("span", { class: "row-actions" },
       h("button", { class: "small", type: "button", "data-testid": "inspect", onclick: () => this.inspect(m.id) }, "Inspect"),
       this.confirmRemove === m.id
@@ -129,7 +122,7 @@ export class LibraryScreen {
     replace(this.detail,
       h("h2", { "data-testid": "detail-name" }, m.name),
       h("p", { class: "muted path" }, m.path),
-      h("div", { class: `fit-banner fit-${m.fit}` }, h("strong", {}, FIT_LABEL[m.fit] ?? m.fit), " — ", m.fit_reason),
+      h("div", { class: `fit-banner ${fitBadge(m.fit).cls}` }, h("strong", {}, fitBadge(m.fit).label), " — ", m.fit_reason),
       h("dl", { class: "facts" },
         ...fact("Architecture", m.architecture ?? "—"), ...fact("Parameters", formatParams(m.parameters)),
         ...fact("Quantization", m.quantization ?? "—"), ...fact("File size", formatBytes(m.file_size)),
@@ -139,7 +132,7 @@ export class LibraryScreen {
       this.pairings.length === 0
         ? h("p", { class: "muted" }, "No other models in the library to draft with.")
         : h("ul", { class: "pairings", "data-testid": "pairings" }, ...this.pairings.map((p) => h("li", { class: p.compatible ? "ok" : "refused" },
-          h("span", { class: "mark" }, p.compatible ? "✓" : "✕"), h("strong", {}, p.draft_name), h("span", { class: "muted" }, ` ${p.reason}`)))),
+          h("span", { class: "mark" }, p.compatible ? "✓" : "✕"), h("strong", {}, p.draft_name), h("span", { class: "muted" }, ` ${pairingNote(p)}`)))),
       h("h3", {}, "Metadata"),
       h("div", { class: "metadata", "data-testid": "metadata" },
         h("table", {}, h("tbody", {}, ...d.metadata.map((e) => h("tr", {}, h("th", {}, e.key), h("td", {}, e.value)))))));

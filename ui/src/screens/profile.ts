@@ -4,10 +4,13 @@ import { api } from "../api";
 import { showBanner, showError } from "../banner";
 import { acceptanceChart, bandwidthChart, curveChart, treePicture } from "../lib/charts";
 import { h, replace } from "../lib/dom";
-import { formatRate, relativeTime } from "../lib/format";
-import type { ModelView, Pairing, ProfileEvent, ProfileStep, ProfileView } from "../types";
+import { formatRate, relativeTimeOf } from "../lib/format";
+import { modelLabel } from "../lib/models";
+import { placementPicker } from "../lib/placement";
+import { isPlacement } from "../lib/validate";
+import type { ModelView, PairView, Placement, ProfileEvent, ProfileView, Step } from "../types";
 
-const STEPS: { id: ProfileStep; label: string; what: string }[] = [
+const STEPS: { id: Step; label: string; what: string }[] = [
   { id: "detect", label: "Detect", what: "CPU, memory and GPUs" },
   { id: "bandwidth", label: "Bandwidth", what: "memory and host→GPU copy speed" },
   { id: "costs", label: "Cost curves", what: "time of one pass over n tokens" },
@@ -25,12 +28,14 @@ export class ProfileScreen {
   readonly root: HTMLElement;
   private profile: ProfileView | null = null;
   private models: ModelView[] = [];
-  private pairings: Pairing[] = [];
+  private pairings: PairView[] = [];
   /** The chosen target and draft (undefined until the first choice is made). */
   private target: string | null | undefined;
   private draft: string | null | undefined;
+  /** The placement override as typed; `auto` lets the back end choose. */
+  private placement = "auto";
   private running = false;
-  private steps = new Map<ProfileStep, StepState>();
+  private steps = new Map<Step, StepState>();
   private readonly stepper = h("ol", { class: "stepper", "data-testid": "stepper" });
   private readonly controls = h("div", { class: "profile-controls" });
   private readonly results = h("div", { class: "profile-results", "data-testid": "profile-results" });
@@ -78,11 +83,14 @@ export class ProfileScreen {
       this.renderControls();
     });
     drafts.addEventListener("change", () => { this.draft = drafts.value || null; });
+    const placement = placementPicker(this.placement, "profile-placement-choice",
+      (text) => { this.placement = text; }, this.running || !this.target);
     replace(this.controls,
       h("label", { class: "pair-field" }, h("span", {}, "Target"), targets),
       h("label", { class: "pair-field" }, h("span", {}, "Draft"), drafts),
-      h("button", { class: "primary", type: "button", disabled: this.running, "data-testid": "run-quick", onclick: () => this.run(true, this.target ?? null, this.draft ?? null) }, "Quick profile"),
-      h("button", { type: "button", disabled: this.running, "data-testid": "run-full", onclick: () => this.run(false, this.target ?? null, this.draft ?? null) }, "Full profile"),
+      h("label", { class: "pair-field", title: "Where the target runs while it is timed; automatic uses the chat's rule" }, h("span", {}, "Placement"), placement.root),
+      h("button", { class: "primary", type: "button", disabled: this.running, "data-testid": "run-quick", onclick: () => this.run(true) }, "Quick profile"),
+      h("button", { type: "button", disabled: this.running, "data-testid": "run-full", onclick: () => this.run(false) }, "Full profile"),
       this.running ? h("button", { class: "danger", type: "button", "data-testid": "cancel-profile", onclick: () => api.cancelProfile().catch(showError) }, "Cancel") : null);
   }
 
@@ -115,12 +123,20 @@ export class ProfileScreen {
     }));
   }
 
-  private async run(quick: boolean, target: string | null, draft: string | null): Promise<void> {
+  private async run(quick: boolean): Promise<void> {
     if (this.running) return;
+    const target = this.target ?? null;
+    const draft = target ? this.draft ?? null : null;
     if (draft && draft === target) {
       showBanner("Choose a draft that differs from the target, or no draft.");
       return;
     }
+    if (!isPlacement(this.placement)) {
+      showBanner("Placement must be automatic, CPU only, stream, all on GPU or a number of GPU layers.");
+      return;
+    }
+    // Automatic is the back end's default; only an override is sent.
+    const placement: Placement | null = target && this.placement !== "auto" ? this.placement : null;
     this.running = true;
     this.steps = new Map();
     this.renderControls();
@@ -139,7 +155,7 @@ export class ProfileScreen {
       }
     };
     try {
-      this.profile = await api.runProfile(quick, target, draft, onEvent);
+      this.profile = await api.runProfile(quick, target, draft, placement, onEvent);
       for (const s of STEPS) {
         const st = this.steps.get(s.id);
         this.steps.set(s.id, { fraction: 1, note: st?.note ?? "", done: true });
@@ -153,6 +169,14 @@ export class ProfileScreen {
       this.renderStepper();
       this.renderResults();
     }
+  }
+
+  /** Which models the profile measured, by name when they are in the library. */
+  private modelsLine(p: ProfileView): HTMLElement | null {
+    if (!p.target_model) return null;
+    const target = modelLabel(p.target_model, this.models);
+    return h("div", { class: "muted", "data-testid": "profile-models" },
+      p.draft_model ? `Target ${target}, draft ${modelLabel(p.draft_model, this.models)}` : `Target ${target}, no draft (plain decoding)`);
   }
 
   private renderResults(): void {
@@ -169,7 +193,10 @@ export class ProfileScreen {
         h("div", { class: "big-number" }, formatRate(p.predicted_tokens_per_second)),
         h("div", {},
           h("div", {}, `predicted with plan ${p.plan}`),
-          h("div", { class: "muted" }, `${formatRate(p.plain_tokens_per_second)} without speculation${speedup > 0 ? ` · ×${speedup.toFixed(2)}` : ""} · ${p.expected_tokens_per_step.toFixed(2)} tokens per step · ${p.quick ? "quick" : "full"} profile, ${relativeTime(p.created_at)}`))),
+          h("div", { class: "muted" }, `${formatRate(p.plain_tokens_per_second)} without speculation${speedup > 0 ? ` · ×${speedup.toFixed(2)}` : ""} · ${p.expected_tokens_per_step.toFixed(2)} tokens per step · saved ${relativeTimeOf(p.created_at)}`),
+          p.source ? h("div", { class: "muted", "data-testid": "profile-source" }, p.source) : null,
+          this.modelsLine(p),
+          p.placement ? h("div", { class: "muted", "data-testid": "profile-placement" }, `Target placement: ${p.placement}`) : null)),
       h("div", { class: "chart-grid" },
         chartCard(`Chosen tree: ${p.budget} node${p.budget === 1 ? "" : "s"}, depth ${p.depth}`, p.tree.length > 1 ? treePicture(p.tree) : h("p", { class: "muted" }, "No speculation: plain decoding is fastest on this machine for these models."), "wide", "chosen-tree"),
         chartCard("Machine", h("dl", { class: "facts" }, ...p.system.flatMap((e) => [h("dt", {}, e.key), h("dd", {}, e.value)]))),

@@ -1,0 +1,87 @@
+//! What can go wrong in the application core, sorted by who can fix it.
+
+use canopy_models::ModelsError;
+use canopy_store::StoreError;
+use canopy_worker::WorkerError;
+
+/// A failed service call. Front ends map [`CoreError::kind`] to their own conventions (exit code 2,
+/// an HTTP status, an error banner) and show the message as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The request was wrong and the message says what to change.
+    #[error("{0}")]
+    User(String),
+    /// Something named does not exist (a conversation, a message, a model).
+    #[error("{0}")]
+    NotFound(String),
+    /// A store or library could not be opened; the message says why.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Inference failed; a crashed worker is replaced on the next request.
+    #[error(transparent)]
+    Worker(WorkerError),
+    #[error("chat history: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Models(ModelsError),
+    /// A failure of this program, not of the request.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Who a [`CoreError`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    User,
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl CoreError {
+    pub fn user(msg: impl Into<String>) -> CoreError {
+        CoreError::User(msg.into())
+    }
+
+    pub fn internal(msg: impl std::fmt::Display) -> CoreError {
+        CoreError::Internal(msg.to_string())
+    }
+
+    /// Who can act on this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::User(_) | CoreError::Worker(WorkerError::User(_)) => ErrorKind::User,
+            CoreError::NotFound(_) => ErrorKind::NotFound,
+            CoreError::Unavailable(_) => ErrorKind::Unavailable,
+            CoreError::Store(StoreError::ConversationNotFound(_)) => ErrorKind::NotFound,
+            CoreError::Store(
+                StoreError::NewerSchema { .. }
+                | StoreError::NotADatabase { .. }
+                | StoreError::ForeignDatabase { .. }
+                | StoreError::NoDataDir,
+            ) => ErrorKind::User,
+            CoreError::Models(ModelsError::NotFound(_) | ModelsError::PathNotRegistered(_)) => {
+                ErrorKind::NotFound
+            }
+            CoreError::Models(e) if e.is_user_error() => ErrorKind::User,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<WorkerError> for CoreError {
+    fn from(err: WorkerError) -> CoreError {
+        match err {
+            WorkerError::User(msg) => CoreError::User(msg),
+            other => CoreError::Worker(other),
+        }
+    }
+}
+
+impl From<ModelsError> for CoreError {
+    fn from(err: ModelsError) -> CoreError {
+        CoreError::Models(err)
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;

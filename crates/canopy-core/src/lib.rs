@@ -1,0 +1,157 @@
+//! Canopy's application core: the one boundary every front end (the `canopy` command, the desktop
+//! app, the HTTP server) calls. A rule written here holds everywhere; a rule written in a front end
+//! holds nowhere else, so front ends only translate (flags, Tauri channels, JSON) and call this.
+//!
+//! Services, each usable in-process and testable with a fake inference engine:
+//! - requests: a [`ModelChoice`] becomes a checked [`canopy_worker::GenerateRequest`] with its
+//!   placement resolved for this machine and, for `auto`, the matching profile's measurements
+//!   ([`Core::prepare`]);
+//! - chat turns: store the user's message, generate with the conversation's own models, save the
+//!   reply as it streams, return the statistics ([`Core::reply`]);
+//! - profiling: measure this machine and a model pair and save one profile schema
+//!   ([`Core::run_profile`]);
+//! - the model library: registry access and draft pairing with a cache ([`Core::check_pair`]).
+//!
+//! *Architecture Invariant:* knows nothing of clap, Tauri or HTTP; never runs a model in its own
+//! process (inference goes through [`Inference`]).
+
+mod chat;
+mod engine;
+mod error;
+mod library;
+mod profile_view;
+mod profiles;
+mod profiling;
+mod prompts;
+mod request;
+mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use canopy_hw::GpuStatus;
+use canopy_models::Library;
+use canopy_store::Store;
+
+pub use chat::{clean_title, stats_of, title_from, ChatObserver, TurnOutcome, MAX_MESSAGE_CHARS};
+pub use engine::{Inference, WorkerEngine};
+pub use error::{CoreError, CoreResult, ErrorKind};
+pub use library::{ModelView, PairView};
+pub use profile_view::{Bandwidth, Fact, Node, Point, ProfileView};
+pub use profiles::{measured_for, measured_placement, placement_of};
+pub use profiling::{
+    ProfileObserver, ProfileSpec, ProfileStage, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH,
+};
+pub use prompts::load_prompts;
+pub use request::{ModelChoice, Prepared};
+pub use settings::{ChatSettings, ModelPair, ServerSettings, MAX_REPLY_TOKENS};
+
+/// The application: data folders, the chat store, the model library and the inference engine.
+pub struct Core {
+    data_dir: PathBuf,
+    store: OnceLock<Result<Mutex<Store>, String>>,
+    library: OnceLock<Result<Mutex<Library>, String>>,
+    engine: Mutex<Box<dyn Inference>>,
+    gpu: OnceLock<GpuStatus>,
+    pairs: library::PairCache,
+}
+
+impl Core {
+    /// The application over `data_dir` (chat history, library and profiles live there), running
+    /// inference through `engine`. Nothing is opened until first used.
+    pub fn new(data_dir: PathBuf, engine: Box<dyn Inference>) -> Core {
+        Core {
+            data_dir,
+            store: OnceLock::new(),
+            library: OnceLock::new(),
+            engine: Mutex::new(engine),
+            gpu: OnceLock::new(),
+            pairs: library::PairCache::default(),
+        }
+    }
+
+    /// `$CANOPY_HOME`, else the platform data directory followed by `canopy`.
+    ///
+    /// # Errors
+    /// When neither exists (no home directory).
+    pub fn default_data_dir() -> CoreResult<PathBuf> {
+        canopy_store::data_dir().map_err(|e| CoreError::Unavailable(e.to_string()))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.data_dir.join("profiles")
+    }
+
+    /// The chat store, locked for a short operation.
+    ///
+    /// # Errors
+    /// [`CoreError::Unavailable`] when it could not be opened (the reason is kept and repeated).
+    pub fn store(&self) -> CoreResult<MutexGuard<'_, Store>> {
+        let opened = self.store.get_or_init(|| {
+            Store::open(&self.store_path())
+                .map(Mutex::new)
+                .map_err(|e| format!("the chat history could not be opened: {e}"))
+        });
+        match opened {
+            Ok(store) => Ok(store.lock().unwrap_or_else(|p| p.into_inner())),
+            Err(why) => Err(CoreError::Unavailable(why.clone())),
+        }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.data_dir.join("canopy.db")
+    }
+
+    /// A connection of its own, for a long write (a streaming reply) that must not hold the
+    /// shared store's lock.
+    fn own_store(&self) -> CoreResult<Store> {
+        Ok(Store::open(&self.store_path())?)
+    }
+
+    /// The model registry, locked.
+    ///
+    /// # Errors
+    /// [`CoreError::Unavailable`] when it could not be opened.
+    pub fn library(&self) -> CoreResult<MutexGuard<'_, Library>> {
+        let opened = self.library.get_or_init(|| {
+            Library::open(&self.data_dir.join("library.db"), &self.models_dir())
+                .map(Mutex::new)
+                .map_err(|e| format!("the model library could not be opened: {e}"))
+        });
+        match opened {
+            Ok(library) => Ok(library.lock().unwrap_or_else(|p| p.into_inner())),
+            Err(why) => Err(CoreError::Unavailable(why.clone())),
+        }
+    }
+
+    /// The inference engine, locked for one job.
+    pub fn engine(&self) -> MutexGuard<'_, Box<dyn Inference>> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This machine's GPU as the CUDA driver reports it (probed once, without timing copies).
+    pub fn gpu(&self) -> &GpuStatus {
+        self.gpu.get_or_init(|| {
+            let options = canopy_hw::GpuProbeOptions {
+                measure_bandwidth: false,
+                ..canopy_hw::GpuProbeOptions::quick()
+            };
+            canopy_hw::probe_gpu(&options, &mut |_, _| {}).unwrap_or_else(|e| GpuStatus::NotFound {
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Uses `gpu` instead of probing (tests, and front ends that probed already).
+    pub fn set_gpu(&self, gpu: GpuStatus) {
+        let _ = self.gpu.set(gpu);
+    }
+}

@@ -1,0 +1,358 @@
+//! The model library as front ends see it: models resolved by id or path, fit badges for this
+//! machine, and draft pairing checked once per library state (reading vocabularies is the slow
+//! part, so verdicts are cached until the library changes).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use canopy_models::{fit, Badge, MachineFacts, ModelId, ModelRecord, ModelShape, Pairing, Verdict};
+use serde::Serialize;
+
+use crate::error::{CoreError, CoreResult};
+use crate::settings::ModelPair;
+use crate::Core;
+
+/// Pairings per target, valid for one state of the library.
+#[derive(Default)]
+pub(crate) struct PairCache {
+    entries: Mutex<HashMap<ModelId, (u64, Pairing)>>,
+}
+
+/// A registered model as the library and the chat show it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ModelView {
+    /// The library id, as text: the form model pairs and commands take.
+    pub id: String,
+    /// The file name without `.gguf`.
+    pub name: String,
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub path: PathBuf,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub file_size: u64,
+    pub architecture: Option<String>,
+    pub quantization: Option<String>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub parameters: Option<u64>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub context_length: Option<u64>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub vocab_size: Option<u64>,
+    /// `draft`, `target` or `both`.
+    pub role: String,
+    /// `None` when the file is missing from disk.
+    #[cfg_attr(feature = "ts", ts(type = "\"fits\" | \"tight\" | \"too-big\" | null"))]
+    pub fit: Option<Badge>,
+    pub fit_reason: String,
+}
+
+/// One registered model judged as a draft for a target.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PairView {
+    /// The draft's library id, as text.
+    pub draft_id: String,
+    pub draft_name: String,
+    pub compatible: bool,
+    /// Why not, in one sentence; empty when compatible.
+    pub reason: String,
+}
+
+/// The file name without `.gguf`: what people call the model (GGUF `general.name` is often vaguer).
+pub fn display_name(file_name: &str) -> String {
+    let lower = file_name.to_ascii_lowercase();
+    match lower.strip_suffix(".gguf") {
+        Some(stem) => file_name[..stem.len()].to_owned(),
+        None => file_name.to_owned(),
+    }
+}
+
+impl ModelView {
+    /// `record` with its fit on `machine`.
+    pub fn of(record: &ModelRecord, machine: &MachineFacts) -> ModelView {
+        let info = &record.info;
+        let (fit, fit_reason) = if record.present {
+            let estimate = fit::estimate(
+                machine,
+                &ModelShape::from_info(info),
+                None,
+                fit::DEFAULT_CONTEXT,
+            );
+            (Some(estimate.badge), estimate.reason)
+        } else {
+            (None, "the file is missing from disk".to_owned())
+        };
+        ModelView {
+            id: record.id.to_string(),
+            name: display_name(&record.file_name),
+            path: record.path.clone(),
+            file_size: record.size,
+            architecture: info.architecture.clone(),
+            quantization: info.file_type.clone(),
+            parameters: Some(info.parameter_count).filter(|&n| n > 0),
+            context_length: info.context_length,
+            vocab_size: info.vocab_size,
+            role: record.role.as_str().to_owned(),
+            fit,
+            fit_reason,
+        }
+    }
+}
+
+fn parse_id(id: &str) -> CoreResult<ModelId> {
+    id.trim()
+        .parse::<ModelId>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| CoreError::user(format!("{id:?} is not a model id")))
+}
+
+impl Core {
+    /// The library record of the model `id`.
+    ///
+    /// # Errors
+    /// When `id` is not an id, the model is unknown or the library cannot be read.
+    pub fn model(&self, id: &str) -> CoreResult<ModelRecord> {
+        let id = parse_id(id)?;
+        Ok(self.library()?.get(id)?)
+    }
+
+    /// The file of a model named by library id or by path: a library model must still be on disk;
+    /// a path need not be in the library.
+    ///
+    /// # Errors
+    /// A user error when the library's file is gone or the path does not exist.
+    pub fn resolve_model(&self, id_or_path: &str) -> CoreResult<PathBuf> {
+        if parse_id(id_or_path).is_ok() && !Path::new(id_or_path).exists() {
+            let record = self.model(id_or_path)?;
+            if !record.present || !record.path.is_file() {
+                return Err(CoreError::user(format!(
+                    "the file of {} is gone ({}); import it again",
+                    record.file_name,
+                    record.path.display()
+                )));
+            }
+            return Ok(record.path);
+        }
+        let path = PathBuf::from(id_or_path);
+        if !path.is_file() {
+            return Err(CoreError::user(format!(
+                "model not found: {id_or_path}; import it in the library again"
+            )));
+        }
+        Ok(path)
+    }
+
+    /// The pairing of every library model as a draft for the library model `target`, computed
+    /// once per state of the library.
+    ///
+    /// # Errors
+    /// When the target is unknown or the library cannot be read.
+    pub fn pairings(&self, target: &str) -> CoreResult<Pairing> {
+        let target = self.model(target)?;
+        let library = self.library()?;
+        let listing = library.list()?;
+        let mut hasher = DefaultHasher::new();
+        for m in &listing.models {
+            (m.id, &m.path, m.size, m.present).hash(&mut hasher);
+        }
+        let stamp = hasher.finish();
+        let mut cache = self.pairs.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, pairing)) = cache.get(&target.id) {
+            if *s == stamp {
+                return Ok(pairing.clone());
+            }
+        }
+        let pairing = canopy_models::pairs(&target, &listing.models, |path| {
+            canopy_gguf::vocabulary(path).map_err(|e| e.to_string())
+        });
+        cache.insert(target.id, (stamp, pairing.clone()));
+        Ok(pairing)
+    }
+
+    /// The pairing of every library model as a draft for `target`, as the library shows it.
+    ///
+    /// # Errors
+    /// As [`Core::pairings`].
+    pub fn pair_views(&self, target: &str) -> CoreResult<Vec<PairView>> {
+        Ok(self
+            .pairings(target)?
+            .candidates
+            .iter()
+            .map(|c| PairView {
+                draft_id: c.id.to_string(),
+                draft_name: display_name(&c.file_name),
+                compatible: c.verdict == Verdict::Compatible,
+                reason: match &c.verdict {
+                    Verdict::Compatible => String::new(),
+                    Verdict::Refused { reason } => reason.clone(),
+                },
+            })
+            .collect())
+    }
+
+    /// Fails with the library's reason when the library model `draft` cannot draft for `target`.
+    ///
+    /// # Errors
+    /// A user error with the reason, or not-found for an unknown model.
+    pub fn check_pair(&self, target: &str, draft: &str) -> CoreResult<()> {
+        let draft_id = parse_id(draft)?;
+        let pairing = self.pairings(target)?;
+        match pairing.candidates.iter().find(|c| c.id == draft_id) {
+            Some(c) => match &c.verdict {
+                Verdict::Compatible => Ok(()),
+                Verdict::Refused { reason } => Err(CoreError::user(format!(
+                    "{} cannot draft for this target: {reason}",
+                    c.file_name
+                ))),
+            },
+            None => Err(CoreError::NotFound(format!(
+                "model {draft} is not in the library"
+            ))),
+        }
+    }
+
+    /// Checks a pair of library ids or paths: each resolves to a file, and a library draft pairs
+    /// with a library target (file pairs are checked by the engine when they run).
+    ///
+    /// # Errors
+    /// As [`Core::resolve_model`] and [`Core::check_pair`].
+    pub fn check_model_pair(&self, pair: &ModelPair) -> CoreResult<()> {
+        if pair.draft.is_some() && pair.target.is_none() {
+            return Err(CoreError::user(
+                "choose a target for the draft to draft for",
+            ));
+        }
+        if let Some(target) = &pair.target {
+            self.resolve_model(target)?;
+        }
+        if let Some(draft) = &pair.draft {
+            self.resolve_model(draft)?;
+        }
+        if let (Some(t), Some(d)) = (&pair.target, &pair.draft) {
+            if parse_id(t).is_ok() && parse_id(d).is_ok() {
+                self.check_pair(t, d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every library model with its fit on this machine.
+    ///
+    /// # Errors
+    /// When the library cannot be read.
+    pub fn model_views(&self) -> CoreResult<Vec<ModelView>> {
+        let listing = self.library()?.list()?;
+        let machine = self.machine_facts();
+        Ok(listing
+            .models
+            .iter()
+            .map(|r| ModelView::of(r, &machine))
+            .collect())
+    }
+
+    /// What a download of `source` (a catalog id or an http(s) URL) must fetch and match. One
+    /// checksum policy for every front end: a file is verified against a sha256, the one given,
+    /// or the one the catalog lists; a download without any is refused before the first byte.
+    ///
+    /// # Errors
+    /// A user error for an unknown catalog id, a bad URL or checksum, or a missing checksum.
+    pub fn download_request(
+        &self,
+        source: &str,
+        sha256: Option<&str>,
+    ) -> CoreResult<canopy_models::DownloadRequest> {
+        use canopy_models::download::{check_url, parse_sha256};
+        let source = source.trim();
+        let catalog = canopy_models::catalog()?;
+        let given = sha256
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse_sha256)
+            .transpose()
+            .map_err(|e| CoreError::user(e.to_string()))?;
+        let (url, file_name, known) =
+            if source.starts_with("http://") || source.starts_with("https://") {
+                check_url(source).map_err(|e| CoreError::user(e.to_string()))?;
+                let known = catalog.by_url(source).map(|m| m.expected());
+                (source.to_owned(), None, known)
+            } else {
+                let Some(model) = catalog.model(source) else {
+                    return Err(CoreError::user(format!(
+                        "{source:?} is neither an http(s) URL nor a catalog id"
+                    )));
+                };
+                (
+                    model.url.clone(),
+                    Some(model.file.clone()),
+                    Some(model.expected()),
+                )
+            };
+        let mut expected = known.unwrap_or_default();
+        if let Some(sha) = given {
+            expected.sha256 = Some(sha);
+        }
+        if expected.sha256.is_none() {
+            return Err(CoreError::user(
+                "no checksum is known for this file: give its sha256 (the one its publisher lists) so the download can be verified",
+            ));
+        }
+        Ok(canopy_models::DownloadRequest {
+            url,
+            file_name,
+            expected,
+        })
+    }
+
+    /// Downloads `request` into the models folder and registers the verified file. The library is
+    /// locked only to register, so listing stays possible meanwhile.
+    ///
+    /// # Errors
+    /// A user error when the download fails (unreachable, corrupt, cancelled, disk full), or when
+    /// the file is not a valid GGUF.
+    pub fn download(
+        &self,
+        request: &canopy_models::DownloadRequest,
+        cancel: &std::sync::atomic::AtomicBool,
+        on_event: &mut dyn FnMut(&canopy_models::DownloadEvent),
+    ) -> CoreResult<ModelRecord> {
+        let models_dir = self.models_dir();
+        let file = canopy_models::download(&models_dir, request, cancel, on_event)
+            .map_err(|e| CoreError::user(e.to_string()))?;
+        Ok(self.library()?.register_download(&file)?)
+    }
+
+    /// Memory facts of this machine for fit badges, with the GPU's memory when there is one.
+    pub fn machine_facts(&self) -> MachineFacts {
+        let mut facts = MachineFacts::detect();
+        if let Some(info) = self.gpu().info() {
+            facts.vram_bytes = Some(info.facts.vram_total_bytes);
+        }
+        facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_are_named_after_their_files() {
+        assert_eq!(
+            display_name("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            "SmolLM2-135M-Instruct.Q4_1"
+        );
+        assert_eq!(display_name("x.GGUF"), "x");
+        assert_eq!(display_name("weights"), "weights");
+    }
+
+    #[test]
+    fn ids_are_positive_integers() {
+        assert!(parse_id("12").is_ok());
+        assert!(parse_id("0").is_err());
+        assert!(parse_id("../x").is_err());
+    }
+}

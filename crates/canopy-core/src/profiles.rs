@@ -1,0 +1,127 @@
+//! Saved hardware profiles: one schema ([`canopy_hw::Profile`]), one store, one matching rule.
+//!
+//! A profile is saved in the chat store (the source of truth for every front end) and as a JSON
+//! file under the profiles directory (so `--profile NAME` and people can read it). `auto` plans
+//! only from a profile measured for the same target and draft files in the same placement.
+
+use std::path::{Path, PathBuf};
+
+use canopy_hw::{LayerSplit, Profile};
+use canopy_types::Placement;
+
+use crate::error::{CoreError, CoreResult};
+use crate::Core;
+
+/// The placement a profile's target curve was measured in.
+pub fn measured_placement(profile: &Profile) -> Option<Placement> {
+    if let Some(p) = profile.placement {
+        return Some(p);
+    }
+    let curves = profile.curves.as_ref()?;
+    Some(placement_of(
+        &curves.target.placement,
+        curves.target.model.layers,
+        profile.gpu.info().is_some(),
+    ))
+}
+
+/// The engine placement of a target split as `split` on a machine with or without a GPU.
+pub fn placement_of(split: &LayerSplit, layers: Option<u32>, has_gpu: bool) -> Placement {
+    match (has_gpu, split.resident_layers) {
+        (false, _) => Placement::Cpu,
+        (true, 0) => Placement::Stream,
+        (true, r) if layers.is_some_and(|l| r >= l) => Placement::Gpu,
+        (true, r) => Placement::Partial { layers: r },
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Whether `profile` holds curves measured for these files in `placement`.
+pub fn measured_for(profile: &Profile, target: &Path, draft: &Path, placement: Placement) -> bool {
+    let Some(curves) = &profile.curves else {
+        return false;
+    };
+    let same = |model: &canopy_hw::ModelRef, want: &Path| {
+        model.path.as_deref().map(canonical).as_deref() == Some(&canonical(want))
+    };
+    same(&curves.target.model, target)
+        && curves.draft.as_ref().is_some_and(|d| same(&d.model, draft))
+        && measured_placement(profile) == Some(placement)
+}
+
+impl Core {
+    /// Every saved profile: the store's and the files under the profiles directory (unreadable
+    /// ones skipped), newest first.
+    pub fn saved_profiles(&self) -> Vec<Profile> {
+        let mut found: Vec<Profile> = Vec::new();
+        if let Ok(store) = self.store() {
+            if let Ok(rows) = store.profiles() {
+                found.extend(rows.into_iter().filter_map(|(_, _, json)| {
+                    Profile::from_json(&json, Path::new("<store>")).ok()
+                }));
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.profiles_dir()) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    if let Ok(profile) = canopy_hw::load_profile(&path) {
+                        found.push(profile);
+                    }
+                }
+            }
+        }
+        found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        found.dedup_by(|a, b| a.name == b.name && a.created_at == b.created_at);
+        found
+    }
+
+    /// The newest saved profile measured for these target and draft files in `placement`.
+    pub fn profile_for(
+        &self,
+        target: &Path,
+        draft: &Path,
+        placement: Placement,
+    ) -> Option<Profile> {
+        self.saved_profiles()
+            .into_iter()
+            .find(|p| measured_for(p, target, draft, placement))
+    }
+
+    /// The newest saved profile, whatever it measured.
+    pub fn latest_profile(&self) -> Option<Profile> {
+        self.saved_profiles().into_iter().next()
+    }
+
+    /// A profile by name (saved or reference) or JSON file path.
+    ///
+    /// # Errors
+    /// A user error naming the profiles that exist when none matches.
+    pub fn find_profile(&self, spec: &str) -> CoreResult<Profile> {
+        if let Some(p) = self.saved_profiles().into_iter().find(|p| p.name == spec) {
+            return Ok(p);
+        }
+        canopy_hw::find_profile(spec).map_err(|e| CoreError::user(e.to_string()))
+    }
+
+    /// Saves `profile` in the store and as `<profiles dir>/<name>.json` (or `file`), returning the
+    /// file written.
+    ///
+    /// # Errors
+    /// When the store or the file cannot be written.
+    pub fn save_profile(&self, profile: &Profile, file: Option<&Path>) -> CoreResult<PathBuf> {
+        let path = match file {
+            Some(path) => path.to_owned(),
+            None => self.profiles_dir().join(format!("{}.json", profile.name)),
+        };
+        profile
+            .save(&path)
+            .map_err(|e| CoreError::internal(format!("saving the profile: {e}")))?;
+        self.store()?
+            .save_profile(&profile.name, &profile.to_json())?;
+        Ok(path)
+    }
+}

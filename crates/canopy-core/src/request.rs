@@ -1,0 +1,287 @@
+//! From a choice of models and settings to a generation request the worker can run: files checked,
+//! context checked against the model and the machine, placement resolved, `auto` given the
+//! measurements of the matching profile.
+
+use std::path::{Path, PathBuf};
+
+use canopy_gguf::ModelInfo;
+use canopy_hw::{Footprint, PlacementDecision};
+use canopy_types::{Placement, Plan, Sampling};
+use canopy_worker::{
+    CancelFlag, CostCurves, Event, GenerateRequest, GenerateResult, Job, JobResult, Prompt,
+    WorkerError,
+};
+
+use crate::error::{CoreError, CoreResult};
+use crate::Core;
+
+/// Smallest context the engine runs with.
+const MIN_CONTEXT: u32 = 16;
+
+/// Which models, how to speculate, where the weights live: the part of a request that stays the
+/// same across the prompts of a chat or a server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelChoice {
+    pub target: PathBuf,
+    pub draft: Option<PathBuf>,
+    pub plan: Plan,
+    pub placement: Placement,
+    /// Context in tokens; `None` = the model's training context, at most 4096.
+    pub context: Option<u32>,
+    /// With `auto`: plan with this profile (name or file) instead of the saved profile measured for
+    /// these files and placement.
+    pub profile: Option<String>,
+}
+
+impl ModelChoice {
+    /// Plain decoding of `target` in the automatic placement.
+    pub fn target_only(target: PathBuf) -> ModelChoice {
+        ModelChoice {
+            target,
+            draft: None,
+            plan: Plan::None,
+            placement: Placement::Auto,
+            context: None,
+            profile: None,
+        }
+    }
+}
+
+/// A request ready for the worker, and how it was decided.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub request: GenerateRequest,
+    pub decision: PlacementDecision,
+    /// The profile `auto` plans with, if any.
+    pub profile: Option<String>,
+}
+
+/// Checks that `path` is a file, with a message naming the model's role.
+fn check_file(path: &Path, what: &str) -> CoreResult<()> {
+    if !path.exists() {
+        return Err(CoreError::user(format!(
+            "{what} model not found: {}",
+            path.display()
+        )));
+    }
+    if !path.is_file() {
+        return Err(CoreError::user(format!(
+            "{what} model is not a file: {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn inspect(path: &Path, what: &str) -> CoreResult<ModelInfo> {
+    check_file(path, what)?;
+    canopy_gguf::inspect(path).map_err(|e| {
+        CoreError::user(format!(
+            "{what} model {} is not a valid GGUF file: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The context a request runs with: the one asked for, checked against what the model was
+/// trained for and what this machine's memory holds, or the model's default.
+fn context_for(
+    requested: Option<u32>,
+    target: &Path,
+    info: &ModelInfo,
+    footprint: &Footprint,
+    ram_bytes: u64,
+) -> CoreResult<u32> {
+    let trained = info
+        .context_length
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    let Some(context) = requested else {
+        return Ok(canopy_worker::default_context(trained.unwrap_or(0)));
+    };
+    let name = target.file_name().map_or_else(
+        || target.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    if context < MIN_CONTEXT {
+        return Err(CoreError::user(format!(
+            "a context of {context} tokens is too small: use at least {MIN_CONTEXT}"
+        )));
+    }
+    if let Some(trained) = trained.filter(|&t| t > 0 && context > t) {
+        return Err(CoreError::user(format!(
+            "a context of {context} tokens is beyond the {trained} {name} was trained for: use {trained} or less"
+        )));
+    }
+    let kv = footprint.kv_bytes_per_token as f64 * context as f64;
+    if ram_bytes > 0 && kv > ram_bytes as f64 {
+        let fits = (ram_bytes as f64 / footprint.kv_bytes_per_token.max(1) as f64) as u64;
+        return Err(CoreError::user(format!(
+            "a context of {context} tokens needs {:.1} GB of KV cache, more than this machine's {:.1} GB of RAM: use {fits} tokens or less",
+            kv / 1e9,
+            ram_bytes as f64 / 1e9
+        )));
+    }
+    Ok(context)
+}
+
+impl Core {
+    /// Resolves `requested` for this machine's GPU and these models.
+    pub fn decide_placement(
+        &self,
+        requested: Placement,
+        target: &Footprint,
+        draft: Option<&Footprint>,
+        context: u32,
+    ) -> PlacementDecision {
+        let gpu = self.gpu();
+        let facts = gpu.info().map(|i| &i.facts);
+        let model = canopy_hw::CostModel::from_measurements(&canopy_hw::system_facts(), None, gpu);
+        let spec = canopy_hw::ModelSpec {
+            bytes: target.bytes.max(1),
+            params: 1,
+            layers: target.layers.max(1),
+        };
+        let threshold = |resident| model.choose_op_offload_min_batch(&spec, resident);
+        canopy_hw::decide_placement(requested, facts, target, draft, context, &threshold)
+    }
+
+    /// Where the target of `pair` would run with `placement` on this machine, at the default
+    /// context; `None` without a target.
+    ///
+    /// # Errors
+    /// When a model cannot be resolved or read.
+    pub fn placement_for(
+        &self,
+        pair: &crate::ModelPair,
+        placement: Placement,
+    ) -> CoreResult<Option<PlacementDecision>> {
+        let Some(target) = &pair.target else {
+            return Ok(None);
+        };
+        let target = self.resolve_model(target)?;
+        let info = inspect(&target, "target")?;
+        let draft = match &pair.draft {
+            Some(d) => Some(Footprint::from_info(&inspect(
+                &self.resolve_model(d)?,
+                "draft",
+            )?)),
+            None => None,
+        };
+        let context = context_for(None, &target, &info, &Footprint::from_info(&info), 0)?;
+        Ok(Some(self.decide_placement(
+            placement,
+            &Footprint::from_info(&info),
+            draft.as_ref(),
+            context,
+        )))
+    }
+
+    /// A request for `prompt` with these models and settings, ready for the worker.
+    ///
+    /// # Errors
+    /// A user error for a missing or invalid model file, a speculative plan without a draft, a
+    /// context the model or the machine cannot hold, or a `profile` that does not exist or holds
+    /// no measured curves.
+    pub fn prepare(
+        &self,
+        choice: &ModelChoice,
+        prompt: Prompt,
+        sampling: Sampling,
+        max_tokens: u32,
+        stop: Vec<String>,
+    ) -> CoreResult<Prepared> {
+        if max_tokens == 0 {
+            return Err(CoreError::user("max tokens must be at least 1"));
+        }
+        let target_info = inspect(&choice.target, "target")?;
+        let target = Footprint::from_info(&target_info);
+        if choice.plan.speculates() && choice.draft.is_none() {
+            return Err(CoreError::user(format!(
+                "plan {} needs a draft model",
+                choice.plan
+            )));
+        }
+        let draft = match (&choice.draft, choice.plan) {
+            (Some(path), plan) if plan.speculates() => {
+                Some(Footprint::from_info(&inspect(path, "draft")?))
+            }
+            _ => None,
+        };
+        let ram = canopy_hw::system_facts().ram_total_bytes;
+        let context = context_for(choice.context, &choice.target, &target_info, &target, ram)?;
+        let decision = self.decide_placement(choice.placement, &target, draft.as_ref(), context);
+        let (acceptance, costs, profile) = match (&choice.draft, choice.plan) {
+            (Some(d), Plan::Auto) => self.planning_inputs(choice, d, decision.placement)?,
+            _ => (None, None, None),
+        };
+        let request = GenerateRequest {
+            target: choice.target.clone(),
+            draft: choice.draft.clone().filter(|_| choice.plan.speculates()),
+            prompt,
+            sampling,
+            max_tokens,
+            stop,
+            plan: choice.plan,
+            context: Some(context),
+            placement: decision.placement,
+            acceptance,
+            costs,
+            inexact_cache: false,
+        };
+        Ok(Prepared {
+            request,
+            decision,
+            profile,
+        })
+    }
+
+    /// The acceptance vector and cost curves `auto` plans with: those of the chosen profile, else
+    /// of the newest profile measured for these files and placement, else none (the worker
+    /// calibrates).
+    #[allow(clippy::type_complexity)]
+    fn planning_inputs(
+        &self,
+        choice: &ModelChoice,
+        draft: &Path,
+        placement: Placement,
+    ) -> CoreResult<(Option<Vec<f64>>, Option<CostCurves>, Option<String>)> {
+        let profile = match &choice.profile {
+            Some(spec) => Some(self.find_profile(spec)?),
+            None => self.profile_for(&choice.target, draft, placement),
+        };
+        let Some(profile) = profile else {
+            return Ok((None, None, None));
+        };
+        let Some((target, draft)) = profile.costs() else {
+            return Err(CoreError::user(format!(
+                "profile {} has no measured cost curves: profile the target with its draft first",
+                profile.name
+            )));
+        };
+        Ok((
+            profile.acceptance.map(|a| a.p),
+            Some(CostCurves { target, draft }),
+            Some(profile.name),
+        ))
+    }
+
+    /// Runs a prepared request, passing the worker's events on.
+    ///
+    /// # Errors
+    /// As [`Inference::run`](crate::Inference::run), with user errors as [`CoreError::User`].
+    pub fn generate(
+        &self,
+        prepared: &Prepared,
+        cancel: &CancelFlag,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> CoreResult<GenerateResult> {
+        let job = Job::Generate(prepared.request.clone());
+        let offload = prepared.decision.op_offload_min_batch;
+        match self.engine().run(job, offload, cancel, on_event)? {
+            JobResult::Generate(result) => Ok(result),
+            other => Err(CoreError::Worker(WorkerError::Protocol(format!(
+                "expected a generation result, got {other:?}"
+            )))),
+        }
+    }
+}

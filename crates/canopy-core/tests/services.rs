@@ -1,0 +1,525 @@
+//! The application core's services, hermetic: a real SQLite store and real GGUF headers in a
+//! temporary folder, and an in-process fake engine that streams scripted tokens, fails or crashes
+//! on demand and records every job it was given. The real engine is tested end to end in `tests/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use canopy_core::{ChatObserver, ChatSettings, Core, ErrorKind, Inference, ModelChoice, ModelPair};
+use canopy_gguf::{GgmlType, GgufWriter};
+use canopy_hw::PlacementDecision;
+use canopy_store::{MessageStatus, Role};
+use canopy_types::{Placement, Plan, Sampling, Source, StopReason};
+use canopy_worker::{
+    CancelFlag, Event, GenerateRequest, GenerateResult, Job, JobResult, WorkerError,
+};
+
+/// What the fake does with the next generation.
+#[derive(Clone)]
+enum Script {
+    /// Streams these pieces, then finishes.
+    Reply(Vec<&'static str>),
+    /// Streams these pieces, then the worker dies.
+    CrashAfter(Vec<&'static str>),
+    /// Refuses the request before any output.
+    Refuse(&'static str),
+    /// Streams pieces until cancelled.
+    UntilCancelled,
+}
+
+#[derive(Clone)]
+struct Fake {
+    script: Arc<Mutex<Script>>,
+    jobs: Arc<Mutex<Vec<(GenerateRequest, Option<u32>)>>>,
+}
+
+impl Fake {
+    fn new(script: Script) -> Fake {
+        Fake {
+            script: Arc::new(Mutex::new(script)),
+            jobs: Arc::default(),
+        }
+    }
+
+    fn set(&self, script: Script) {
+        *self.script.lock().unwrap() = script;
+    }
+
+    fn last_job(&self) -> GenerateRequest {
+        self.jobs.lock().unwrap().last().unwrap().0.clone()
+    }
+}
+
+fn result(text: &str, tokens: u64, stop: StopReason) -> GenerateResult {
+    GenerateResult {
+        text: text.to_owned(),
+        tokens,
+        prefill_tokens: 7,
+        prefill_ms: 1.0,
+        decode_ms: 2.0,
+        tokens_per_second: 10.0,
+        stop_reason: stop,
+        plan: "none".into(),
+        steps: tokens,
+        mean_accepted_per_step: 0.0,
+        accepted_histogram: vec![tokens],
+        budget: 1,
+        depth: 0,
+        draft_ms: 0.0,
+        verify_ms: 2.0,
+        provenance: vec![Source::Target; tokens as usize],
+        token_ids: Vec::new(),
+        margins: Vec::new(),
+    }
+}
+
+impl Inference for Fake {
+    fn run(
+        &mut self,
+        job: Job,
+        offload: Option<u32>,
+        cancel: &CancelFlag,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<JobResult, WorkerError> {
+        let Job::Generate(request) = job else {
+            return Err(WorkerError::Internal("the fake only generates".into()));
+        };
+        self.jobs.lock().unwrap().push((request, offload));
+        let token = |text: &str| Event::Token {
+            id: 1,
+            text: text.to_owned(),
+            sources: vec![Source::Draft],
+        };
+        let script = self.script.lock().unwrap().clone();
+        match script {
+            Script::Reply(pieces) => {
+                for p in &pieces {
+                    on_event(&token(p));
+                }
+                let text = pieces.concat();
+                Ok(JobResult::Generate(result(
+                    &text,
+                    pieces.len() as u64,
+                    StopReason::Eos,
+                )))
+            }
+            Script::CrashAfter(pieces) => {
+                for p in &pieces {
+                    on_event(&token(p));
+                }
+                Err(WorkerError::Crashed {
+                    status: "signal 9".into(),
+                    detail: String::new(),
+                })
+            }
+            Script::Refuse(msg) => Err(WorkerError::User(msg.into())),
+            Script::UntilCancelled => {
+                let mut text = String::new();
+                for _ in 0..10_000 {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    text.push_str("la ");
+                    on_event(&token("la "));
+                }
+                let tokens = text.len() as u64 / 3;
+                Ok(JobResult::Generate(result(
+                    &text,
+                    tokens,
+                    StopReason::Cancelled,
+                )))
+            }
+        }
+    }
+}
+
+/// A small valid GGUF header with the shape of a llama model.
+fn model(dir: &Path, name: &str, layers: u32) -> PathBuf {
+    let bytes = GgufWriter::new()
+        .kv_str("general.architecture", "llama")
+        .kv_u32("llama.block_count", layers)
+        .kv_u32("llama.context_length", 2048)
+        .kv_u32("llama.embedding_length", 64)
+        .kv_u32("llama.attention.head_count", 4)
+        .vocabulary("llama", &["<s>", "</s>", "a", "b"], 0, 1)
+        .tensor("token_embd.weight", &[64, 4], GgmlType::F32)
+        .to_bytes();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    core: Core,
+    fake: Fake,
+    target: PathBuf,
+    draft: PathBuf,
+}
+
+fn world(script: Script) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let target = model(dir.path(), "target.gguf", 8);
+    let draft = model(dir.path(), "draft.gguf", 2);
+    let fake = Fake::new(script);
+    let core = Core::new(dir.path().join("home"), Box::new(fake.clone()));
+    core.set_gpu(canopy_hw::GpuStatus::NotBuilt);
+    World {
+        _dir: dir,
+        core,
+        fake,
+        target,
+        draft,
+    }
+}
+
+fn pair(w: &World, with_draft: bool) -> ModelPair {
+    ModelPair {
+        target: Some(w.target.display().to_string()),
+        draft: with_draft.then(|| w.draft.display().to_string()),
+    }
+}
+
+fn greedy() -> ChatSettings {
+    ChatSettings {
+        sampling: Sampling::greedy(),
+        ..ChatSettings::default()
+    }
+}
+
+#[derive(Default)]
+struct Heard {
+    started: Option<(Plan, PlacementDecision)>,
+    created: Option<canopy_store::MessageId>,
+    text: String,
+}
+
+impl ChatObserver for Heard {
+    fn started(&mut self, plan: Plan, placement: &PlacementDecision) {
+        self.started = Some((plan, placement.clone()));
+    }
+    fn reply_created(&mut self, reply: canopy_store::MessageId) {
+        self.created = Some(reply);
+    }
+    fn token(&mut self, text: &str, _: &[Source]) {
+        self.text.push_str(text);
+    }
+}
+
+#[test]
+fn a_turn_is_saved_with_its_statistics() {
+    let w = world(Script::Reply(vec!["Hello", " there"]));
+    let conv = w
+        .core
+        .create_conversation("hi", Some(&pair(&w, true)), None)
+        .unwrap();
+    let user = w.core.add_user_message(conv.id, None, "Hi!").unwrap();
+    let mut heard = Heard::default();
+    let outcome = w
+        .core
+        .reply(conv.id, user.id, &greedy(), &mut heard, &CancelFlag::new())
+        .unwrap();
+    let reply = outcome.reply.unwrap();
+    assert_eq!(reply.content, "Hello there");
+    assert_eq!(reply.status, MessageStatus::Complete);
+    assert_eq!(reply.parent_id, Some(user.id));
+    assert_eq!(heard.text, "Hello there");
+    assert_eq!(heard.created, Some(reply.id));
+    let stats = reply.stats.unwrap();
+    assert_eq!(stats.tokens, 2);
+    // The conversation's own pair, auto plan, and on this machine the CPU.
+    let (plan, placement) = heard.started.unwrap();
+    assert_eq!(plan, Plan::Auto);
+    assert_eq!(placement.placement, Placement::Cpu);
+    let job = w.fake.last_job();
+    assert_eq!(job.target, w.target);
+    assert_eq!(job.draft.as_deref(), Some(w.draft.as_path()));
+    assert_eq!(job.placement, Placement::Cpu);
+    let thread = w.core.store().unwrap().thread(reply.id).unwrap();
+    assert_eq!(thread.len(), 2);
+    assert_eq!(thread[0].role, Role::User);
+}
+
+#[test]
+fn without_a_draft_a_turn_decodes_plainly() {
+    let w = world(Script::Reply(vec!["ok"]));
+    let conv = w
+        .core
+        .create_conversation("hi", Some(&pair(&w, false)), None)
+        .unwrap();
+    let user = w.core.add_user_message(conv.id, None, "Hi!").unwrap();
+    w.core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut Heard::default(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+    let job = w.fake.last_job();
+    assert_eq!(job.plan, Plan::None);
+    assert_eq!(job.draft, None);
+}
+
+#[test]
+fn a_cancelled_turn_keeps_its_partial_reply_as_interrupted() {
+    let w = world(Script::UntilCancelled);
+    let conv = w
+        .core
+        .create_conversation("hi", Some(&pair(&w, true)), None)
+        .unwrap();
+    let user = w.core.add_user_message(conv.id, None, "Sing").unwrap();
+    let cancel = CancelFlag::new();
+    struct StopAfter<'a>(&'a CancelFlag, usize);
+    impl ChatObserver for StopAfter<'_> {
+        fn token(&mut self, _: &str, _: &[Source]) {
+            self.1 += 1;
+            if self.1 == 5 {
+                self.0.cancel();
+            }
+        }
+    }
+    let outcome = w
+        .core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut StopAfter(&cancel, 0),
+            &cancel,
+        )
+        .unwrap();
+    let reply = outcome.reply.unwrap();
+    assert_eq!(reply.status, MessageStatus::Interrupted);
+    assert_eq!(reply.content, "la la la la la ");
+    assert_eq!(outcome.result.unwrap().stop_reason, StopReason::Cancelled);
+}
+
+#[test]
+fn a_worker_that_dies_mid_turn_leaves_the_partial_reply() {
+    let w = world(Script::CrashAfter(vec!["The answer", " is"]));
+    let conv = w
+        .core
+        .create_conversation("q", Some(&pair(&w, true)), None)
+        .unwrap();
+    let user = w.core.add_user_message(conv.id, None, "Why?").unwrap();
+    let outcome = w
+        .core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut Heard::default(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+    let err = outcome.result.unwrap_err();
+    assert!(err.to_string().contains("stopped unexpectedly"), "{err}");
+    let reply = outcome.reply.unwrap();
+    assert_eq!(reply.content, "The answer is");
+    assert_eq!(reply.status, MessageStatus::Interrupted);
+    // The next turn works and answers the same message on a new branch.
+    w.fake.set(Script::Reply(vec!["Because."]));
+    let again = w
+        .core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut Heard::default(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+    assert_eq!(again.reply.unwrap().content, "Because.");
+    assert_eq!(w.core.store().unwrap().messages(conv.id).unwrap().len(), 3);
+}
+
+#[test]
+fn a_refused_request_leaves_no_empty_reply() {
+    let w = world(Script::Refuse("the prompt is longer than the context"));
+    let conv = w
+        .core
+        .create_conversation("q", Some(&pair(&w, false)), None)
+        .unwrap();
+    let user = w.core.add_user_message(conv.id, None, "long").unwrap();
+    let outcome = w
+        .core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut Heard::default(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::User);
+    assert!(outcome.reply.is_none());
+    let messages = w.core.store().unwrap().messages(conv.id).unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+}
+
+#[test]
+fn bad_requests_are_refused_before_the_engine_runs() {
+    let w = world(Script::Reply(vec!["x"]));
+    let conv = w.core.create_conversation("q", None, None).unwrap();
+    let user = w.core.add_user_message(conv.id, None, "hi").unwrap();
+    let err = w
+        .core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut Heard::default(),
+            &CancelFlag::new(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("choose a model first"), "{err}");
+    assert!(w.core.add_user_message(conv.id, None, "   ").is_err());
+    let mut settings = greedy();
+    settings.max_tokens = 0;
+    assert!(w
+        .core
+        .reply(
+            conv.id,
+            user.id,
+            &settings,
+            &mut Heard::default(),
+            &CancelFlag::new()
+        )
+        .is_err());
+    // A context beyond the model's training is one clear line.
+    let choice = ModelChoice {
+        context: Some(100_000_000),
+        ..ModelChoice::target_only(w.target.clone())
+    };
+    let err = w
+        .core
+        .prepare(
+            &choice,
+            canopy_worker::Prompt::Raw("x".into()),
+            Sampling::greedy(),
+            4,
+            vec![],
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::User);
+    assert!(err.to_string().contains("beyond the 2048"), "{err}");
+    assert!(w.fake.jobs.lock().unwrap().is_empty());
+}
+
+/// A profile measured for `target`/`draft` in `placement`, saved in the store.
+fn saved_profile(core: &Core, name: &str, target: &Path, draft: &Path, placement: Placement) {
+    let mut p = canopy_hw::reference_profile("cpu-only").unwrap().unwrap();
+    p.name = name.into();
+    p.created_at = format!("2026-01-01T00:00:0{}Z", name.len() % 10);
+    let model = |path: &Path| canopy_hw::ModelRef {
+        name: path.file_stem().unwrap().to_string_lossy().into_owned(),
+        bytes: 1,
+        params: None,
+        layers: Some(8),
+        path: Some(std::fs::canonicalize(path).unwrap()),
+    };
+    let split = canopy_hw::LayerSplit {
+        resident_layers: 0,
+        op_offload_min_batch: 32,
+    };
+    let curve = |points: &[(usize, f64)]| canopy_hw::CostCurve {
+        points: points
+            .iter()
+            .map(|&(n, s)| canopy_hw::CurvePoint {
+                n,
+                seconds: canopy_hw::Spread::exact(s),
+            })
+            .collect(),
+    };
+    p.curves = Some(canopy_hw::ProfileCurves {
+        target: canopy_hw::ModelCurve {
+            model: model(target),
+            placement: split,
+            curve: curve(&[(1, 0.1), (2, 0.2), (4, 0.4)]),
+        },
+        draft: Some(canopy_hw::ModelCurve {
+            model: model(draft),
+            placement: split,
+            curve: curve(&[(1, 0.01), (2, 0.02)]),
+        }),
+        warmup: 1,
+        repeats: 1,
+    });
+    p.acceptance = Some(canopy_hw::AcceptanceRecord {
+        draft: "d".into(),
+        target: "t".into(),
+        temperature: 0.0,
+        p: vec![0.5, 0.1],
+    });
+    p.placement = Some(placement);
+    core.save_profile(&p, None).unwrap();
+}
+
+#[test]
+fn auto_plans_only_from_a_profile_of_the_same_files_and_placement() {
+    let w = world(Script::Reply(vec!["x"]));
+    let choice = ModelChoice {
+        draft: Some(w.draft.clone()),
+        plan: Plan::Auto,
+        ..ModelChoice::target_only(w.target.clone())
+    };
+    let prompt = || canopy_worker::Prompt::Raw("x".into());
+    // No profile: the worker calibrates.
+    let p = w
+        .core
+        .prepare(&choice, prompt(), Sampling::greedy(), 4, vec![])
+        .unwrap();
+    assert!(p.profile.is_none() && p.request.costs.is_none());
+    // A profile of other files, and one of these files in another placement: not used.
+    saved_profile(&w.core, "other-files", &w.draft, &w.target, Placement::Cpu);
+    saved_profile(&w.core, "streamed", &w.target, &w.draft, Placement::Stream);
+    let p = w
+        .core
+        .prepare(&choice, prompt(), Sampling::greedy(), 4, vec![])
+        .unwrap();
+    assert!(p.profile.is_none(), "{:?}", p.profile);
+    // The matching one is.
+    saved_profile(&w.core, "this-cpu", &w.target, &w.draft, Placement::Cpu);
+    let p = w
+        .core
+        .prepare(&choice, prompt(), Sampling::greedy(), 4, vec![])
+        .unwrap();
+    assert_eq!(p.profile.as_deref(), Some("this-cpu"));
+    assert_eq!(p.request.acceptance, Some(vec![0.5, 0.1]));
+    assert_eq!(p.request.costs.unwrap().target.len(), 3);
+    // A chat turn plans from it too.
+    let conv = w
+        .core
+        .create_conversation("q", Some(&pair(&w, true)), None)
+        .unwrap();
+    let user = w.core.add_user_message(conv.id, None, "hi").unwrap();
+    w.core
+        .reply(
+            conv.id,
+            user.id,
+            &greedy(),
+            &mut Heard::default(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+    assert_eq!(w.fake.last_job().acceptance, Some(vec![0.5, 0.1]));
+}
+
+#[test]
+fn settings_round_trip_through_the_store() {
+    let w = world(Script::Reply(vec!["x"]));
+    assert_eq!(w.core.chat_settings().unwrap(), ChatSettings::default());
+    let settings = ChatSettings {
+        plan: Plan::Tree(64),
+        placement: Placement::Partial { layers: 10 },
+        ..greedy()
+    };
+    w.core.save_chat_settings(&settings).unwrap();
+    assert_eq!(w.core.chat_settings().unwrap(), settings);
+    let mut bad = settings.clone();
+    bad.max_tokens = 40_000;
+    assert!(w.core.save_chat_settings(&bad).is_err());
+}

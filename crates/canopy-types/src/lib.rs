@@ -1,0 +1,56 @@
+//! Canopy's shared vocabulary: the words the engine, the worker protocol, the store, the
+//! application core and every front end use, each with one type and one meaning.
+//!
+//! Raw text (a flag, a JSON field, a form input) becomes one of these types once, at the edge, and
+//! the typed value travels from there: a [`Plan`] cannot name a tree larger than the engine builds,
+//! a [`Sampling`] cannot hold a negative temperature.
+//!
+//! *Architecture Invariant:* no IO and no dependencies beyond serde; every crate may use it.
+
+mod placement;
+mod plan;
+mod sampling;
+
+pub use placement::{Placement, PlacementError};
+pub use plan::{Plan, PlanError, MAX_CHAIN, MAX_TREE};
+pub use sampling::{Sampling, SamplingError, MAX_TEMPERATURE, MAX_TOP_K};
+
+use serde::{Deserialize, Serialize};
+
+/// Where an output token came from.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Proposed by the draft and accepted by the target.
+    Draft,
+    /// Produced by the target itself (bonus or correction token, or plain decoding).
+    Target,
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// End of sequence / end of turn token.
+    Eos,
+    /// A stop string appeared (it is not part of the text).
+    Stop,
+    /// The requested number of tokens was generated.
+    MaxTokens,
+    /// The context window is full.
+    ContextFull,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+/// A role in a chat prompt.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}

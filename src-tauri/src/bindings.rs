@@ -1,0 +1,130 @@
+//! The front end's types are generated from the Rust types they mirror (`ui/src/bindings.ts`), and
+//! the command names the front end calls, the commands this crate registers and the permissions
+//! its window holds are one list. Both are checked by tests, so neither side can drift;
+//! `CANOPY_BLESS=1 cargo test -p canopy-app bindings` rewrites the file after a change.
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use ts_rs::{Config, TS};
+
+    /// Every type the front end receives or sends, in declaration order.
+    fn declarations() -> String {
+        let cfg = Config::new().with_large_int("number");
+        let mut out = String::from(
+            "// Generated from the Rust types by `CANOPY_BLESS=1 cargo test -p canopy-app bindings`.\n\
+             // Do not edit: a test fails when this file and the Rust types disagree.\n",
+        );
+        macro_rules! decl {
+            ($($t:ty),* $(,)?) => {$(
+                out.push('\n');
+                if let Some(docs) = <$t as TS>::docs() {
+                    out.push_str(&docs);
+                }
+                out.push_str("export ");
+                out.push_str(&<$t as TS>::decl(&cfg));
+                out.push('\n');
+            )*};
+        }
+        decl!(
+            canopy_types::Source,
+            canopy_types::Plan,
+            canopy_types::Placement,
+            canopy_types::Sampling,
+            canopy_core::ChatSettings,
+            canopy_core::ModelPair,
+            canopy_hw::PlacementDecision,
+            canopy_core::ModelView,
+            canopy_core::PairView,
+            canopy_core::Fact,
+            canopy_core::Bandwidth,
+            canopy_core::Point,
+            canopy_core::Node,
+            canopy_core::ProfileView,
+            canopy_store::ConversationId,
+            canopy_store::MessageId,
+            canopy_store::Role,
+            canopy_store::MessageStatus,
+            canopy_store::Conversation,
+            canopy_store::GenerationStats,
+            canopy_store::Message,
+            canopy_store::SearchHit,
+            crate::chat::ChatEvent,
+            crate::profile::Step,
+            crate::profile::ProfileEvent,
+            crate::models::MetadataEntryView,
+            crate::models::ModelDetails,
+            crate::models::CatalogEntry,
+            crate::models::DownloadEvent,
+            crate::models::LibraryUsage,
+            canopy_core::ServerSettings,
+            crate::server::ServerStatus,
+            crate::AppInfo,
+            crate::error::ErrorKind,
+            crate::error::CommandError,
+        );
+        out
+    }
+
+    fn repo_file(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
+    }
+
+    #[test]
+    fn bindings_match_the_rust_types() {
+        let path = repo_file("ui/src/bindings.ts");
+        let want = declarations();
+        if std::env::var_os("CANOPY_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "ui/src/bindings.ts is out of date: run `CANOPY_BLESS=1 cargo test -p canopy-app bindings`"
+        );
+    }
+
+    /// The commands of build.rs (which makes their permissions), the permissions the window
+    /// holds, and the commands the front end invokes are the same set.
+    #[test]
+    fn commands_permissions_and_calls_agree() {
+        let build = std::fs::read_to_string(repo_file("src-tauri/build.rs")).unwrap();
+        let list = &build[build.find("const COMMANDS").unwrap()..];
+        let list = &list[..list.find("];").unwrap()];
+        let mut commands: Vec<String> = list
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        commands.sort();
+
+        let capability =
+            std::fs::read_to_string(repo_file("src-tauri/capabilities/main.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&capability).unwrap();
+        let mut allowed: Vec<String> = json["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str()?.strip_prefix("allow-"))
+            .map(|p| p.replace('-', "_"))
+            .collect();
+        allowed.sort();
+        assert_eq!(commands, allowed, "build.rs and capabilities/main.json");
+
+        let api = std::fs::read_to_string(repo_file("ui/src/api.ts")).unwrap();
+        let mut called: Vec<String> = api
+            .split("call<")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').nth(1))
+            .map(str::to_owned)
+            .collect();
+        called.sort();
+        called.dedup();
+        assert_eq!(commands, called, "build.rs and ui/src/api.ts");
+    }
+}

@@ -1,0 +1,199 @@
+//! The local OpenAI-compatible server, switched on and off from the app's settings. It is the same
+//! server as `canopy serve` (`canopy_serve`), serving the chat's default model pair with the chat's
+//! plan and placement, on 127.0.0.1 only, through the app's own inference worker (so the models
+//! are loaded once for the chat and the server).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use canopy_core::{ModelChoice, ServerSettings};
+use canopy_serve::{Backend, ServeConfig, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
+use canopy_types::Sampling;
+use canopy_worker::{
+    CancelFlag, Event, GenerateRequest, GenerateResult, Job, JobResult, Prompt, WorkerError,
+};
+use serde::Serialize;
+use tauri::State;
+
+use crate::error::{CommandError, CommandResult};
+use crate::state::{AppState, Inner};
+
+/// A running server: where it listens and how to stop it.
+pub struct Running {
+    addr: SocketAddr,
+    model: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The server slot of the app's state.
+#[derive(Default)]
+pub struct ServerSlot(Mutex<Option<Running>>);
+
+impl ServerSlot {
+    fn stop(&self) {
+        let running = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(running) = running {
+            let _ = running.stop.send(());
+        }
+    }
+}
+
+/// What the settings panel shows.
+#[derive(Clone, Debug, Serialize, ts_rs::TS)]
+pub struct ServerStatus {
+    pub settings: ServerSettings,
+    /// `http://127.0.0.1:PORT/v1` while running.
+    pub address: Option<String>,
+    /// The model id clients name.
+    pub model: Option<String>,
+}
+
+/// Generation through the app's own worker: the chat and the server share one set of loaded
+/// models, one request at a time.
+struct CoreBackend {
+    app: Arc<Inner>,
+    op_offload_min_batch: Option<u32>,
+}
+
+impl Backend for CoreBackend {
+    fn generate(
+        &mut self,
+        request: GenerateRequest,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenerateResult, WorkerError> {
+        let mut on_event = |event: &Event| {
+            if let Event::Token { text, .. } = event {
+                on_text(text);
+            }
+        };
+        let job = Job::Generate(request);
+        match self
+            .app
+            .core
+            .engine()
+            .run(job, self.op_offload_min_batch, cancel, &mut on_event)?
+        {
+            JobResult::Generate(result) => Ok(result),
+            other => Err(WorkerError::Protocol(format!(
+                "expected a generation result, got {other:?}"
+            ))),
+        }
+    }
+}
+
+fn status(app: &Inner) -> CommandResult<ServerStatus> {
+    let settings = app.core.server_settings()?;
+    let running = app.server.0.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(ServerStatus {
+        settings,
+        address: running.as_ref().map(|r| format!("http://{}/v1", r.addr)),
+        model: running.as_ref().map(|r| r.model.clone()),
+    })
+}
+
+/// Starts the server with the saved settings and the chat's default models.
+async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> {
+    let core = &app.core;
+    let pair = core.default_pair()?;
+    let Some(target) = &pair.target else {
+        return Err(CommandError::user(
+            "choose a model in the chat first: the server serves the chat's model",
+        ));
+    };
+    let chat = core.chat_settings()?;
+    let draft = pair
+        .draft
+        .as_deref()
+        .map(|d| core.resolve_model(d))
+        .transpose()?;
+    let choice = ModelChoice {
+        target: core.resolve_model(target)?,
+        plan: chat.plan.with_draft(draft.is_some()),
+        draft,
+        placement: chat.placement,
+        context: chat.context,
+        profile: None,
+    };
+    let prepared = core.prepare(
+        &choice,
+        Prompt::Raw(String::new()),
+        Sampling::default(),
+        1,
+        Vec::new(),
+    )?;
+    let model = choice
+        .target
+        .file_stem()
+        .map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
+    let config = ServeConfig {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: settings.port,
+        api_key: settings.api_key.clone(),
+        allow_origins: Vec::new(),
+        max_body: DEFAULT_MAX_BODY,
+        queue: DEFAULT_QUEUE,
+        model_id: model.clone(),
+        context: prepared
+            .request
+            .context
+            .unwrap_or(canopy_worker::DEFAULT_CONTEXT),
+        template: prepared.request,
+    };
+    let backend = CoreBackend {
+        app: Arc::clone(&app),
+        op_offload_min_batch: prepared.decision.op_offload_min_batch,
+    };
+    let server = Server::bind(config, backend)
+        .await
+        .map_err(|e| CommandError::user(e.to_string()))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let addr = server.local_addr();
+    tauri::async_runtime::spawn(async move {
+        let _ = server
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    *app.server.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running { addr, model, stop });
+    Ok(())
+}
+
+/// Starts the server at launch when the settings say so; a failure is kept for the settings panel.
+pub async fn start_if_enabled(app: Arc<Inner>) {
+    if let Ok(settings) = app.core.server_settings() {
+        if settings.enabled {
+            if let Err(err) = start(app, &settings).await {
+                eprintln!("canopy: the local server did not start: {err}");
+            }
+        }
+    }
+}
+
+#[tauri::command]
+pub fn server_status(state: State<'_, AppState>) -> CommandResult<ServerStatus> {
+    status(&state.inner)
+}
+
+/// Saves the server settings and starts, restarts or stops the server to match them.
+#[tauri::command]
+pub async fn set_server(
+    state: State<'_, AppState>,
+    settings: ServerSettings,
+) -> CommandResult<ServerStatus> {
+    let app = Arc::clone(&state.inner);
+    app.core.save_server_settings(&settings)?;
+    app.server.stop();
+    if settings.enabled {
+        if let Err(err) = start(Arc::clone(&app), &settings).await {
+            let off = ServerSettings {
+                enabled: false,
+                ..settings
+            };
+            app.core.save_server_settings(&off)?;
+            return Err(err);
+        }
+    }
+    status(&app)
+}
