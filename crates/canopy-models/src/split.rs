@@ -166,11 +166,13 @@ impl ModelFiles {
             let shown = p.display();
             match h.get_u64(SPLIT_NO_KEY) {
                 Some(no) if no == i as u64 => {}
-                other => return Err(invalid(format!(
+                other => {
+                    return Err(invalid(format!(
                     "{shown} should be part {} ({SPLIT_NO_KEY} {i}) but its {SPLIT_NO_KEY} is {}",
                     i + 1,
                     other.map_or("missing".to_string(), |n| n.to_string())
-                ))),
+                )))
+                }
             }
             if h.get_u64(SPLIT_COUNT_KEY) != Some(count) {
                 return Err(invalid(format!(
