@@ -250,8 +250,8 @@ pub fn download(
 }
 
 /// [`download`] with an `Authorization` header value (for example `Bearer TOKEN`) sent to the
-/// URL's host. The header is not sent on to another host a redirect leads to, and it never appears
-/// in an error or event.
+/// URL. The header is never sent on after a redirect (the hub redirects to storage that needs no
+/// token), and it never appears in an error or event.
 ///
 /// Fails like [`download`].
 pub fn download_authorized(

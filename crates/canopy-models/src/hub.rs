@@ -196,7 +196,7 @@ impl HubFile {
         self.path.rsplit_once('/').map_or("", |(d, _)| d)
     }
 
-    /// The same file in another folder entry: `path` replaced, repository and revision kept.
+    /// Another file of the same folder, repository and revision.
     fn sibling(&self, file_name: &str) -> HubFile {
         let path = match self.folder() {
             "" => file_name.to_string(),

@@ -404,7 +404,7 @@ impl Library {
             Some(_) => ("done", info.file_size),
             None => ("hashing", 0),
         };
-        let path_text = path_text(path);
+        let load_path = path_text(path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -414,7 +414,7 @@ impl Library {
                                  role, managed, added_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
-                path_text,
+                load_path,
                 file_name,
                 info.file_size as i64,
                 sha256,
@@ -435,7 +435,7 @@ impl Library {
                 params![
                     id,
                     i as i64 + 1,
-                    self::path_text(part),
+                    path_text(part),
                     *size as i64,
                     shas.and_then(|s| s.get(i))
                 ],
