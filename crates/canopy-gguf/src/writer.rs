@@ -20,8 +20,11 @@ pub const SPLIT_TENSORS_COUNT_KEY: &str = "split.tensors.count";
 #[derive(Debug, Clone, Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
-    tensors: Vec<(String, Vec<u64>, GgmlType, Option<Vec<u8>>)>,
+    tensors: Vec<PendingTensor>,
 }
+
+/// A tensor to write: name, dimensions, type, and its data (zeros when `None`).
+type PendingTensor = (String, Vec<u64>, GgmlType, Option<Vec<u8>>);
 
 impl GgufWriter {
     /// An empty file: no metadata, no tensors.

@@ -151,7 +151,7 @@ mod tests {
             assert!(m.role == "draft" || m.role == "target", "{}", m.id);
             let file = m.hub_file().unwrap();
             let split = crate::split::SplitName::parse(&m.file);
-            assert_eq!(split.map_or(1, |s| s.count), m.parts, "{}", m.id);
+            assert_eq!(split.as_ref().map_or(1, |s| s.count), m.parts, "{}", m.id);
             assert!(split.is_none_or(|s| s.part == 1), "{} names part 1", m.id);
             assert!(m.confirmed || !m.evidence.is_empty(), "{}", m.id);
             assert_eq!(HubFile::parse(&m.url).unwrap(), file);

@@ -758,7 +758,9 @@ impl Library {
     pub fn start_hashing(&self, models: &[ModelRecord]) -> HashJob {
         let (tx, rx) = mpsc::channel();
         let db_path = self.db_path.clone();
-        let work: Vec<(ModelId, Vec<(PathBuf, u64)>, u64)> = models
+        // Per model: its id, its files with their sizes, and the total size.
+        type Work = (ModelId, Vec<(PathBuf, u64)>, u64);
+        let work: Vec<Work> = models
             .iter()
             .map(|m| {
                 let files = if m.parts.is_empty() {

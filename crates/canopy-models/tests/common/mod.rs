@@ -176,8 +176,11 @@ pub struct HubRepo {
     /// With `Some(token)`, downloads need `Authorization: Bearer token` (a gated repository).
     pub gated_token: Option<String>,
     /// `(path, bytes, listed size, sha256)`: the listing shows the listed size when given.
-    pub files: Vec<(String, Arc<Vec<u8>>, Option<u64>, String)>,
+    pub files: Vec<ServedFile>,
 }
+
+/// Path, bytes, the size the listing shows (when not the real one), sha256.
+pub type ServedFile = (String, Arc<Vec<u8>>, Option<u64>, String);
 
 impl HubRepo {
     pub fn new(id: &str) -> HubRepo {
