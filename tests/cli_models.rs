@@ -279,3 +279,87 @@ fn scan_reports_invalid_files_and_catalog_lists_pairs() {
     let catalog = json(&out);
     assert!(catalog["pairs"].as_array().unwrap().len() >= 2);
 }
+
+#[path = "../crates/canopy-models/tests/common/mod.rs"]
+mod hub_fixture;
+
+/// `canopy models download hf:...` against a local hub serving SmolLM2 split in two GGUF files,
+/// then `canopy generate` through the registered first part: llama.cpp loads the other part.
+#[test]
+fn a_split_model_downloads_from_the_hub_as_one_model_and_generates() {
+    let (smol, _) = real_model("smollm2-135m");
+    let data = std::fs::read(&smol).unwrap();
+    let parts = hub_fixture::split_parts("SmolLM2-135M-Instruct-Q4_1", &data, 2);
+    let mut repo = hub_fixture::HubRepo::new("canopy-test/SmolLM2-split-GGUF");
+    for (name, bytes) in &parts {
+        repo = repo.file(name, bytes.clone());
+    }
+    let server = hub_fixture::serve_hub(vec![repo], hub_fixture::Behaviour::default());
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_canopy"))
+            .env("CANOPY_HOME", home.path())
+            .env("HF_ENDPOINT", &server.endpoint)
+            .env_remove("HF_TOKEN")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&["models", "files", "canopy-test/SmolLM2-split-GGUF"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Q4_1") && stdout(&out).contains("(2 parts)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let reference = format!("hf:canopy-test/SmolLM2-split-GGUF/{}", parts[0].0);
+    let out = run(&["models", "download", &reference]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fit on this machine"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("2 parts") && stdout(&out).contains("sha256 verified"),
+        "{}",
+        stdout(&out)
+    );
+    let listing = json(&run(&["models", "list", "--json"]));
+    let models = listing["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "one library entry for the set");
+    assert_eq!(models[0]["parts"].as_array().unwrap().len(), 2);
+    let first = models[0]["path"].as_str().unwrap().to_string();
+    assert!(first.ends_with(&parts[0].0), "{first}");
+
+    let out = run(&[
+        "generate",
+        "--target",
+        &first,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+        "--prompt",
+        "hi",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = json(&out)["text"].as_str().unwrap_or_default().to_string();
+    assert!(
+        !text.trim().is_empty(),
+        "generated nothing: {}",
+        stdout(&out)
+    );
+
+    // A gated or unknown repository is one line and exit code 2.
+    let out = run(&["models", "download", "hf:nobody/nothing/x.gguf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no repository nobody/nothing"),
+        "{}",
+        stderr(&out)
+    );
+}

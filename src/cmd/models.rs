@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use canopy_models::{
     catalog, estimate, fmt_bytes, library_pairs, DeleteFile, DownloadEvent, DownloadRequest,
-    Expected, HashEvent, HashState, ImportMode, Library, MachineFacts, ModelRecord, ModelShape,
-    ModelsError, Role, Verdict,
+    Expected, HashEvent, HashState, Hub, HubEvent, HubFile, ImportMode, Library, MachineFacts,
+    ModelRecord, ModelShape, ModelsError, Role, Verdict,
 };
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{CliError, CliResult};
 
@@ -69,9 +70,16 @@ pub enum Command {
         json: bool,
     },
     /// Download a GGUF file (resumable), verify it and register it.
+    ///
+    /// A hub file (hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO@REVISION/FILE.gguf or a
+    /// https://huggingface.co/OWNER/REPO/resolve/REVISION/FILE URL) is verified against the hub's
+    /// sha256; a part of a split model downloads every part. HF_ENDPOINT and HF_TOKEN are honoured.
     Download {
-        /// http(s) URL of the .gguf file.
+        /// hf:OWNER/REPO/FILE.gguf, a hub resolve URL, or any http(s) URL of a .gguf file.
         url: String,
+        /// Hub revision (branch, tag or commit), instead of the one in the reference.
+        #[arg(long)]
+        revision: Option<String>,
         /// Expected sha256 (required unless the catalog knows the file's checksum or size).
         #[arg(long)]
         sha256: Option<String>,
@@ -95,6 +103,28 @@ pub enum Command {
         /// Pinned host-to-device bandwidth in GB/s.
         #[arg(long)]
         h2d_gbps: Option<f64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the hub for GGUF model repositories.
+    Search {
+        /// Words of the repository name.
+        query: String,
+        /// At most this many results.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a hub repository's GGUF files, grouped by quantization (split sets as one entry).
+    Files {
+        /// OWNER/REPO.
+        repo: String,
+        /// Branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -130,7 +160,34 @@ pub fn run(command: Command) -> CliResult {
             Ok(())
         }
         Command::Pairs { target, json } => pairs(target, json),
-        Command::Download { url, sha256, name } => download(url, sha256, name),
+        Command::Download {
+            url,
+            revision,
+            sha256,
+            name,
+        } => {
+            let hub = Hub::from_env(None).map_err(|e| CliError::user(e.to_string()))?;
+            if canopy_models::hub::is_hub_reference(&url, hub.endpoint()) {
+                if sha256.is_some() || name.is_some() {
+                    return Err(CliError::user(
+                        "--sha256 and --name do not apply to hub files: the hub's sha256 and file names are used",
+                    ));
+                }
+                hub_download(&hub, &url, revision)
+            } else if revision.is_some() {
+                Err(CliError::user(
+                    "--revision applies only to hub files (hf:OWNER/REPO/FILE.gguf)",
+                ))
+            } else {
+                download(url, sha256, name)
+            }
+        }
+        Command::Search { query, limit, json } => search(&query, limit, json),
+        Command::Files {
+            repo,
+            revision,
+            json,
+        } => files(&repo, &revision, json),
         Command::Fit {
             target,
             draft,
@@ -435,6 +492,124 @@ fn download(url: String, sha256: Option<String>, name: Option<String>) -> CliRes
         record.path.display(),
         fmt_bytes(file.size)
     );
+    Ok(())
+}
+
+fn hub_err(err: canopy_models::HubError) -> CliError {
+    CliError::user(err.to_string())
+}
+
+fn hub_download(hub: &Hub, reference: &str, revision: Option<String>) -> CliResult {
+    let mut file = HubFile::parse(reference).map_err(hub_err)?;
+    if let Some(revision) = revision {
+        file.revision = revision;
+    }
+    let plan = hub.plan(&file).map_err(hub_err)?;
+    let parts = match plan.parts.len() {
+        1 => String::new(),
+        n => format!(" in {n} parts"),
+    };
+    eprintln!("{file}: {}{parts}", fmt_bytes(plan.size()));
+    let fit = plan.fit(&MachineFacts::detect());
+    eprintln!(
+        "fit on this machine (from the size): {}: {}",
+        fit.badge.as_str(),
+        fit.reason
+    );
+    if !plan.fully_verifiable() {
+        eprintln!("warning: the hub lists no sha256 for some files; they are checked by size only");
+    }
+    let mut library = open()?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .map_err(|e| CliError::Failure(e.into()))?
+        .progress_chars("=> "),
+    );
+    let mut on_event = |e: &HubEvent| match e {
+        HubEvent::Part {
+            part,
+            parts,
+            file,
+            size,
+        } => {
+            bar.set_message(format!("{file} ({part}/{parts})"));
+            bar.set_length(*size);
+            bar.set_position(0);
+        }
+        HubEvent::Reused { part, file } => {
+            bar.println(format!("part {part} {file}: already here, sha256 checked"))
+        }
+        HubEvent::Download(DownloadEvent::CheckingPartial { bytes }) => bar.println(format!(
+            "resuming: checking the {} already downloaded",
+            fmt_bytes(*bytes)
+        )),
+        HubEvent::Download(DownloadEvent::Progress { done, .. }) => bar.set_position(*done),
+        HubEvent::Download(_) => {}
+    };
+    let result = hub.download(&mut library, &plan, &AtomicBool::new(false), &mut on_event);
+    bar.finish_and_clear();
+    let (record, files) = result.map_err(models_err)?;
+    let verified = if files.iter().all(|f| f.checksum_verified) {
+        "sha256 verified against the hub"
+    } else {
+        "size verified, no checksum on the hub"
+    };
+    println!(
+        "added {:>4}  {} ({}{parts}, {verified})",
+        record.id,
+        record.path.display(),
+        fmt_bytes(record.size)
+    );
+    Ok(())
+}
+
+fn search(query: &str, limit: usize, json: bool) -> CliResult {
+    let hub = Hub::from_env(None).map_err(hub_err)?;
+    let found = hub.search(query, limit).map_err(hub_err)?;
+    if json {
+        return print_json(&found);
+    }
+    if found.is_empty() {
+        println!("no GGUF repositories match {query:?}");
+    }
+    for m in &found {
+        let downloads = m.downloads.map_or("-".to_string(), |d| d.to_string());
+        println!("{:<60} {downloads:>10} downloads", m.id);
+    }
+    Ok(())
+}
+
+fn files(repo: &str, revision: &str, json: bool) -> CliResult {
+    let hub = Hub::from_env(None).map_err(hub_err)?;
+    let groups = hub.list_gguf_files(repo, revision).map_err(hub_err)?;
+    if json {
+        return print_json(&groups);
+    }
+    if groups.is_empty() {
+        println!("{repo} has no .gguf files at {revision}");
+    }
+    let at = if revision == canopy_models::hub::DEFAULT_REVISION {
+        String::new()
+    } else {
+        format!("@{revision}")
+    };
+    for g in &groups {
+        println!("{}", g.quant.as_deref().unwrap_or("other"));
+        for e in &g.entries {
+            let parts = match (e.files.len(), e.incomplete) {
+                (_, true) => "  (split, parts missing on the hub)".to_string(),
+                (1, false) => String::new(),
+                (n, false) => format!("  ({n} parts)"),
+            };
+            println!(
+                "  {:>10}  hf:{repo}{at}/{}{parts}",
+                fmt_bytes(e.size),
+                e.path
+            );
+        }
+    }
     Ok(())
 }
 

@@ -82,8 +82,21 @@ pub struct QuantShare {
 impl ModelInfo {
     /// Summarises a validated header. Cannot fail: what the file does not state is left `None`.
     pub fn from_header(header: &GgufHeader) -> Self {
+        Self::from_split(header, &[])
+    }
+
+    /// Summarises a model split over several files (llama.cpp's `gguf-split`): the metadata comes
+    /// from `first`, the tensors, parameters and sizes from `first` and every header of `others`.
+    /// Cannot fail; the caller checks that the parts belong together.
+    pub fn from_split(first: &GgufHeader, others: &[GgufHeader]) -> Self {
+        let header = first;
+        let all_tensors = || {
+            std::iter::once(first)
+                .chain(others)
+                .flat_map(|h| h.tensors().iter())
+        };
         let mut shares: BTreeMap<GgmlType, QuantShare> = BTreeMap::new();
-        for t in header.tensors() {
+        for t in all_tensors() {
             let share = shares.entry(t.ggml_type).or_insert(QuantShare {
                 ggml_type: t.ggml_type,
                 tensors: 0,
@@ -97,14 +110,8 @@ impl ModelInfo {
         let mut quantization: Vec<QuantShare> = shares.into_values().collect();
         quantization.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.ggml_type.cmp(&b.ggml_type)));
 
-        let parameter_count = header
-            .tensors()
-            .iter()
-            .fold(0u64, |acc, t| acc.saturating_add(t.n_elements));
-        let weights_bytes = header
-            .tensors()
-            .iter()
-            .fold(0u64, |acc, t| acc.saturating_add(t.n_bytes));
+        let parameter_count = all_tensors().fold(0u64, |acc, t| acc.saturating_add(t.n_elements));
+        let weights_bytes = all_tensors().fold(0u64, |acc, t| acc.saturating_add(t.n_bytes));
         let bits_per_weight = if parameter_count == 0 {
             0.0
         } else {
@@ -144,9 +151,11 @@ impl ModelInfo {
             architecture: header.architecture().map(str::to_owned),
             name: header.get_str("general.name").map(str::to_owned),
             gguf_version: header.version(),
-            file_size: header.file_len(),
+            file_size: others
+                .iter()
+                .fold(first.file_len(), |acc, h| acc.saturating_add(h.file_len())),
             parameter_count,
-            tensor_count: header.tensors().len() as u64,
+            tensor_count: all_tensors().count() as u64,
             quantization,
             bits_per_weight,
             file_type: header.get_u64("general.file_type").map(|ft| {

@@ -60,7 +60,7 @@ pub use info::{ModelInfo, QuantShare};
 pub use types::{file_type_name, GgmlType, ValueType};
 pub use value::{Array, Value};
 pub use vocab::{compare_vocab, fingerprint, VocabMismatch, Vocabulary, MAX_VOCAB_SIZE_DIFFERENCE};
-pub use writer::GgufWriter;
+pub use writer::{split_bytes, GgufWriter, SPLIT_COUNT_KEY, SPLIT_NO_KEY, SPLIT_TENSORS_COUNT_KEY};
 
 /// The alignment of tensor data when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;

@@ -1,18 +1,30 @@
 //! Writes small, valid GGUF files: fixtures for tests of anything that reads models.
 
+use crate::error::GgufError;
 use crate::types::GgmlType;
 use crate::value::{Array, Value};
 use crate::DEFAULT_ALIGNMENT;
 
-/// Builds a GGUF (version 3) file in memory: metadata pairs and tensors whose data is zero bytes.
+/// The metadata key of a split file's index, counted from 0 (`uint16`, as llama.cpp writes it).
+pub const SPLIT_NO_KEY: &str = "split.no";
+/// The metadata key of the number of files in a split model (`uint16`).
+pub const SPLIT_COUNT_KEY: &str = "split.count";
+/// The metadata key of the number of tensors in all files of a split model together (`int32`).
+pub const SPLIT_TENSORS_COUNT_KEY: &str = "split.tensors.count";
+
+/// Builds a GGUF (version 3) file in memory: metadata pairs and tensors whose data is zero bytes
+/// unless given.
 ///
 /// Tensors are laid out one after another, each padded to the alignment, as llama.cpp writes them.
 /// The writer does not check its input: it can also write invalid files on purpose.
 #[derive(Debug, Clone, Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
-    tensors: Vec<(String, Vec<u64>, GgmlType)>,
+    tensors: Vec<PendingTensor>,
 }
+
+/// A tensor to write: name, dimensions, type, and its data (zeros when `None`).
+type PendingTensor = (String, Vec<u64>, GgmlType, Option<Vec<u8>>);
 
 impl GgufWriter {
     /// An empty file: no metadata, no tensors.
@@ -51,7 +63,22 @@ impl GgufWriter {
 
     /// Adds a tensor of the given dimensions (row length first) and type, filled with zero bytes.
     pub fn tensor(mut self, name: impl Into<String>, dims: &[u64], ggml_type: GgmlType) -> Self {
-        self.tensors.push((name.into(), dims.to_vec(), ggml_type));
+        self.tensors
+            .push((name.into(), dims.to_vec(), ggml_type, None));
+        self
+    }
+
+    /// Adds a tensor with its data. `data` should hold exactly the tensor's byte size; shorter data
+    /// is padded with zero bytes, longer data is cut.
+    pub fn tensor_with_data(
+        mut self,
+        name: impl Into<String>,
+        dims: &[u64],
+        ggml_type: GgmlType,
+        data: Vec<u8>,
+    ) -> Self {
+        self.tensors
+            .push((name.into(), dims.to_vec(), ggml_type, Some(data)));
         self
     }
 
@@ -77,7 +104,7 @@ impl GgufWriter {
         }
         let mut offset = 0u64;
         let mut sizes = Vec::with_capacity(self.tensors.len());
-        for (name, dims, ty) in &self.tensors {
+        for (name, dims, ty, _) in &self.tensors {
             put_str(&mut out, name);
             out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
             for d in dims {
@@ -92,13 +119,57 @@ impl GgufWriter {
         }
         if !self.tensors.is_empty() {
             pad(&mut out, alignment);
-            for size in sizes {
-                out.resize(out.len() + size as usize, 0);
+            for ((_, _, _, data), size) in self.tensors.iter().zip(sizes) {
+                let start = out.len();
+                if let Some(data) = data {
+                    out.extend_from_slice(&data[..data.len().min(size as usize)]);
+                }
+                out.resize(start + size as usize, 0);
                 pad(&mut out, alignment);
             }
         }
         out
     }
+}
+
+/// Splits a GGUF file held in memory into `parts` files the way llama.cpp's `gguf-split` does:
+/// tensors in order, about the same number in each part; every metadata pair in the first part;
+/// `split.no` (from 0), `split.count` and `split.tensors.count` in every part. The parts are named
+/// `NAME-00001-of-0000N.gguf` and so on by the caller.
+///
+/// Fails like [`crate::validate_bytes`] when `file` is not a valid GGUF. `parts` is clamped to
+/// 1..=the number of tensors (and to `u16::MAX`).
+pub fn split_bytes(file: &[u8], parts: usize) -> Result<Vec<Vec<u8>>, GgufError> {
+    let header = crate::validate_bytes(file)?;
+    let tensors = header.tensors();
+    let parts = parts.clamp(1, tensors.len().clamp(1, usize::from(u16::MAX)));
+    let per_part = tensors.len().div_ceil(parts).max(1);
+    let total = i32::try_from(tensors.len()).unwrap_or(i32::MAX);
+    let split_keys = |w: GgufWriter, no: usize| {
+        w.kv(SPLIT_NO_KEY, Value::U16(no as u16))
+            .kv(SPLIT_COUNT_KEY, Value::U16(parts as u16))
+            .kv(SPLIT_TENSORS_COUNT_KEY, Value::I32(total))
+    };
+    let mut out = Vec::with_capacity(parts);
+    for no in 0..parts {
+        let mut writer = GgufWriter::new();
+        if no == 0 {
+            for entry in header.metadata() {
+                if !entry.key.starts_with("split.") {
+                    writer = writer.kv(entry.key.clone(), entry.value.clone());
+                }
+            }
+        }
+        writer = split_keys(writer, no);
+        let chunk = tensors.iter().skip(no * per_part).take(per_part);
+        for t in chunk {
+            let start = t.data_start as usize;
+            let data = file[start..start + t.n_bytes as usize].to_vec();
+            writer = writer.tensor_with_data(t.name.clone(), &t.dims, t.ggml_type, data);
+        }
+        out.push(writer.to_bytes());
+    }
+    Ok(out)
 }
 
 fn pad(out: &mut Vec<u8>, alignment: u64) {

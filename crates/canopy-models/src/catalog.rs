@@ -1,9 +1,13 @@
 //! The catalog of recommended models and target/draft pairs (`assets/catalog.json`, compiled in).
+//!
+//! Each model names its file on the hub (`hf:OWNER/REPO/PATH`), so a download takes its size and
+//! sha256 from the hub ([`crate::hub`]); entries not confirmed against a stored hub page say so.
 
 use serde::{Deserialize, Serialize};
 
 use crate::download::Expected;
 use crate::error::ModelsError;
+use crate::hub::{HubFile, DEFAULT_ENDPOINT};
 
 const CATALOG_JSON: &str = include_str!("../../../assets/catalog.json");
 
@@ -18,10 +22,26 @@ pub struct CatalogModel {
     pub role: String,
     /// Parameter count as people say it (`70.6B`).
     pub parameters: String,
-    /// Hub URL of the `.gguf` file.
+    /// The file on the hub: `hf:OWNER/REPO/PATH` (the first part of a split model).
+    pub source: String,
+    /// Resolve URL on the public hub, derived from `source`.
+    #[serde(default)]
     pub url: String,
-    /// File name it downloads to.
+    /// File name it downloads to, derived from `source`.
+    #[serde(default)]
     pub file: String,
+    /// Files the model is split into (1 for a single file).
+    #[serde(default = "one")]
+    pub parts: u32,
+    /// Size as the hub page shows it, rounded; for display only.
+    #[serde(default)]
+    pub approx_bytes: Option<u64>,
+    /// False where the repository, file name or size was not seen on a hub page.
+    #[serde(default)]
+    pub confirmed: bool,
+    /// What was seen to confirm the entry (or why it is not confirmed).
+    #[serde(default)]
+    pub evidence: String,
     /// Size in bytes, where verified.
     pub size: Option<u64>,
     /// sha256 of the file, where verified.
@@ -31,7 +51,19 @@ pub struct CatalogModel {
     pub test_model: Option<String>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl CatalogModel {
+    /// The hub file of this model.
+    ///
+    /// Fails with [`ModelsError::Catalog`] when `source` is not a hub reference (ruled out by tests).
+    pub fn hub_file(&self) -> Result<HubFile, ModelsError> {
+        HubFile::parse(&self.source)
+            .map_err(|e| ModelsError::Catalog(format!("model {}: {e}", self.id)))
+    }
+
     /// What a download of this model must match.
     pub fn expected(&self) -> Expected {
         Expected {
@@ -78,8 +110,16 @@ impl Catalog {
 ///
 /// Fails with [`ModelsError::Catalog`] only if the asset is malformed, which the tests rule out.
 pub fn catalog() -> Result<Catalog, ModelsError> {
-    let catalog: Catalog =
+    let mut catalog: Catalog =
         serde_json::from_str(CATALOG_JSON).map_err(|e| ModelsError::Catalog(e.to_string()))?;
+    for m in &mut catalog.models {
+        let file = m.hub_file()?;
+        m.url = format!(
+            "{DEFAULT_ENDPOINT}/{}/resolve/{}/{}",
+            file.repo, file.revision, file.path
+        );
+        m.file = file.file_name().to_string();
+    }
     for pair in &catalog.pairs {
         for id in [&pair.target, &pair.draft] {
             if catalog.model(id).is_none() {
@@ -109,7 +149,27 @@ mod tests {
                 parse_sha256(sha).unwrap();
             }
             assert!(m.role == "draft" || m.role == "target", "{}", m.id);
+            let file = m.hub_file().unwrap();
+            let split = crate::split::SplitName::parse(&m.file);
+            assert_eq!(split.as_ref().map_or(1, |s| s.count), m.parts, "{}", m.id);
+            assert!(split.is_none_or(|s| s.part == 1), "{} names part 1", m.id);
+            assert!(m.confirmed || !m.evidence.is_empty(), "{}", m.id);
+            assert_eq!(HubFile::parse(&m.url).unwrap(), file);
         }
+        for (target, draft) in [
+            ("llama-3.1-70b", "llama-3.2-1b"),
+            ("qwen2.5-72b", "qwen2.5-0.5b"),
+            ("qwen2.5-coder-32b", "qwen2.5-coder-0.5b"),
+            ("llama-3.1-8b", "llama-3.2-1b"),
+        ] {
+            assert!(
+                c.pairs
+                    .iter()
+                    .any(|p| p.target.starts_with(target) && p.draft.starts_with(draft)),
+                "{target} + {draft}"
+            );
+        }
+        assert!(c.models.iter().any(|m| m.parts > 1), "a split model");
         let ids: std::collections::HashSet<_> = c.models.iter().map(|m| &m.id).collect();
         assert_eq!(ids.len(), c.models.len());
         assert!(c.model("llama-3.1-70b-instruct-q4_k_m").is_some());

@@ -246,6 +246,21 @@ pub fn download(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(&DownloadEvent),
 ) -> Result<Downloaded, DownloadError> {
+    download_authorized(models_dir, request, None, cancel, on_event)
+}
+
+/// [`download`] with an `Authorization` header value (for example `Bearer TOKEN`) sent to the
+/// URL. The header is never sent on after a redirect (the hub redirects to storage that needs no
+/// token), and it never appears in an error or event.
+///
+/// Fails like [`download`].
+pub fn download_authorized(
+    models_dir: &Path,
+    request: &DownloadRequest,
+    authorization: Option<&str>,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(&DownloadEvent),
+) -> Result<Downloaded, DownloadError> {
     let url = request.url.as_str();
     check_url(url)?;
     let name = match &request.file_name {
@@ -303,6 +318,9 @@ pub fn download(
         let mut done = hash_existing(&mut file, &partial, &mut hasher, on_event)?;
 
         let mut call = agent.get(url);
+        if let Some(value) = authorization {
+            call = call.header("Authorization", value);
+        }
         if done > 0 {
             call = call.header("Range", format!("bytes={done}-"));
         }
@@ -605,7 +623,7 @@ fn remove_if_exists(path: &Path) -> Result<(), DownloadError> {
 
 /// Free bytes for an unprivileged user on the file system holding `dir`, where the platform says.
 #[cfg(unix)]
-fn available_space(dir: &Path) -> Option<u64> {
+pub(crate) fn available_space(dir: &Path) -> Option<u64> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c_path = CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -623,7 +641,7 @@ fn available_space(dir: &Path) -> Option<u64> {
 }
 
 #[cfg(not(unix))]
-fn available_space(_dir: &Path) -> Option<u64> {
+pub(crate) fn available_space(_dir: &Path) -> Option<u64> {
     None
 }
 

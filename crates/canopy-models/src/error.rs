@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::download::DownloadError;
+use crate::hub::HubError;
 
 /// Anything that can go wrong in the model library, with the facts a user needs to act.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,23 @@ pub enum ModelsError {
     /// The catalog asset is malformed.
     #[error("assets/catalog.json is malformed: {0}")]
     Catalog(String),
+    /// A part of a split model other than the first was given.
+    #[error("{} is a later part of a split model; import or load its first part {} instead", path.display(), first.display())]
+    SplitNotFirst { path: PathBuf, first: PathBuf },
+    /// A part of a split model is absent.
+    #[error("split model {} is incomplete: part {part} of {count} ({}) is missing", first.display(), missing.display())]
+    SplitPartMissing {
+        first: PathBuf,
+        missing: PathBuf,
+        part: u32,
+        count: u32,
+    },
+    /// The parts of a split model do not belong together.
+    #[error("split model {} is inconsistent: {reason}", path.display())]
+    SplitInvalid { path: PathBuf, reason: String },
+    /// A hub request failed.
+    #[error(transparent)]
+    Hub(#[from] HubError),
 }
 
 impl ModelsError {
@@ -106,7 +124,11 @@ impl ModelsError {
             | ModelsError::DestinationExists(_)
             | ModelsError::OutsideModelsDir { .. }
             | ModelsError::UnknownRole(_)
-            | ModelsError::Download(_) => true,
+            | ModelsError::Download(_)
+            | ModelsError::SplitNotFirst { .. }
+            | ModelsError::SplitPartMissing { .. }
+            | ModelsError::SplitInvalid { .. }
+            | ModelsError::Hub(_) => true,
             ModelsError::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied

@@ -6,6 +6,9 @@
 //! - [`pairing`]: every registered model judged as a draft for a target, with a reason for each refusal;
 //! - [`fit`]: how a pair runs on a machine (VRAM, resident layers, bytes per pass, RAM);
 //! - [`download`]: resumable, verified HTTP(S) downloads into the models folder;
+//! - [`hub`]: files on a Hugging Face style hub (`hf:OWNER/REPO/FILE.gguf`): search, GGUF listings
+//!   grouped by quantization, downloads verified against the hub's sha256;
+//! - [`split`]: models split over several GGUF files, registered as one model;
 //! - [`catalog`]: recommended target/draft pairs with their hub URLs.
 //!
 //! Architecture invariant: every file is validated by `canopy_gguf` before it is registered, and
@@ -15,20 +18,27 @@ pub mod catalog;
 pub mod download;
 mod error;
 pub mod fit;
+pub mod hub;
 pub mod pairing;
 pub mod paths;
 pub mod registry;
+pub mod split;
 
 pub use catalog::{catalog, Catalog, CatalogModel, CatalogPair};
 pub use download::{download, DownloadError, DownloadEvent, DownloadRequest, Downloaded, Expected};
 pub use error::ModelsError;
 pub use fit::{estimate, fmt_bytes, Badge, FitEstimate, MachineFacts, ModelShape};
+pub use hub::{
+    quant_from_name, GgufEntry, Hub, HubDownload, HubEntry, HubError, HubEvent, HubFile, HubModel,
+    HubPart, QuantGroup,
+};
 pub use pairing::{pairs, Candidate, Pairing, Verdict};
 pub use paths::{data_dir, models_dir, test_model};
 pub use registry::{
-    DeleteFile, HashEvent, HashJob, HashState, ImportMode, Library, Listing, ModelId, ModelRecord,
-    Role, ScanReport,
+    DeleteFile, HashEvent, HashJob, HashState, ImportMode, Library, Listing, ModelId, ModelPart,
+    ModelRecord, Role, ScanReport,
 };
+pub use split::{ModelFiles, SplitName, SplitSet};
 
 /// [`pairs`] over the whole library for `target`, reading vocabularies with `canopy_gguf`.
 ///

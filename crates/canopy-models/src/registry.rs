@@ -22,9 +22,13 @@ use sha2::{Digest, Sha256};
 
 use crate::download::Downloaded;
 use crate::error::ModelsError;
+use crate::split::ModelFiles;
 
 /// The schema, one migration per version (`PRAGMA user_version` = number applied).
-const MIGRATIONS: &[&str] = &[r#"
+/// Version 2 adds the parts of split models (`model_parts`, one row per file, part 1 included;
+/// no rows for a single-file model), so version 1 databases open unchanged.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE models (
     id            INTEGER PRIMARY KEY,
     path          TEXT NOT NULL UNIQUE,
@@ -40,7 +44,18 @@ CREATE TABLE models (
     added_at      INTEGER NOT NULL,
     last_used_at  INTEGER
 ) STRICT;
-"#];
+"#,
+    r#"
+CREATE TABLE model_parts (
+    model_id  INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    part      INTEGER NOT NULL,
+    path      TEXT NOT NULL UNIQUE,
+    size      INTEGER NOT NULL,
+    sha256    TEXT,
+    PRIMARY KEY (model_id, part)
+) STRICT;
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -139,8 +154,33 @@ pub struct ModelRecord {
     pub added_at: i64,
     /// Unix seconds when last used, if ever.
     pub last_used_at: Option<i64>,
-    /// False when the file is no longer on disk.
+    /// False when the file (or, for a split model, any of its parts) is no longer on disk.
     pub present: bool,
+    /// For a model split over several files: every part in order, the first being [`Self::path`]
+    /// (the path llama.cpp loads); [`Self::size`] is their sum. Empty for a single file.
+    pub parts: Vec<ModelPart>,
+}
+
+/// One file of a split model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelPart {
+    /// Absolute path of the part.
+    pub path: PathBuf,
+    /// Size in bytes when registered.
+    pub size: u64,
+    /// sha256 of the part, lowercase hex, once computed.
+    pub sha256: Option<String>,
+}
+
+impl ModelRecord {
+    /// Every file of the model: the parts of a split model, or the one file.
+    pub fn files(&self) -> Vec<&Path> {
+        if self.parts.is_empty() {
+            vec![self.path.as_path()]
+        } else {
+            self.parts.iter().map(|p| p.path.as_path()).collect()
+        }
+    }
 }
 
 /// What [`Library::list`] returns.
@@ -294,15 +334,29 @@ impl Library {
         }
     }
 
-    /// Validates the GGUF file at `path` and registers it where it is. `sha256`, when known
-    /// (a verified download), is stored at once; otherwise the row waits for [`Library::start_hashing`].
+    /// Validates the GGUF file at `path` and registers it where it is. The first part of a split
+    /// model registers the whole set as one model (see [`crate::split`]). `sha256`, when known
+    /// (a verified download of a single file), is stored at once; otherwise the row waits for
+    /// [`Library::start_hashing`].
     ///
-    /// Fails when the file cannot be read, is not a valid GGUF ([`ModelsError::InvalidGguf`]),
-    /// is registered already, or the database fails.
+    /// Fails when the file cannot be read, is not a valid GGUF ([`ModelsError::InvalidGguf`]), is
+    /// a part of a split model other than the first ([`ModelsError::SplitNotFirst`]) or of an
+    /// incomplete or inconsistent set, is registered already, or the database fails.
     pub fn register(
         &mut self,
         path: &Path,
         sha256: Option<&str>,
+    ) -> Result<ModelRecord, ModelsError> {
+        let shas = sha256.map(|s| vec![s.to_string()]);
+        self.register_files(path, shas.as_deref())
+    }
+
+    /// [`Library::register`] with the verified sha256 of every file: one for a single file, one
+    /// per part, in order, for a split model (a wrong count stores none).
+    fn register_files(
+        &mut self,
+        path: &Path,
+        shas: Option<&[String]>,
     ) -> Result<ModelRecord, ModelsError> {
         let path = fs::canonicalize(path).map_err(|e| ModelsError::io("cannot open", path, e))?;
         if let Some(existing) = self.find_by_path(&path)? {
@@ -311,19 +365,31 @@ impl Library {
                 id: existing.id,
             });
         }
-        let info = canopy_gguf::inspect(&path).map_err(|source| ModelsError::InvalidGguf {
-            path: path.clone(),
-            source,
-        })?;
-        self.insert(&path, &info, sha256)
+        let files = ModelFiles::open(&path)?;
+        self.insert(&path, &files, shas)
     }
 
     fn insert(
         &mut self,
         path: &Path,
-        info: &ModelInfo,
-        sha256: Option<&str>,
+        files: &ModelFiles,
+        shas: Option<&[String]>,
     ) -> Result<ModelRecord, ModelsError> {
+        let info = files.info();
+        let parts: Vec<(PathBuf, u64)> = match files {
+            ModelFiles::Single(_) => Vec::new(),
+            ModelFiles::Split(set) => set.parts.iter().cloned().zip(set.sizes.clone()).collect(),
+        };
+        let shas = shas.filter(|s| s.len() == parts.len().max(1));
+        for (part, _) in parts.iter().skip(1) {
+            if let Some(existing) = self.find_by_path(part)? {
+                return Err(ModelsError::AlreadyRegistered {
+                    path: part.clone(),
+                    id: existing.id,
+                });
+            }
+        }
+        let sha256 = shas.and_then(|s| s.first()).map(String::as_str);
         let metadata = serde_json::to_string(info).map_err(|e| ModelsError::Metadata {
             id: 0,
             reason: e.to_string(),
@@ -338,7 +404,7 @@ impl Library {
             Some(_) => ("done", info.file_size),
             None => ("hashing", 0),
         };
-        let path_text = path_text(path);
+        let load_path = path_text(path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -348,7 +414,7 @@ impl Library {
                                  role, managed, added_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
-                path_text,
+                load_path,
                 file_name,
                 info.file_size as i64,
                 sha256,
@@ -362,6 +428,20 @@ impl Library {
         )
         .map_err(self_db(&self.db_path))?;
         let id = tx.last_insert_rowid();
+        for (i, (part, size)) in parts.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO model_parts (model_id, part, path, size, sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    i as i64 + 1,
+                    path_text(part),
+                    *size as i64,
+                    shas.and_then(|s| s.get(i))
+                ],
+            )
+            .map_err(self_db(&self.db_path))?;
+        }
         tx.commit().map_err(self_db(&self.db_path))?;
         self.get(id)
     }
@@ -371,14 +451,43 @@ impl Library {
     ///
     /// Fails like [`Library::register`].
     pub fn register_download(&mut self, file: &Downloaded) -> Result<ModelRecord, ModelsError> {
-        match canopy_gguf::validate(&file.path) {
-            Ok(()) => self.register(&file.path, Some(&file.sha256)),
-            Err(source) => {
-                let _ = fs::remove_file(&file.path);
-                Err(ModelsError::InvalidGguf {
-                    path: file.path.clone(),
+        self.register_downloads(std::slice::from_ref(file))
+    }
+
+    /// Registers verified downloads as one model: a single file, or every part of a split model
+    /// in order (the first is the load path). Each file is validated as GGUF and the set as a
+    /// whole; when any check fails every downloaded file is deleted, since they came from the
+    /// network into the models folder, and nothing is registered.
+    ///
+    /// Fails like [`Library::register`]; with no files, as [`ModelsError::SplitInvalid`].
+    pub fn register_downloads(&mut self, files: &[Downloaded]) -> Result<ModelRecord, ModelsError> {
+        let Some(first) = files.first() else {
+            return Err(ModelsError::SplitInvalid {
+                path: self.models_dir.clone(),
+                reason: "no files were downloaded".to_string(),
+            });
+        };
+        let shas: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+        let delete_all = || {
+            for f in files {
+                let _ = fs::remove_file(&f.path);
+            }
+        };
+        for f in files {
+            if let Err(source) = canopy_gguf::validate(&f.path) {
+                delete_all();
+                return Err(ModelsError::InvalidGguf {
+                    path: f.path.clone(),
                     source,
-                })
+                });
+            }
+        }
+        match self.register_files(&first.path, Some(&shas)) {
+            Ok(record) => Ok(record),
+            Err(e @ (ModelsError::AlreadyRegistered { .. } | ModelsError::Db { .. })) => Err(e),
+            Err(e) => {
+                delete_all();
+                Err(e)
             }
         }
     }
@@ -389,10 +498,7 @@ impl Library {
     /// already in the models folder, the copy fails, or as [`Library::register`] does.
     pub fn import(&mut self, file: &Path, mode: ImportMode) -> Result<ModelRecord, ModelsError> {
         let source = fs::canonicalize(file).map_err(|e| ModelsError::io("cannot open", file, e))?;
-        let info = canopy_gguf::inspect(&source).map_err(|e| ModelsError::InvalidGguf {
-            path: source.clone(),
-            source: e,
-        })?;
+        let files = ModelFiles::open(&source)?;
         if mode == ImportMode::Reference || source.starts_with(&self.models_dir) {
             if let Some(existing) = self.find_by_path(&source)? {
                 return Err(ModelsError::AlreadyRegistered {
@@ -400,36 +506,34 @@ impl Library {
                     id: existing.id,
                 });
             }
-            return self.insert(&source, &info, None);
+            return self.insert(&source, &files, None);
         }
-        let name = source.file_name().ok_or_else(|| {
-            ModelsError::io("not a file", &source, io::ErrorKind::InvalidInput.into())
-        })?;
-        let dest = self.models_dir.join(name);
-        if dest.exists() {
-            return Err(ModelsError::DestinationExists(dest));
+        let sources = match &files {
+            ModelFiles::Single(_) => vec![source.clone()],
+            ModelFiles::Split(set) => set.parts.clone(),
+        };
+        let mut dests = Vec::new();
+        for part in &sources {
+            let name = part.file_name().ok_or_else(|| {
+                ModelsError::io("not a file", part, io::ErrorKind::InvalidInput.into())
+            })?;
+            let dest = self.models_dir.join(name);
+            if dest.exists() {
+                return Err(ModelsError::DestinationExists(dest));
+            }
+            dests.push(dest);
         }
-        let tmp = crate::paths::partial_dir(&self.models_dir)
-            .join(format!("{}.import", name.to_string_lossy()));
-        if let Some(parent) = tmp.parent() {
-            fs::create_dir_all(parent).map_err(|e| ModelsError::io("cannot create", parent, e))?;
+        for (i, (part, dest)) in sources.iter().zip(&dests).enumerate() {
+            if let Err(e) = copy_in(&self.models_dir, part, dest) {
+                for done in &dests[..i] {
+                    let _ = fs::remove_file(done);
+                }
+                return Err(e);
+            }
         }
-        let copied = fs::copy(&source, &tmp)
-            .and_then(|_| fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| fs::rename(&tmp, &dest));
-        if let Err(e) = copied {
-            let _ = fs::remove_file(&tmp);
-            return Err(ModelsError::io(
-                "cannot copy into the models folder",
-                &dest,
-                e,
-            ));
-        }
-        let mut info = info;
-        info.file_size = fs::metadata(&dest)
-            .map_err(|e| ModelsError::io("cannot stat", &dest, e))?
-            .len();
-        self.insert(&dest, &info, None)
+        let dest = &dests[0];
+        let files = ModelFiles::open(dest)?;
+        self.insert(dest, &files, None)
     }
 
     /// Registers every valid `.gguf` file under `dir` (recursively, skipping hidden folders and
@@ -455,8 +559,8 @@ impl Library {
                 report.already.push(path);
                 continue;
             }
-            match canopy_gguf::inspect(&path) {
-                Ok(info) => report.added.push(self.insert(&path, &info, None)?),
+            match ModelFiles::open(&path) {
+                Ok(files) => report.added.push(self.insert(&path, &files, None)?),
                 Err(e) => report.invalid.push((path, e.to_string())),
             }
         }
@@ -475,25 +579,50 @@ impl Library {
             )
             .optional()
             .map_err(self.db())?
-            .ok_or(ModelsError::NotFound(id))?
-            .into_record()
+            .ok_or(ModelsError::NotFound(id))
+            .and_then(|r| self.record(r))
     }
 
     /// The model registered at `path` (compared after resolving the path), if any.
     ///
     /// Fails when the database fails.
+    /// A path of any part of a split model finds that model.
     pub fn find_by_path(&self, path: &Path) -> Result<Option<ModelRecord>, ModelsError> {
         let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        self.conn
+        let row = self
+            .conn
             .query_row(
-                &format!("SELECT {COLUMNS} FROM models WHERE path = ?1"),
+                &format!(
+                    "SELECT {COLUMNS} FROM models WHERE path = ?1
+                     OR id IN (SELECT model_id FROM model_parts WHERE path = ?1)"
+                ),
                 [path_text(&path)],
                 Row::read,
             )
             .optional()
+            .map_err(self.db())?;
+        row.map(|r| self.record(r)).transpose()
+    }
+
+    fn record(&self, row: Row) -> Result<ModelRecord, ModelsError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT path, size, sha256 FROM model_parts WHERE model_id = ?1 ORDER BY part",
+            )
+            .map_err(self.db())?;
+        let parts = stmt
+            .query_map([row.id], |r| {
+                Ok(ModelPart {
+                    path: PathBuf::from(r.get::<_, String>(0)?),
+                    size: r.get::<_, i64>(1)?.max(0) as u64,
+                    sha256: r.get(2)?,
+                })
+            })
             .map_err(self.db())?
-            .map(Row::into_record)
-            .transpose()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.db())?;
+        row.into_record(parts)
     }
 
     /// A model named by registry id (digits) or by path.
@@ -526,7 +655,7 @@ impl Library {
             .map_err(self.db())?;
         let models = rows
             .into_iter()
-            .map(Row::into_record)
+            .map(|r| self.record(r))
             .collect::<Result<Vec<_>, _>>()?;
         let total_bytes = models.iter().map(|m| m.size).sum();
         let managed_bytes = models.iter().filter(|m| m.managed).map(|m| m.size).sum();
@@ -545,7 +674,10 @@ impl Library {
     /// cannot be deleted, or when the database fails.
     pub fn remove(&mut self, id: ModelId, delete: DeleteFile) -> Result<ModelRecord, ModelsError> {
         let record = self.get(id)?;
-        let inside = record.path.starts_with(&self.models_dir);
+        let inside = record
+            .files()
+            .iter()
+            .all(|f| f.starts_with(&self.models_dir));
         match delete {
             DeleteFile::Keep => {}
             DeleteFile::InsideModelsDir if !inside => {
@@ -555,10 +687,12 @@ impl Library {
                 })
             }
             DeleteFile::InsideModelsDir | DeleteFile::Anywhere => {
-                match fs::remove_file(&record.path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(ModelsError::io("cannot delete", &record.path, e)),
+                for file in record.files() {
+                    match fs::remove_file(file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(ModelsError::io("cannot delete", file, e)),
+                    }
                 }
             }
         }
@@ -624,15 +758,24 @@ impl Library {
     pub fn start_hashing(&self, models: &[ModelRecord]) -> HashJob {
         let (tx, rx) = mpsc::channel();
         let db_path = self.db_path.clone();
-        let work: Vec<(ModelId, PathBuf, u64)> = models
+        // Per model: its id, its files with their sizes, and the total size.
+        type Work = (ModelId, Vec<(PathBuf, u64)>, u64);
+        let work: Vec<Work> = models
             .iter()
-            .map(|m| (m.id, m.path.clone(), m.size))
+            .map(|m| {
+                let files = if m.parts.is_empty() {
+                    vec![(m.path.clone(), m.size)]
+                } else {
+                    m.parts.iter().map(|p| (p.path.clone(), p.size)).collect()
+                };
+                (m.id, files, m.size)
+            })
             .collect();
         let handle = std::thread::spawn(move || {
             let conn = connect(&db_path);
-            for (id, path, size) in work {
+            for (id, files, size) in work {
                 let result = match &conn {
-                    Ok(conn) => hash_one(conn, id, &path, size, &tx),
+                    Ok(conn) => hash_model(conn, id, &files, size, &tx),
                     Err(e) => Err(e.to_string()),
                 };
                 let event = match result {
@@ -677,12 +820,48 @@ fn connect(db_path: &Path) -> Result<Connection, ModelsError> {
     Ok(conn)
 }
 
-/// Hashes one file, reporting progress; stores the result. Errors are one-line reasons.
+/// Hashes every file of model `id` (one, or each part of a split model), reporting progress over
+/// `total` bytes; stores each part's sha256 and, as the model's, the first file's.
+fn hash_model(
+    conn: &Connection,
+    id: ModelId,
+    files: &[(PathBuf, u64)],
+    total: u64,
+    events: &mpsc::Sender<HashEvent>,
+) -> Result<String, String> {
+    let mut first = None;
+    let mut base = 0u64;
+    for (i, (path, size)) in files.iter().enumerate() {
+        let sha = hash_one(conn, id, path, *size, base, total, events)?;
+        if files.len() > 1 {
+            conn.execute(
+                "UPDATE model_parts SET sha256 = ?1 WHERE model_id = ?2 AND part = ?3",
+                params![sha, id, i as i64 + 1],
+            )
+            .map_err(|e| format!("cannot store the sha256: {e}"))?;
+        }
+        first.get_or_insert(sha);
+        base += size;
+    }
+    let sha = first.unwrap_or_default();
+    conn.execute(
+        "UPDATE models SET sha256 = ?1, hash_state = 'done', hashed_bytes = ?2, hash_error = NULL
+         WHERE id = ?3",
+        params![sha, total as i64, id],
+    )
+    .map_err(|e| format!("cannot store the sha256: {e}"))?;
+    Ok(sha)
+}
+
+/// Hashes one file of `size` bytes, reporting progress as `base` + bytes done of `total`.
+/// Errors are one-line reasons.
 fn hash_one(
     conn: &Connection,
     id: ModelId,
     path: &Path,
     size: u64,
+    base: u64,
+    total: u64,
     events: &mpsc::Sender<HashEvent>,
 ) -> Result<String, String> {
     let mut file =
@@ -704,15 +883,15 @@ fn hash_one(
         if done >= next_report {
             let _ = events.send(HashEvent::Progress {
                 id,
-                done,
-                total: size,
+                done: base + done,
+                total,
             });
             next_report = done + HASH_REPORT_EVERY;
         }
         if done >= next_store {
             let _ = conn.execute(
                 "UPDATE models SET hashed_bytes = ?1 WHERE id = ?2",
-                params![done as i64, id],
+                params![(base + done) as i64, id],
             );
             next_store = done + HASH_STORE_EVERY;
         }
@@ -725,17 +904,35 @@ fn hash_one(
     }
     let _ = events.send(HashEvent::Progress {
         id,
-        done,
-        total: size,
+        done: base + done,
+        total,
     });
-    let sha = hex::encode(hasher.finalize());
-    conn.execute(
-        "UPDATE models SET sha256 = ?1, hash_state = 'done', hashed_bytes = ?2, hash_error = NULL
-         WHERE id = ?3",
-        params![sha, done as i64, id],
-    )
-    .map_err(|e| format!("cannot store the sha256: {e}"))?;
-    Ok(sha)
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Copies `source` to `dest` inside the models folder through a temporary file, so that a failed
+/// copy leaves nothing under `dest`.
+fn copy_in(models_dir: &Path, source: &Path, dest: &Path) -> Result<(), ModelsError> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = crate::paths::partial_dir(models_dir).join(format!("{name}.import"));
+    if let Some(parent) = tmp.parent() {
+        fs::create_dir_all(parent).map_err(|e| ModelsError::io("cannot create", parent, e))?;
+    }
+    let copied = fs::copy(source, &tmp)
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, dest));
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&tmp);
+        return Err(ModelsError::io(
+            "cannot copy into the models folder",
+            dest,
+            e,
+        ));
+    }
+    Ok(())
 }
 
 fn collect_gguf(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), ModelsError> {
@@ -797,7 +994,7 @@ impl Row {
         })
     }
 
-    fn into_record(self) -> Result<ModelRecord, ModelsError> {
+    fn into_record(self, parts: Vec<ModelPart>) -> Result<ModelRecord, ModelsError> {
         let info: ModelInfo =
             serde_json::from_str(&self.metadata).map_err(|e| ModelsError::Metadata {
                 id: self.id,
@@ -819,7 +1016,8 @@ impl Row {
         let path = PathBuf::from(self.path);
         Ok(ModelRecord {
             id: self.id,
-            present: path.is_file(),
+            present: path.is_file() && parts.iter().all(|p| p.path.is_file()),
+            parts,
             path,
             file_name: self.file_name,
             size: self.size.max(0) as u64,
