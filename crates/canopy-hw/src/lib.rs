@@ -31,7 +31,8 @@ pub use model::{
 };
 pub use profile::{
     find_profile, load_profile, profiles_dir, reference_profile, AcceptanceRecord, CostPoints,
-    ModelCurve, ModelRef, Profile, ProfileCurves, ProfileKind, REFERENCE_PROFILES, SCHEMA_VERSION,
+    ModelCurve, ModelRef, Profile, ProfileCurves, ProfileKind, RpcRecord, REFERENCE_PROFILES,
+    SCHEMA_VERSION,
 };
 pub use stats::Spread;
 pub use system::{
