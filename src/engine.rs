@@ -51,6 +51,15 @@ pub fn model_path(path: &Path, what: &str) -> Result<PathBuf, CliError> {
     Ok(path.to_path_buf())
 }
 
+/// Parses `--rpc host:port[,host:port]`; absent = the target stays on this machine.
+pub fn rpc_endpoints(flag: Option<&str>) -> Result<Vec<String>, CliError> {
+    match flag {
+        None => Ok(Vec::new()),
+        Some(list) => canopy_worker::parse_rpc_endpoints(list)
+            .map_err(|e| CliError::user(format!("--rpc: {e}"))),
+    }
+}
+
 /// Sampling and model-placement flags shared by `generate`, `chat` and `bench`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
@@ -131,6 +140,13 @@ pub struct ModelArgs {
     /// instead of the newest saved profile measured for these models and placement.
     #[arg(long, value_name = "NAME|PATH")]
     pub profile: Option<String>,
+    /// Put part of the target's layers on RPC helpers (`canopy rpc-server` on other machines).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub rpc: Option<String>,
+    /// With --rpc and placement cpu: how many of the target's last layers (output layer included)
+    /// the helpers hold (default: in proportion to free memory).
+    #[arg(long, value_name = "N", requires = "rpc")]
+    pub rpc_layers: Option<u32>,
 }
 
 impl ModelArgs {
@@ -153,8 +169,11 @@ impl ModelArgs {
             .map(|d| model_path(d, "draft"))
             .transpose()?;
         let placement = placement(&self.placement)?;
+        let rpc = rpc_endpoints(self.rpc.as_deref())?;
         let (acceptance, costs) = match (&self.plan[..], &draft) {
-            ("auto", Some(d)) => profile_plan(self.profile.as_deref(), &target, d, placement)?,
+            ("auto", Some(d)) => {
+                profile_plan(self.profile.as_deref(), &target, d, placement, &rpc)?
+            }
             _ => (None, None),
         };
         Ok(GenerateRequest {
@@ -170,6 +189,8 @@ impl ModelArgs {
             acceptance,
             costs,
             inexact_cache: false,
+            rpc,
+            rpc_layers: self.rpc_layers,
         })
     }
 }
@@ -181,12 +202,13 @@ fn profile_plan(
     target: &Path,
     draft: &Path,
     placement: Placement,
+    rpc: &[String],
 ) -> Result<(Option<Vec<f64>>, Option<CostCurves>), CliError> {
     let profile = match spec {
         Some(spec) => {
             Some(canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string()))?)
         }
-        None => crate::cmd::profile::saved_profile_for(target, draft, placement),
+        None => crate::cmd::profile::saved_profile_for(target, draft, placement, rpc),
     };
     let Some(profile) = profile else {
         return Ok((None, None));

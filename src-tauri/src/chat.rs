@@ -389,6 +389,8 @@ pub async fn generate_reply(
         acceptance: profile.as_ref().and_then(|p| p.acceptance.clone()),
         costs: profile.and_then(|p| p.costs),
         inexact_cache: false,
+        rpc: Vec::new(),
+        rpc_layers: None,
     };
 
     let reply_id = app.inner.store()?.begin_reply(conv, parent)?;

@@ -365,6 +365,8 @@ pub async fn run_profile(
             draft_grid,
             repeats: if quick { 2 } else { 5 },
             placement: Placement::Cpu,
+            rpc: Vec::new(),
+            rpc_layers: None,
         });
         let measured =
             match inner

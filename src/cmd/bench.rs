@@ -9,7 +9,9 @@ use canopy_worker::{
 };
 use serde_json::json;
 
-use crate::engine::{check_sampling, model_path, placement, supervisor, worker_error};
+use crate::engine::{
+    check_sampling, model_path, placement, rpc_endpoints, supervisor, worker_error,
+};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -48,6 +50,9 @@ pub struct Args {
     /// Print the JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Put part of the target's layers on RPC helpers (`canopy rpc-server` on other machines).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub rpc: Option<String>,
 }
 
 struct Row {
@@ -118,6 +123,8 @@ fn one(
         acceptance: None,
         costs: None,
         inexact_cache: inexact,
+        rpc: rpc_endpoints(args.rpc.as_deref())?,
+        rpc_layers: None,
     };
     sup.generate(request, &CancelFlag::new(), &mut |_, _| {})
         .map_err(worker_error)
@@ -131,6 +138,7 @@ pub fn run(args: Args) -> CliResult {
         return Err(CliError::user("--max-tokens must be at least 1"));
     }
     let place = placement(&args.placement)?;
+    rpc_endpoints(args.rpc.as_deref())?;
     let mut prompts = load_prompts(args.prompts.as_deref())?;
     if let Some(n) = args.limit {
         prompts.truncate(n.max(1));
@@ -207,6 +215,7 @@ pub fn run(args: Args) -> CliResult {
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "placement": args.placement,
+        "rpc": args.rpc,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": results,
     });

@@ -20,7 +20,7 @@ use canopy_worker::{
     Sampling, Source, StopReason, Supervisor, WorkerError,
 };
 
-use crate::engine::{model_path, placement, supervisor, SamplingArgs};
+use crate::engine::{model_path, placement, rpc_endpoints, supervisor, SamplingArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -51,6 +51,9 @@ pub struct Args {
     /// Continue a stored conversation (see `canopy history list`).
     #[arg(long, value_name = "ID")]
     pub resume: Option<ConversationId>,
+    /// Put part of the target's layers on RPC helpers (`canopy rpc-server` on other machines).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub rpc: Option<String>,
 }
 
 const HELP: &str = "\
@@ -175,6 +178,7 @@ struct Settings {
     max_tokens: u32,
     context: Option<u32>,
     placement: Placement,
+    rpc: Vec<String>,
 }
 
 impl Settings {
@@ -200,6 +204,7 @@ impl Settings {
             max_tokens: args.max_tokens,
             context: args.context,
             placement: placement(&args.placement)?,
+            rpc: rpc_endpoints(args.rpc.as_deref())?,
         })
     }
 }
@@ -254,6 +259,8 @@ impl Chat<'_> {
             acceptance: None,
             costs: None,
             inexact_cache: false,
+            rpc: s.rpc.clone(),
+            rpc_layers: None,
         };
 
         // The reply is created with its first piece, so that a request refused before any output

@@ -17,7 +17,7 @@ use canopy_worker::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::{model_path, supervisor, worker_error};
+use crate::engine::{model_path, rpc_endpoints, supervisor, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -47,6 +47,9 @@ pub struct Args {
     /// Widest draft level to time.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_level: u32,
+    /// Measure the target split over these RPC helpers (`canopy rpc-server`), as `--rpc` runs it.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]", requires = "target")]
+    pub rpc: Option<String>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -54,12 +57,16 @@ pub fn run(args: Args) -> CliResult {
         (Some(t), Some(d)) => Some((model_path(t, "target")?, model_path(d, "draft")?)),
         _ => None,
     };
+    let rpc = rpc_endpoints(args.rpc.as_deref())?;
     let hw = hardware(&args)?;
     let mut engine = models
-        .map(|(t, d)| WorkerTimer::new(&t, &d, &hw.cost_model, &hw.gpu))
+        .map(|(t, d)| WorkerTimer::new(&t, &d, &hw.cost_model, &hw.gpu, rpc))
         .transpose()?;
     let mut profile = assemble(&args, hw, engine.as_mut().map(|t| t as &mut dyn PassTimer))?;
     if let Some(engine) = &mut engine {
+        if let Some(curves) = &mut profile.curves {
+            curves.target.rpc = engine.rpc_record();
+        }
         profile.acceptance = Some(engine.acceptance(args.quick)?);
     }
     finish(&args, &profile)
@@ -167,11 +174,13 @@ fn assemble(args: &Args, hw: Hardware, timer: Option<&mut dyn PassTimer>) -> Cli
                         op_offload_min_batch: 32,
                     }),
                     curve: measured.target,
+                    rpc: None,
                 },
                 draft: ModelCurve {
                     model: draft,
                     placement: draft_placement,
                     curve: measured.draft,
+                    rpc: None,
                 },
                 warmup: measured.warmup,
                 repeats: measured.repeats,
@@ -273,6 +282,9 @@ pub struct WorkerTimer {
     draft: (PathBuf, ModelRef),
     placement: Placement,
     worker_placement: WorkerPlacement,
+    /// RPC helpers holding part of the target, and the split the worker last reported.
+    rpc: Vec<String>,
+    rpc_split: Option<canopy_worker::RpcSplit>,
 }
 
 impl WorkerTimer {
@@ -281,10 +293,21 @@ impl WorkerTimer {
     /// [`canopy_hw::recommend_placement`] (the threshold goes to the worker's environment).
     ///
     /// Fails with a user error when a model is not a valid GGUF file.
-    pub fn new(target: &Path, draft: &Path, model: &CostModel, gpu: &GpuStatus) -> CliResult<Self> {
+    pub fn new(
+        target: &Path,
+        draft: &Path,
+        model: &CostModel,
+        gpu: &GpuStatus,
+        rpc: Vec<String>,
+    ) -> CliResult<Self> {
         let (target_ref, target_spec) = describe_model(target, "target")?;
         let (draft_ref, _) = describe_model(draft, "draft")?;
         let placement = match gpu.info() {
+            // Split over helpers, every local layer sits on the local GPU (see `--placement gpu`).
+            Some(_) if !rpc.is_empty() => Placement {
+                resident_layers: target_ref.layers.unwrap_or(u32::MAX / 2),
+                op_offload_min_batch: canopy_hw::model::LLAMA_DEFAULT_OP_OFFLOAD_MIN_BATCH,
+            },
             Some(info) => recommend_placement(
                 model,
                 &target_spec,
@@ -317,6 +340,17 @@ impl WorkerTimer {
             target: (target.to_owned(), target_ref),
             draft: (draft.to_owned(), draft_ref),
             placement,
+            rpc,
+            rpc_split: None,
+        })
+    }
+
+    /// The helpers and split the target was measured with; `None` when it was all local.
+    pub fn rpc_record(&self) -> Option<canopy_hw::RpcRecord> {
+        (!self.rpc.is_empty()).then(|| canopy_hw::RpcRecord {
+            helpers: self.rpc.clone(),
+            remote_layers: self.rpc_split.map(|s| s.remote),
+            total_layers: self.rpc_split.map(|s| s.total),
         })
     }
 
@@ -334,6 +368,8 @@ impl WorkerTimer {
             draft_grid,
             repeats: repeats.try_into().unwrap_or(u32::MAX),
             placement: self.worker_placement,
+            rpc: self.rpc.clone(),
+            rpc_layers: None,
         });
         let mut on_event = |event: &Event| {
             if let Event::Progress { fraction, .. } = event {
@@ -344,7 +380,12 @@ impl WorkerTimer {
             .supervisor
             .run(job, &CancelFlag::new(), &mut on_event)?
         {
-            JobResult::Measure(result) => Ok(result),
+            JobResult::Measure(result) => {
+                if result.rpc_split.is_some() {
+                    self.rpc_split = result.rpc_split;
+                }
+                Ok(result)
+            }
             other => Err(WorkerError::Protocol(format!(
                 "expected a measurement, got {other:?}"
             ))),
@@ -470,12 +511,13 @@ pub const ACCEPTANCE_POSITIONS: u32 = 64;
 pub const ACCEPTANCE_WIDTH: usize = 8;
 
 /// The newest saved profile whose curves were measured for these target and draft files in this
-/// placement: profiles under `<data dir>/profiles/` and the newest one in the store. `None` when
+/// placement with these RPC helpers (none = all local): profiles under `<data dir>/profiles/` and the newest one in the store. `None` when
 /// there is none (unreadable files are skipped).
 pub fn saved_profile_for(
     target: &Path,
     draft: &Path,
     placement: WorkerPlacement,
+    rpc: &[String],
 ) -> Option<Profile> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     let (target, draft) = (canon(target), canon(draft));
@@ -490,6 +532,7 @@ pub fn saved_profile_for(
                 c.target.model.layers,
                 p.gpu.info().is_some(),
             ) == placement
+            && c.target.rpc_helpers() == rpc
     };
     let mut found: Vec<Profile> = Vec::new();
     if let Ok(entries) = canopy_hw::profiles_dir().and_then(|dir| {
