@@ -384,7 +384,11 @@ const HELPER_PROBE: Duration = Duration::from_millis(500);
 fn helpers_fate(helpers: &[String]) -> String {
     let lost: Vec<String> = helpers
         .iter()
-        .filter_map(|h| probe(h).err().map(|why| format!("{h} ({why})")))
+        .filter_map(|h| {
+            probe(h)
+                .err()
+                .map(|why| format!("RPC helper {h} went away ({why})"))
+        })
         .collect();
     if lost.is_empty() {
         format!(
@@ -392,7 +396,7 @@ fn helpers_fate(helpers: &[String]) -> String {
             helpers.join(", ")
         )
     } else {
-        format!(": RPC helper {} went away", lost.join(", "))
+        format!(": {}", lost.join("; "))
     }
 }
 
