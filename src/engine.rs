@@ -51,6 +51,15 @@ pub fn worker_error(err: WorkerError) -> CliError {
     core_error(err.into())
 }
 
+/// Parses `--rpc host:port[,host:port]`; absent = the target stays on this machine.
+pub fn rpc_endpoints(flag: Option<&str>) -> Result<Vec<String>, CliError> {
+    match flag {
+        None => Ok(Vec::new()),
+        Some(list) => canopy_worker::parse_rpc_endpoints(list)
+            .map_err(|e| CliError::user(format!("--rpc: {e}"))),
+    }
+}
+
 /// Sampling flags shared by `generate`, `chat` and `bench`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
@@ -100,6 +109,13 @@ pub struct ModelArgs {
     /// instead of the newest saved profile measured for these models and placement.
     #[arg(long, value_name = "NAME|PATH")]
     pub profile: Option<String>,
+    /// Put part of the target's layers on RPC helpers (`canopy rpc-server` on other machines).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub rpc: Option<String>,
+    /// With --rpc and placement cpu: how many of the target's last layers (output layer included)
+    /// the helpers hold (default: in proportion to free memory).
+    #[arg(long, value_name = "N", requires = "rpc")]
+    pub rpc_layers: Option<u32>,
 }
 
 pub fn parse_plan(s: &str) -> Result<Plan, String> {
@@ -114,15 +130,20 @@ pub fn parse_placement(s: &str) -> Result<Placement, String> {
 
 impl ModelArgs {
     /// The typed choice the core prepares requests from.
-    pub fn choice(&self) -> ModelChoice {
-        ModelChoice {
+    ///
+    /// # Errors
+    /// A user error for a malformed `--rpc` list.
+    pub fn choice(&self) -> Result<ModelChoice, CliError> {
+        Ok(ModelChoice {
             target: self.target.clone(),
             draft: self.draft.clone(),
             plan: self.plan,
             placement: self.placement,
             context: self.context,
             profile: self.profile.clone(),
-        }
+            rpc: rpc_endpoints(self.rpc.as_deref())?,
+            rpc_layers: self.rpc_layers,
+        })
     }
 }
 

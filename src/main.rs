@@ -42,6 +42,8 @@ enum Command {
     Profile(cmd::profile::Args),
     /// Predict tokens per second on a profiled machine for a target of any size (model-based).
     Simulate(cmd::simulate::Args),
+    /// Serve this machine's backend to a Canopy elsewhere (its `--rpc host:port`); no authentication.
+    RpcServer(cmd::rpc_server::Args),
     /// Browse, search, export and import the chat history.
     #[command(subcommand)]
     History(cmd::history::Command),
@@ -82,6 +84,7 @@ fn main() {
         Command::Profile(args) => cmd::profile::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
+        Command::RpcServer(args) => cmd::rpc_server::run(args),
         Command::History(command) => cmd::history::run(command),
         Command::Models(command) => cmd::models::run(command),
         Command::Worker(args) => cmd::worker::run(args),

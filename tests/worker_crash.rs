@@ -25,6 +25,8 @@ fn request(max_tokens: u32) -> GenerateRequest {
         acceptance: None,
         costs: None,
         inexact_cache: false,
+        rpc: Vec::new(),
+        rpc_layers: None,
     }
 }
 

@@ -114,6 +114,8 @@ async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> 
         placement: chat.placement,
         context: chat.context,
         profile: None,
+        rpc: chat.rpc.clone(),
+        rpc_layers: None,
     };
     let prepared = core.prepare(
         &choice,

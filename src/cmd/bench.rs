@@ -8,7 +8,7 @@ use canopy_types::{Placement, Plan, Sampling};
 use canopy_worker::{CancelFlag, ChatMessage, ChatRole, GenerateResult, Prompt};
 use serde_json::json;
 
-use crate::engine::{core, core_error, parse_placement};
+use crate::engine::{core, core_error, parse_placement, rpc_endpoints};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
@@ -48,6 +48,9 @@ pub struct Args {
     /// Print the JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Put part of the target's layers on RPC helpers (`canopy rpc-server` on other machines).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub rpc: Option<String>,
 }
 
 struct Row {
@@ -104,6 +107,8 @@ fn one(
         context: None,
         // Every plan calibrates in this worker, so that all of them are timed alike.
         profile: None,
+        rpc: rpc_endpoints(args.rpc.as_deref())?,
+        rpc_layers: None,
     };
     let sampling =
         Sampling::new(args.temperature, 0, 1.0, 1).map_err(|e| CliError::user(format!("--{e}")))?;
@@ -210,6 +215,7 @@ pub fn run(args: Args) -> CliResult {
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "placement": args.placement,
+        "rpc": args.rpc,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": results,
     });

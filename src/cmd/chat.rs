@@ -17,7 +17,7 @@ use canopy_store::{ConversationId, MessageId};
 use canopy_types::{Placement, Plan, Source, StopReason};
 use canopy_worker::{CancelFlag, WorkerError};
 
-use crate::engine::{core, core_error, parse_placement, parse_plan, SamplingArgs};
+use crate::engine::{core, core_error, parse_placement, parse_plan, rpc_endpoints, SamplingArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -48,6 +48,9 @@ pub struct Args {
     /// Continue a stored conversation (see `canopy history list`).
     #[arg(long, value_name = "ID")]
     pub resume: Option<ConversationId>,
+    /// Put part of the target's layers on RPC helpers (`canopy rpc-server` on other machines).
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub rpc: Option<String>,
 }
 
 const HELP: &str = "\
@@ -65,6 +68,7 @@ pub fn run(args: Args) -> CliResult {
         plan: args.plan,
         placement: args.placement,
         context: args.context,
+        rpc: rpc_endpoints(args.rpc.as_deref())?,
     };
     settings.validate().map_err(core_error)?;
     let core = core()?;

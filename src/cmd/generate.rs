@@ -57,7 +57,7 @@ pub fn run(args: Args) -> CliResult {
     let core = core()?;
     let prepared = core
         .prepare(
-            &args.model.choice(),
+            &args.model.choice()?,
             prompt,
             args.sampling.sampling()?,
             args.max_tokens,

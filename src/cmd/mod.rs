@@ -8,6 +8,7 @@ pub mod history;
 pub mod models;
 pub mod plan;
 pub mod profile;
+pub mod rpc_server;
 pub mod serve;
 pub mod simulate;
 pub mod worker;

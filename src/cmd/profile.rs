@@ -11,7 +11,7 @@ use canopy_types::Placement;
 use canopy_worker::CancelFlag;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::{core, core_error, model_path, parse_placement};
+use crate::engine::{core, core_error, model_path, parse_placement, rpc_endpoints};
 use crate::error::CliResult;
 
 #[derive(clap::Args)]
@@ -44,6 +44,9 @@ pub struct Args {
     /// Widest draft level to time.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_level: u32,
+    /// Measure the target split over these RPC helpers (`canopy rpc-server`), as `--rpc` runs it.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]", requires = "target")]
+    pub rpc: Option<String>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -69,6 +72,7 @@ pub fn run(args: Args) -> CliResult {
             "`canopy profile{}`",
             if args.quick { " --quick" } else { "" }
         ),
+        rpc: rpc_endpoints(args.rpc.as_deref())?,
     };
     let core = core()?;
     let mut bars = Bars::default();

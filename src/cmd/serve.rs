@@ -38,7 +38,7 @@ pub fn run(args: Args) -> CliResult {
     let core = core()?;
     let prepared = core
         .prepare(
-            &args.model.choice(),
+            &args.model.choice()?,
             Prompt::Raw(String::new()),
             Sampling::default(),
             1,

@@ -181,6 +181,8 @@ pub fn run(args: Args) -> CliResult {
                         acceptance: Some(acc.as_slice().to_vec()),
                         costs: None,
                         inexact_cache: false,
+                        rpc: Vec::new(),
+                        rpc_layers: None,
                     },
                     &cancel,
                     &mut |_, _| {},

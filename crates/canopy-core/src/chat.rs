@@ -215,6 +215,8 @@ impl Core {
             placement: settings.placement,
             context: settings.context,
             profile: None,
+            rpc: settings.rpc.clone(),
+            rpc_layers: None,
         })
     }
 

@@ -39,8 +39,15 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// Whether `profile` holds curves measured for these files in `placement`.
-pub fn measured_for(profile: &Profile, target: &Path, draft: &Path, placement: Placement) -> bool {
+/// Whether `profile` holds curves measured for these files in `placement`, with the target split
+/// over the same RPC helpers (none for a local target).
+pub fn measured_for(
+    profile: &Profile,
+    target: &Path,
+    draft: &Path,
+    placement: Placement,
+    rpc: &[String],
+) -> bool {
     let Some(curves) = &profile.curves else {
         return false;
     };
@@ -50,6 +57,7 @@ pub fn measured_for(profile: &Profile, target: &Path, draft: &Path, placement: P
     same(&curves.target.model, target)
         && curves.draft.as_ref().is_some_and(|d| same(&d.model, draft))
         && measured_placement(profile) == Some(placement)
+        && curves.target.rpc_helpers() == rpc
 }
 
 impl Core {
@@ -79,16 +87,18 @@ impl Core {
         found
     }
 
-    /// The newest saved profile measured for these target and draft files in `placement`.
+    /// The newest saved profile measured for these target and draft files in `placement` over
+    /// the RPC helpers `rpc`.
     pub fn profile_for(
         &self,
         target: &Path,
         draft: &Path,
         placement: Placement,
+        rpc: &[String],
     ) -> Option<Profile> {
         self.saved_profiles()
             .into_iter()
-            .find(|p| measured_for(p, target, draft, placement))
+            .find(|p| measured_for(p, target, draft, placement, rpc))
     }
 
     /// The newest saved profile, whatever it measured.

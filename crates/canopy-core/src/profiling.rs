@@ -66,6 +66,8 @@ pub struct ProfileSpec {
     pub max_level: u32,
     /// The front end that asked, recorded in the profile's source.
     pub origin: String,
+    /// RPC helpers holding part of the target while it is timed, as generation will run it.
+    pub rpc: Vec<String>,
 }
 
 impl Default for ProfileSpec {
@@ -79,6 +81,7 @@ impl Default for ProfileSpec {
             max_tree: 512,
             max_level: 64,
             origin: "canopy".into(),
+            rpc: Vec::new(),
         }
     }
 }
@@ -243,8 +246,10 @@ impl Core {
             .map(|d| model_ref(d, "draft").map(|m| (d.to_owned(), m)))
             .transpose()?;
         let context = canopy_worker::DEFAULT_CONTEXT;
+        canopy_worker::validate_rpc_endpoints(&spec.rpc)
+            .map_err(|e| CoreError::user(e.to_string()))?;
         let decision = self.decide_placement(
-            spec.placement,
+            self.placement_with_helpers(spec.placement, &spec.rpc),
             &target_fp,
             draft.as_ref().map(|(_, (_, fp))| fp),
             context,
@@ -271,6 +276,8 @@ impl Core {
             decision: decision.clone(),
             split,
             cancel,
+            rpc: spec.rpc.clone(),
+            rpc_split: None,
         };
         observer.progress(ProfileStage::Costs, 0, 1, "loading the models");
         let failed = |e: &dyn std::fmt::Display| match cancel.is_cancelled() {
@@ -316,17 +323,24 @@ impl Core {
             };
             (curve, None, times.warmup, repeats)
         };
+        let rpc = (!timer.rpc.is_empty()).then(|| canopy_hw::RpcRecord {
+            helpers: timer.rpc.clone(),
+            remote_layers: timer.rpc_split.map(|s| s.remote),
+            total_layers: timer.rpc_split.map(|s| s.total),
+        });
         profile.curves = Some(ProfileCurves {
             target: ModelCurve {
                 model: target_ref,
                 placement: split,
                 curve: target_curve,
+                rpc,
             },
             draft: timer
                 .draft
                 .as_ref()
                 .zip(draft_curve)
                 .map(|((_, model), curve)| ModelCurve {
+                    rpc: None,
                     placement: LayerSplit {
                         resident_layers: if decision.draft_on_gpu {
                             model.layers.unwrap_or(0)
@@ -405,6 +419,9 @@ struct EngineTimer<'a> {
     decision: PlacementDecision,
     split: LayerSplit,
     cancel: &'a CancelFlag,
+    rpc: Vec<String>,
+    /// How llama.cpp split the target over the helpers, as the worker reported it.
+    rpc_split: Option<canopy_worker::RpcSplit>,
 }
 
 impl EngineTimer<'_> {
@@ -414,7 +431,7 @@ impl EngineTimer<'_> {
     }
 
     fn measure(
-        &self,
+        &mut self,
         target_grid: Vec<usize>,
         draft_grid: Vec<usize>,
         repeats: usize,
@@ -431,6 +448,8 @@ impl EngineTimer<'_> {
             draft_grid,
             repeats: repeats.try_into().unwrap_or(u32::MAX),
             placement: self.decision.placement,
+            rpc: self.rpc.clone(),
+            rpc_layers: None,
         });
         let mut on_event = |event: &Event| {
             if let Event::Progress { fraction, .. } = event {
@@ -438,7 +457,12 @@ impl EngineTimer<'_> {
             }
         };
         match self.run(job, &mut on_event)? {
-            JobResult::Measure(result) => Ok(result),
+            JobResult::Measure(result) => {
+                if result.rpc_split.is_some() {
+                    self.rpc_split = result.rpc_split;
+                }
+                Ok(result)
+            }
             other => Err(WorkerError::Protocol(format!(
                 "expected a measurement, got {other:?}"
             ))),

@@ -31,6 +31,12 @@ pub struct ModelChoice {
     /// With `auto`: plan with this profile (name or file) instead of the saved profile measured for
     /// these files and placement.
     pub profile: Option<String>,
+    /// RPC helpers (`host:port`, `canopy rpc-server` on other machines) holding part of the
+    /// target's layers; empty = all on this machine.
+    pub rpc: Vec<String>,
+    /// With helpers and the CPU placement: how many of the target's last layers go to them
+    /// (default: by their free memory).
+    pub rpc_layers: Option<u32>,
 }
 
 impl ModelChoice {
@@ -43,6 +49,8 @@ impl ModelChoice {
             placement: Placement::Auto,
             context: None,
             profile: None,
+            rpc: Vec::new(),
+            rpc_layers: None,
         }
     }
 }
@@ -125,6 +133,15 @@ fn context_for(
 }
 
 impl Core {
+    /// With RPC helpers on a machine with a GPU, `auto` keeps every local layer on the GPU and lets
+    /// llama.cpp split the rest over the helpers by their free memory; otherwise `requested`.
+    pub fn placement_with_helpers(&self, requested: Placement, rpc: &[String]) -> Placement {
+        match (requested, rpc.is_empty(), self.gpu().info()) {
+            (Placement::Auto, false, Some(_)) => Placement::Gpu,
+            _ => requested,
+        }
+    }
+
     /// Resolves `requested` for this machine's GPU and these models.
     pub fn decide_placement(
         &self,
@@ -209,7 +226,10 @@ impl Core {
         };
         let ram = canopy_hw::system_facts().ram_total_bytes;
         let context = context_for(choice.context, &choice.target, &target_info, &target, ram)?;
-        let decision = self.decide_placement(choice.placement, &target, draft.as_ref(), context);
+        canopy_worker::validate_rpc_endpoints(&choice.rpc)
+            .map_err(|e| CoreError::user(e.to_string()))?;
+        let requested = self.placement_with_helpers(choice.placement, &choice.rpc);
+        let decision = self.decide_placement(requested, &target, draft.as_ref(), context);
         let (acceptance, costs, profile) = match (&choice.draft, choice.plan) {
             (Some(d), Plan::Auto) => self.planning_inputs(choice, d, decision.placement)?,
             _ => (None, None, None),
@@ -227,6 +247,8 @@ impl Core {
             acceptance,
             costs,
             inexact_cache: false,
+            rpc: choice.rpc.clone(),
+            rpc_layers: choice.rpc_layers,
         };
         Ok(Prepared {
             request,
@@ -247,7 +269,7 @@ impl Core {
     ) -> CoreResult<(Option<Vec<f64>>, Option<CostCurves>, Option<String>)> {
         let profile = match &choice.profile {
             Some(spec) => Some(self.find_profile(spec)?),
-            None => self.profile_for(&choice.target, draft, placement),
+            None => self.profile_for(&choice.target, draft, placement, &choice.rpc),
         };
         let Some(profile) = profile else {
             return Ok((None, None, None));

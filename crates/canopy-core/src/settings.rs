@@ -29,6 +29,9 @@ pub struct ChatSettings {
     /// Context in tokens; `None` = the model's training context, at most 4096.
     #[serde(default)]
     pub context: Option<u32>,
+    /// RPC helpers (`host:port`) holding part of the target's layers; empty = this machine only.
+    #[serde(default)]
+    pub rpc: Vec<String>,
 }
 
 impl Default for ChatSettings {
@@ -39,22 +42,24 @@ impl Default for ChatSettings {
             plan: Plan::Auto,
             placement: Placement::Auto,
             context: None,
+            rpc: Vec::new(),
         }
     }
 }
 
 impl ChatSettings {
-    /// Checks what the types cannot: the reply length.
+    /// Checks what the types cannot: the reply length and the RPC helpers.
     ///
     /// # Errors
-    /// A user error when `max_tokens` is outside `1..=MAX_REPLY_TOKENS`.
+    /// A user error when `max_tokens` is outside `1..=MAX_REPLY_TOKENS` or a helper is not
+    /// `host:port`.
     pub fn validate(&self) -> CoreResult<()> {
         if !(1..=MAX_REPLY_TOKENS).contains(&self.max_tokens) {
             return Err(CoreError::user(format!(
                 "max tokens must be between 1 and {MAX_REPLY_TOKENS}"
             )));
         }
-        Ok(())
+        canopy_worker::validate_rpc_endpoints(&self.rpc).map_err(|e| CoreError::user(e.to_string()))
     }
 }
 

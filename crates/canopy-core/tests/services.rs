@@ -439,11 +439,13 @@ fn saved_profile(core: &Core, name: &str, target: &Path, draft: &Path, placement
             model: model(target),
             placement: split,
             curve: curve(&[(1, 0.1), (2, 0.2), (4, 0.4)]),
+            rpc: None,
         },
         draft: Some(canopy_hw::ModelCurve {
             model: model(draft),
             placement: split,
             curve: curve(&[(1, 0.01), (2, 0.02)]),
+            rpc: None,
         }),
         warmup: 1,
         repeats: 1,

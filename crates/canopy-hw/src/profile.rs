@@ -81,6 +81,28 @@ pub struct ModelCurve {
     /// `resident_layers` = all its layers when it ran on the GPU, 0 on the CPU.
     pub placement: LayerSplit,
     pub curve: CostCurve,
+    /// For the target: the RPC helpers that held part of its layers while it was measured. Absent
+    /// when it was all on this machine (and in profiles written before helpers existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<RpcRecord>,
+}
+
+/// The target's split over RPC helpers (`canopy rpc-server`) as it was measured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcRecord {
+    /// The helpers, `host:port`, in the order given.
+    pub helpers: Vec<String>,
+    /// The target's last layers (output layer included) that lived on the helpers, of `total_layers`;
+    /// `None` where llama.cpp split by free memory over local GPUs and helpers.
+    pub remote_layers: Option<u32>,
+    pub total_layers: Option<u32>,
+}
+
+impl ModelCurve {
+    /// The RPC helpers of this curve's model (empty when it was all local).
+    pub fn rpc_helpers(&self) -> &[String] {
+        self.rpc.as_ref().map_or(&[], |r| &r.helpers)
+    }
 }
 
 /// The engine cost curves of a profile.

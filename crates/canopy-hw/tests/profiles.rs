@@ -91,6 +91,7 @@ fn sample_profile() -> Profile {
                 op_offload_min_batch: 32,
             },
             curve: curve(&[(1, 0.109), (4, 0.241), (16, 0.636), (32, 1.17)]),
+            rpc: None,
         },
         draft: Some(ModelCurve {
             model: ModelRef {
@@ -105,6 +106,7 @@ fn sample_profile() -> Profile {
                 op_offload_min_batch: 32,
             },
             curve: curve(&[(1, 0.046), (4, 0.102), (16, 0.342)]),
+            rpc: None,
         }),
         warmup: 1,
         repeats: 3,

@@ -13,13 +13,14 @@ use canopy_spec::{
 use canopy_worker::{
     AcceptanceRequest, AcceptanceResult, ChatRole, CostCurves, EventSink, GenerateRequest,
     GenerateResult, Handler, HandlerError, Job, JobResult, MeasureRequest, MeasureResult,
-    Placement, Plan, Prompt, TimedPoint,
+    Placement, Plan, Prompt, RpcSplit, TimedPoint,
 };
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use rand::SeedableRng;
 
+use crate::rpc;
 use crate::text::TextSink;
 use crate::tree::{CellReuse, KvTypes, LlamaTree, MAX_SEQ};
 
@@ -37,14 +38,49 @@ pub enum EngineError {
     Backend(String),
 }
 
-type ModelKey = (PathBuf, Placement);
+/// Where a loaded model's weights live: its placement and, for a target split over RPC helpers,
+/// the helpers and the layer count asked of them. Part of every cache key, so that a model loaded
+/// with other helpers (or none) is another model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Residence {
+    placement: Placement,
+    rpc: Vec<String>,
+    rpc_layers: Option<u32>,
+}
+
+impl Residence {
+    /// All on this machine (the draft, always).
+    fn local(placement: Placement) -> Residence {
+        Residence {
+            placement,
+            rpc: Vec::new(),
+            rpc_layers: None,
+        }
+    }
+
+    fn target(placement: Placement, rpc: &[String], rpc_layers: Option<u32>) -> Residence {
+        Residence {
+            placement,
+            rpc: rpc.to_vec(),
+            rpc_layers: rpc_layers.filter(|_| !rpc.is_empty()),
+        }
+    }
+}
+
+type ModelKey = (PathBuf, Residence);
+
+/// A loaded model and, for a target split over helpers, the split llama.cpp was given.
+struct Loaded {
+    model: LlamaModel,
+    split: Option<RpcSplit>,
+}
 
 /// Loads models once per worker and runs jobs over them.
 pub struct Engine {
     backend: LlamaBackend,
-    models: HashMap<ModelKey, LlamaModel>,
-    /// Cost curves measured in this process, keyed by (target, draft, placement).
-    calibrations: HashMap<(PathBuf, PathBuf, Placement), Costs>,
+    models: HashMap<ModelKey, Loaded>,
+    /// Cost curves measured in this process, keyed by (target, draft, target's residence).
+    calibrations: HashMap<(PathBuf, PathBuf, Residence), Costs>,
     threads: i32,
 }
 
@@ -127,14 +163,45 @@ impl Engine {
         })
     }
 
-    /// Loads a model once per (file, placement). Callers validate the file with
+    /// Loads a model once per (file, residence). Callers validate the file with
     /// [`check_model_file`] first, on every job, so a file replaced on disk is noticed.
-    fn load(&mut self, path: &Path, placement: Placement, what: &str) -> Result<(), HandlerError> {
-        let key = (path.to_path_buf(), placement);
+    fn load(&mut self, path: &Path, residence: &Residence, what: &str) -> Result<(), HandlerError> {
+        let key = (path.to_path_buf(), residence.clone());
         if self.models.contains_key(&key) {
             return Ok(());
         }
-        let params = match placement {
+        let (params, split) = if residence.rpc.is_empty() {
+            let params = rpc::local_params(Self::local_params(residence.placement))
+                .map_err(|e| user(e.to_string()))?;
+            (params, None)
+        } else {
+            canopy_worker::validate_rpc_endpoints(&residence.rpc)
+                .map_err(|e| user(e.to_string()))?;
+            rpc::split_params(
+                path,
+                residence.placement,
+                &residence.rpc,
+                residence.rpc_layers,
+            )
+            .map_err(|e| user(e.to_string()))?
+        };
+        let model = LlamaModel::load_from_file(&self.backend, path, &params).map_err(|e| {
+            let helpers = match residence.rpc.is_empty() {
+                true => String::new(),
+                false => format!(" with RPC helper {}", residence.rpc.join(", ")),
+            };
+            user(format!(
+                "{what} model {} could not be loaded by llama.cpp{helpers}: {e}",
+                path.display()
+            ))
+        })?;
+        self.models.insert(key, Loaded { model, split });
+        Ok(())
+    }
+
+    /// Model parameters for a model all on this machine.
+    fn local_params(placement: Placement) -> LlamaModelParams {
+        match placement {
             Placement::Cpu | Placement::Auto => LlamaModelParams::default().with_n_gpu_layers(0),
             // Pinned host buffers (no mmap) so that streamed weights cross PCIe at full speed.
             Placement::Stream => LlamaModelParams::default()
@@ -144,30 +211,22 @@ impl Engine {
                 .with_n_gpu_layers(layers)
                 .with_use_mmap(false),
             Placement::Gpu => LlamaModelParams::default().with_n_gpu_layers(u32::MAX / 2),
-        };
-        let model = LlamaModel::load_from_file(&self.backend, path, &params).map_err(|e| {
-            user(format!(
-                "{what} model {} could not be loaded by llama.cpp: {e}",
-                path.display()
-            ))
-        })?;
-        self.models.insert(key, model);
-        Ok(())
+        }
     }
 
     /// Unloads every model a job does not need, so that switching models never holds two big
     /// targets in memory at once.
-    fn keep_only(&mut self, needed: &[Option<(&Path, Placement)>]) {
-        self.models.retain(|(path, placement), _| {
+    fn keep_only(&mut self, needed: &[Option<(&Path, &Residence)>]) {
+        self.models.retain(|(path, residence), _| {
             needed
                 .iter()
                 .flatten()
-                .any(|(p, pl)| *p == path.as_path() && pl == placement)
+                .any(|(p, r)| *p == path.as_path() && *r == residence)
         });
     }
 
-    fn model(&self, path: &Path, placement: Placement) -> &LlamaModel {
-        &self.models[&(path.to_path_buf(), placement)]
+    fn model(&self, path: &Path, residence: &Residence) -> &LlamaModel {
+        &self.models[&(path.to_path_buf(), residence.clone())].model
     }
 
     fn context<'m>(
@@ -270,14 +329,16 @@ impl Engine {
             Self::check_pair(&req.target, d)?;
         }
         events.progress("loading target", 0.0);
+        let residence = Residence::target(req.placement, &req.rpc, req.rpc_layers);
+        let draft_residence = Residence::local(Placement::Gpu);
         self.keep_only(&[
-            Some((&req.target, req.placement)),
-            draft_path.as_deref().map(|d| (d, Placement::Gpu)),
+            Some((&req.target, &residence)),
+            draft_path.as_deref().map(|d| (d, &draft_residence)),
         ]);
-        self.load(&req.target, req.placement, "target")?;
+        self.load(&req.target, &residence, "target")?;
         if let Some(d) = &draft_path {
             events.progress("loading draft", 0.5);
-            self.load(d, Placement::Gpu, "draft")?;
+            self.load(d, &draft_residence, "draft")?;
         }
         let Engine {
             backend,
@@ -286,7 +347,7 @@ impl Engine {
             threads,
         } = self;
         let (backend, threads) = (&*backend, *threads);
-        let target_model = &models[&(req.target.clone(), req.placement)];
+        let target_model = &models[&(req.target.clone(), residence.clone())].model;
         let prompt = Self::prompt_tokens(target_model, &req.prompt)?;
         let n_ctx = req
             .context
@@ -327,7 +388,7 @@ impl Engine {
         target.set_cell_reuse(reuse);
         let mut draft = match &draft_path {
             Some(d) => {
-                let model = &models[&(d.clone(), Placement::Gpu)];
+                let model = &models[&(d.clone(), draft_residence.clone())].model;
                 let kv = kv(Placement::Gpu);
                 let mut tree = LlamaTree::create(backend, threads, model, n_ctx, n_batch, kv)?;
                 tree.set_cell_reuse(reuse);
@@ -368,7 +429,7 @@ impl Engine {
                         let key = (
                             req.target.clone(),
                             draft_path.clone().unwrap_or_default(),
-                            req.placement,
+                            residence.clone(),
                         );
                         match calibrations.get(&key) {
                             Some(c) => c.clone(),
@@ -450,14 +511,16 @@ impl Engine {
         }
         check_resolved(req.placement)?;
         check_model_file(&req.target, "target")?;
+        let residence = Residence::target(req.placement, &req.rpc, req.rpc_layers);
+        let draft_residence = Residence::local(Placement::Gpu);
         self.keep_only(&[
-            Some((&req.target, req.placement)),
-            req.draft.as_deref().map(|d| (d, Placement::Gpu)),
+            Some((&req.target, &residence)),
+            req.draft.as_deref().map(|d| (d, &draft_residence)),
         ]);
-        self.load(&req.target, req.placement, "target")?;
+        self.load(&req.target, &residence, "target")?;
         if let Some(d) = &req.draft {
             check_model_file(d, "draft")?;
-            self.load(d, Placement::Gpu, "draft")?;
+            self.load(d, &draft_residence, "draft")?;
         }
         let largest = req
             .target_grid
@@ -467,7 +530,7 @@ impl Engine {
             .max()
             .unwrap_or(1);
         let n_batch = MIN_BATCH.max(largest);
-        let model = self.model(&req.target, req.placement);
+        let model = self.model(&req.target, &residence);
         let probe = Self::prompt_tokens(
             model,
             &Prompt::Raw("The quick brown fox jumps over the lazy dog.".into()),
@@ -487,7 +550,7 @@ impl Engine {
         let mut draft_points = Vec::new();
         if let Some(d) = &req.draft {
             let mut draft = self.context(
-                self.model(d, Placement::Gpu),
+                self.model(d, &draft_residence),
                 Placement::Gpu,
                 (2 * n_batch + 64) as u32,
                 n_batch,
@@ -504,6 +567,7 @@ impl Engine {
         Ok(MeasureResult {
             target: target_points,
             draft: draft_points,
+            rpc_split: self.models[&(req.target.clone(), residence)].split,
         })
     }
 
@@ -527,12 +591,16 @@ impl Engine {
         check_model_file(&req.target, "target")?;
         check_model_file(&req.draft, "draft")?;
         Self::check_pair(&req.target, &req.draft)?;
+        let (target_residence, draft_residence) = (
+            Residence::local(Placement::Cpu),
+            Residence::local(Placement::Gpu),
+        );
         self.keep_only(&[
-            Some((&req.target, Placement::Cpu)),
-            Some((&req.draft, Placement::Gpu)),
+            Some((&req.target, &target_residence)),
+            Some((&req.draft, &draft_residence)),
         ]);
-        self.load(&req.target, Placement::Cpu, "target")?;
-        self.load(&req.draft, Placement::Gpu, "draft")?;
+        self.load(&req.target, &target_residence, "target")?;
+        self.load(&req.draft, &draft_residence, "draft")?;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(req.seed);
         let mut sum = vec![0.0; req.width];
         let mut positions = 0u64;
@@ -540,8 +608,8 @@ impl Engine {
             if events.is_cancelled() {
                 return Err(user("cancelled"));
             }
-            let tmodel = self.model(&req.target, Placement::Cpu);
-            let dmodel = self.model(&req.draft, Placement::Gpu);
+            let tmodel = self.model(&req.target, &target_residence);
+            let dmodel = self.model(&req.draft, &draft_residence);
             let chat = Prompt::Chat(vec![canopy_worker::ChatMessage {
                 role: ChatRole::User,
                 content: prompt.clone(),
@@ -606,11 +674,14 @@ impl Engine {
 /// The KV cache types of a model in `placement`: batch-invariant where attention runs on the CPU
 /// (weights in host memory, or no GPU at all), llama.cpp's defaults on a GPU.
 fn kv_types(backend: &LlamaBackend, placement: Placement) -> KvTypes {
+    // Once an RPC helper is connected llama.cpp counts it as GPU offload; only a local GPU counts.
+    let local_gpu = match rpc::any_connected() {
+        true => !rpc::local_gpus().is_empty(),
+        false => backend.supports_gpu_offload(),
+    };
     match placement {
         Placement::Cpu | Placement::Stream | Placement::Auto => KvTypes::BatchInvariant,
-        Placement::Partial { .. } | Placement::Gpu if backend.supports_gpu_offload() => {
-            KvTypes::Default
-        }
+        Placement::Partial { .. } | Placement::Gpu if local_gpu => KvTypes::Default,
         Placement::Partial { .. } | Placement::Gpu => KvTypes::BatchInvariant,
     }
 }

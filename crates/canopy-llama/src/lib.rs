@@ -6,6 +6,7 @@
 
 mod engine;
 mod quantize;
+pub mod rpc;
 mod text;
 pub mod tree;
 

@@ -114,6 +114,8 @@ pub(crate) fn request_template() -> GenerateRequest {
         acceptance: None,
         costs: None,
         inexact_cache: false,
+        rpc: Vec::new(),
+        rpc_layers: None,
     }
 }
 

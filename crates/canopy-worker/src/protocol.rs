@@ -84,6 +84,14 @@ pub struct GenerateRequest {
     /// greedy output may then differ from target-only output at near ties.
     #[serde(default)]
     pub inexact_cache: bool,
+    /// RPC helpers (`host:port`, see [`parse_rpc_endpoints`]) that hold part of the target's
+    /// layers; empty = everything on this machine. The draft always stays local.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rpc: Vec<String>,
+    /// With [`GenerateRequest::rpc`]: how many of the target's layers (counting the output layer)
+    /// go to the helpers; `None` = in proportion to free memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_layers: Option<u32>,
 }
 
 /// Largest context used when a request names none.
@@ -93,6 +101,85 @@ pub const DEFAULT_CONTEXT: u32 = 4096;
 /// that, clamped to 256..=[`DEFAULT_CONTEXT`].
 pub fn default_context(n_ctx_train: u32) -> u32 {
     n_ctx_train.clamp(256, DEFAULT_CONTEXT)
+}
+
+/// Why an RPC helper address was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RpcEndpointError {
+    #[error("no RPC helper given: use host:port[,host:port]")]
+    Empty,
+    #[error("invalid RPC helper {0:?}: use host:port, e.g. 192.168.1.20:50052")]
+    Form(String),
+    #[error("invalid RPC helper {endpoint:?}: port must be 1..=65535")]
+    Port { endpoint: String },
+    #[error("invalid RPC helper {0:?}: IPv6 addresses are not supported by llama.cpp's RPC client; use a host name or an IPv4 address")]
+    Ipv6(String),
+    #[error("RPC helper {0} is given twice")]
+    Duplicate(String),
+    #[error("at most {max} RPC helpers, got {found}")]
+    TooMany { found: usize, max: usize },
+}
+
+/// Most RPC helpers one target may use (llama.cpp's `GGML_RPC_MAX_SERVERS`).
+pub const MAX_RPC_HELPERS: usize = 16;
+
+/// Parses `host:port[,host:port]` into validated endpoints, in order (spaces around commas allowed).
+///
+/// # Errors
+/// When the list is empty, an entry is not `host:port` with a host of letters, digits, `.`, `-`,
+/// `_` and a port in 1..=65535, an entry repeats, or there are more than [`MAX_RPC_HELPERS`].
+pub fn parse_rpc_endpoints(list: &str) -> Result<Vec<String>, RpcEndpointError> {
+    let endpoints: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if endpoints.is_empty() {
+        return Err(RpcEndpointError::Empty);
+    }
+    validate_rpc_endpoints(&endpoints)?;
+    Ok(endpoints)
+}
+
+/// Checks endpoints the way [`parse_rpc_endpoints`] does; an empty list is valid (local only).
+///
+/// # Errors
+/// As [`parse_rpc_endpoints`], except for an empty list.
+pub fn validate_rpc_endpoints(endpoints: &[String]) -> Result<(), RpcEndpointError> {
+    if endpoints.len() > MAX_RPC_HELPERS {
+        return Err(RpcEndpointError::TooMany {
+            found: endpoints.len(),
+            max: MAX_RPC_HELPERS,
+        });
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        if endpoint.starts_with('[') || endpoint.matches(':').count() > 1 {
+            return Err(RpcEndpointError::Ipv6(endpoint.clone()));
+        }
+        let Some((host, port)) = endpoint.split_once(':') else {
+            return Err(RpcEndpointError::Form(endpoint.clone()));
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !host_ok {
+            return Err(RpcEndpointError::Form(endpoint.clone()));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => {}
+            _ => {
+                return Err(RpcEndpointError::Port {
+                    endpoint: endpoint.clone(),
+                })
+            }
+        }
+        if endpoints[..i].contains(endpoint) {
+            return Err(RpcEndpointError::Duplicate(endpoint.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Measured pass times: `target` = one target decode over n tokens, `draft` = one draft decode over k.
@@ -148,6 +235,12 @@ pub struct MeasureRequest {
     pub repeats: u32,
     #[serde(default)]
     pub placement: Placement,
+    /// RPC helpers holding part of the target's layers, as in [`GenerateRequest::rpc`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rpc: Vec<String>,
+    /// As in [`GenerateRequest::rpc_layers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_layers: Option<u32>,
 }
 
 /// Median, min and max seconds per grid point.
@@ -163,6 +256,17 @@ pub struct TimedPoint {
 pub struct MeasureResult {
     pub target: Vec<TimedPoint>,
     pub draft: Vec<TimedPoint>,
+    /// How the measured target was split over RPC helpers; `None` when it was all local (or when
+    /// llama.cpp split it by free memory over local GPUs and helpers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_split: Option<RpcSplit>,
+}
+
+/// The target's layers (output layer included) on RPC helpers: the last `remote` of `total`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RpcSplit {
+    pub remote: u32,
+    pub total: u32,
 }
 
 /// Estimate the positional acceptance vector of a draft/target pair over prompts.
@@ -224,4 +328,53 @@ pub enum ErrorKind {
     User,
     /// The worker failed for another reason.
     Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_endpoints_parse_and_refuse_by_reason() {
+        assert_eq!(
+            parse_rpc_endpoints("127.0.0.1:50052, gpu-box.lan:6000"),
+            Ok(vec![
+                "127.0.0.1:50052".to_owned(),
+                "gpu-box.lan:6000".to_owned()
+            ])
+        );
+        assert_eq!(parse_rpc_endpoints(" , "), Err(RpcEndpointError::Empty));
+        assert!(matches!(
+            parse_rpc_endpoints("localhost"),
+            Err(RpcEndpointError::Form(_))
+        ));
+        assert!(matches!(
+            parse_rpc_endpoints("host:0"),
+            Err(RpcEndpointError::Port { .. })
+        ));
+        assert!(matches!(
+            parse_rpc_endpoints("host:+80"),
+            Err(RpcEndpointError::Port { .. })
+        ));
+        assert!(matches!(
+            parse_rpc_endpoints("[::1]:50052"),
+            Err(RpcEndpointError::Ipv6(_))
+        ));
+        assert!(matches!(
+            parse_rpc_endpoints("a:1,a:1"),
+            Err(RpcEndpointError::Duplicate(_))
+        ));
+        assert!(matches!(
+            parse_rpc_endpoints("ho st:1"),
+            Err(RpcEndpointError::Form(_))
+        ));
+    }
+
+    #[test]
+    fn requests_without_rpc_fields_still_parse() {
+        let json = r#"{"target":"t.gguf","target_grid":[1],"draft_grid":[],"repeats":1}"#;
+        let req: MeasureRequest = serde_json::from_str(json).unwrap();
+        assert!(req.rpc.is_empty());
+        assert_eq!(req.rpc_layers, None);
+    }
 }

@@ -157,7 +157,13 @@ impl Supervisor {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let outcome = self.exchange(id, job, cancel, on_event);
+        let helpers = rpc_helpers(&job);
+        let mut outcome = self.exchange(id, job, cancel, on_event);
+        if let Err(WorkerError::Crashed { detail, .. }) = &mut outcome {
+            if !helpers.is_empty() {
+                *detail = format!("{}{detail}", helpers_fate(&helpers));
+            }
+        }
         if matches!(
             outcome,
             Err(WorkerError::Crashed { .. } | WorkerError::Protocol(_))
@@ -359,6 +365,53 @@ fn crashed(running: &mut Running) -> WorkerError {
         .map(|l| format!(": {}", truncate(l.trim(), 300)))
         .unwrap_or_default();
     WorkerError::Crashed { status, detail }
+}
+
+/// The RPC helpers a job's target is split over.
+fn rpc_helpers(job: &Job) -> Vec<String> {
+    match job {
+        Job::Generate(r) => r.rpc.clone(),
+        Job::Measure(r) => r.rpc.clone(),
+        Job::Acceptance(_) => Vec::new(),
+    }
+}
+
+/// How long a dead worker's helpers get to answer a connection attempt.
+const HELPER_PROBE: Duration = Duration::from_millis(500);
+
+/// Names the helpers of a job whose worker died: llama.cpp aborts the worker when a helper goes
+/// away mid-decode, so the helpers that no longer accept connections are the likely cause.
+fn helpers_fate(helpers: &[String]) -> String {
+    let lost: Vec<String> = helpers
+        .iter()
+        .filter_map(|h| {
+            probe(h)
+                .err()
+                .map(|why| format!("RPC helper {h} went away ({why})"))
+        })
+        .collect();
+    if lost.is_empty() {
+        format!(
+            ": the target was split over RPC helper {}",
+            helpers.join(", ")
+        )
+    } else {
+        format!(": {}", lost.join("; "))
+    }
+}
+
+/// Opens and closes a TCP connection to `host:port`.
+fn probe(endpoint: &str) -> Result<(), String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addrs = endpoint.to_socket_addrs().map_err(|e| e.to_string())?;
+    let mut last = "no address".to_owned();
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, HELPER_PROBE) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
 }
 
 fn describe(status: ExitStatus) -> String {
