@@ -266,7 +266,15 @@ pub async fn download_model(
     sha256: Option<String>,
     on_event: Channel<DownloadEvent>,
 ) -> CommandResult<ModelView> {
-    let request = state.core().download_request(&source, sha256.as_deref())?;
+    let request = {
+        let app = state.inner().clone();
+        let sha256 = sha256.clone();
+        tauri::async_runtime::spawn_blocking(move || {
+            app.core().download_source(&source, sha256.as_deref())
+        })
+        .await
+        .map_err(CommandError::internal)??
+    };
     let guard = state.start(Task::Download)?;
     let app = state.inner().clone();
     app.inner.download_cancel.store(false, Ordering::SeqCst);

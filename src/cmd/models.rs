@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use canopy_models::{
     catalog, estimate, fmt_bytes, library_pairs, DeleteFile, DownloadEvent, DownloadRequest,
-    Expected, HashEvent, HashState, Hub, HubEvent, HubFile, ImportMode, Library, MachineFacts,
-    ModelRecord, ModelShape, ModelsError, Role, Verdict,
+    HashEvent, HashState, Hub, HubEvent, HubFile, ImportMode, Library, MachineFacts, ModelRecord,
+    ModelShape, ModelsError, Role, Verdict,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -419,34 +419,23 @@ fn pairs(target: String, json: bool) -> CliResult {
 }
 
 fn download(url: String, sha256: Option<String>, name: Option<String>) -> CliResult {
-    canopy_models::download::check_url(&url).map_err(|e| CliError::user(e.to_string()))?;
-    let catalog = catalog().map_err(models_err)?;
-    let known = catalog.by_url(&url);
-    let expected = match (sha256, known) {
-        (Some(sha), known) => Expected {
-            sha256: Some(sha),
-            size: known.and_then(|k| k.size),
+    // The application core's checksum policy: a URL is verified against a given or catalogued sha256.
+    let core = crate::engine::core()?;
+    let request = match core
+        .download_source(&url, sha256.as_deref())
+        .map_err(crate::engine::core_error)?
+    {
+        canopy_core::DownloadSource::Url(request) => DownloadRequest {
+            file_name: name,
+            ..request
         },
-        (None, Some(k)) if k.sha256.is_some() => k.expected(),
-        (None, Some(k)) if k.size.is_some() => {
-            eprintln!(
-                "warning: no checksum is known for {}; only its size will be verified (pass --sha256 to verify it fully)",
-                k.file
-            );
-            k.expected()
-        }
-        (None, _) => {
-            return Err(CliError::user(
-                "no checksum is known for this URL: pass --sha256 HEX (the sha256 the model's publisher lists)",
-            ))
+        canopy_core::DownloadSource::Hub { .. } => {
+            return Err(CliError::user(format!(
+                "{url} is a hub file: download it as hf:OWNER/REPO/FILE.gguf"
+            )))
         }
     };
     let mut library = open()?;
-    let request = DownloadRequest {
-        url,
-        file_name: name,
-        expected,
-    };
     let cancel = AtomicBool::new(false);
     let mut last = Instant::now();
     let mut on_event = |e: &DownloadEvent| match e {

@@ -1,7 +1,9 @@
 // Generated from the Rust types by `CANOPY_BLESS=1 cargo test -p canopy-app bindings`.
 // Do not edit: a test fails when this file and the Rust types disagree.
 
-/** Where an output token came from. */
+/**
+ * Where an output token came from.
+ */
 export type Source = "draft" | "target";
 
 /** `none`, `auto`, `chain:K` (1 ≤ K ≤ 255) or `tree:N` (2 ≤ N ≤ 1024). */
@@ -10,22 +12,132 @@ export type Plan = "none" | "auto" | `chain:${number}` | `tree:${number}`;
 /** `auto`, `cpu`, `stream`, `gpu` or `layers:N`. */
 export type Placement = "auto" | "cpu" | "stream" | "gpu" | `layers:${number}`;
 
-export type Sampling = { temperature: number, top_k: number, top_p: number, seed: number, };
+export type Sampling = { 
+/**
+ * 0 = greedy; at most 2.
+ */
+temperature: number, 
+/**
+ * Keep the K most likely tokens; 0 turns it off; at most 1000.
+ */
+top_k: number, 
+/**
+ * Keep the smallest set of tokens whose probability reaches P; 1 turns it off.
+ */
+top_p: number, 
+/**
+ * Same seed, same output.
+ */
+seed: number, };
 
-/** How a chat generates its replies. */
-export type ChatSettings = { temperature: number, top_k: number, top_p: number, seed: number, max_tokens: number, plan: Plan, placement: Placement, context: number | null, };
+/**
+ * How a chat generates its replies.
+ */
+export type ChatSettings = { 
+/**
+ * Most tokens per reply (1..=32768).
+ */
+max_tokens: number, 
+/**
+ * Used when the conversation has a draft; plain decoding otherwise.
+ */
+plan: Plan, placement: Placement, 
+/**
+ * Context in tokens; `None` = the model's training context, at most 4096.
+ */
+context: number | null, 
+/**
+ * RPC helpers (`host:port`) holding part of the target's layers; empty = this machine only.
+ */
+rpc: Array<string>, 
+/**
+ * 0 = greedy; at most 2.
+ */
+temperature: number, 
+/**
+ * Keep the K most likely tokens; 0 turns it off; at most 1000.
+ */
+top_k: number, 
+/**
+ * Keep the smallest set of tokens whose probability reaches P; 1 turns it off.
+ */
+top_p: number, 
+/**
+ * Same seed, same output.
+ */
+seed: number, };
 
-/** The target and draft models a new conversation starts with: library ids or file paths. */
+/**
+ * The target and draft models a new conversation starts with: library ids or file paths.
+ */
 export type ModelPair = { target: string | null, draft: string | null, };
 
-/** A resolved placement and what it means, in numbers and in words. */
-export type PlacementDecision = { placement: Placement, automatic: boolean, draft_on_gpu: boolean, resident_layers: number, target_layers: number, streamed_bytes_per_pass: number, op_offload_min_batch: number | null, summary: string, };
+/**
+ * A resolved placement and what it means, in numbers and in words.
+ */
+export type PlacementDecision = { 
+/**
+ * The placement the engine runs with (never `auto`).
+ */
+placement: Placement, 
+/**
+ * Whether `auto` chose it (else the user did).
+ */
+automatic: boolean, 
+/**
+ * Whether the draft runs on the GPU.
+ */
+draft_on_gpu: boolean, 
+/**
+ * Target layers resident on the GPU, of `target_layers`.
+ */
+resident_layers: number, target_layers: number, 
+/**
+ * Target weight bytes streamed over PCIe by one large pass (0 when none stream).
+ */
+streamed_bytes_per_pass: number, 
+/**
+ * `GGML_OP_OFFLOAD_MIN_BATCH` for the worker; `None` without a GPU.
+ */
+op_offload_min_batch: number | null, 
+/**
+ * One line for people: "draft on the GPU; 18 of 80 target layers resident, 27.4 GB streamed per pass".
+ */
+summary: string, };
 
-/** A registered model as the library and the chat show it. */
-export type ModelView = { id: string, name: string, path: string, file_size: number, architecture: string | null, quantization: string | null, parameters: number | null, context_length: number | null, vocab_size: number | null, role: string, fit: "fits" | "tight" | "too-big" | null, fit_reason: string, };
+/**
+ * A registered model as the library and the chat show it.
+ */
+export type ModelView = { 
+/**
+ * The library id, as text: the form model pairs and commands take.
+ */
+id: string, 
+/**
+ * The file name without `.gguf`.
+ */
+name: string, path: string, file_size: number, architecture: string | null, quantization: string | null, parameters: number | null, context_length: number | null, vocab_size: number | null, 
+/**
+ * `draft`, `target` or `both`.
+ */
+role: string, 
+/**
+ * `None` when the file is missing from disk.
+ */
+fit: "fits" | "tight" | "too-big" | null, fit_reason: string, };
 
-/** One registered model judged as a draft for a target. */
-export type PairView = { draft_id: string, draft_name: string, compatible: boolean, reason: string, };
+/**
+ * One registered model judged as a draft for a target.
+ */
+export type PairView = { 
+/**
+ * The draft's library id, as text.
+ */
+draft_id: string, draft_name: string, compatible: boolean, 
+/**
+ * Why not, in one sentence; empty when compatible.
+ */
+reason: string, };
 
 export type Fact = { key: string, value: string, };
 
@@ -35,37 +147,118 @@ export type Point = { n: number, seconds: number, };
 
 export type Node = { parent: number | null, rank: number, depth: number, children: number, };
 
-/** A profile as a screen shows it. */
-export type ProfileView = { name: string, created_at: string, source: string, system: Array<Fact>, bandwidth: Array<Bandwidth>, target_model: string | null, draft_model: string | null, placement: string | null, target_curve: Array<Point>, draft_curve: Array<Point>, acceptance: Array<number>, plan: string, budget: number, depth: number, tree: Array<Node>, expected_tokens_per_step: number, predicted_tokens_per_second: number, plain_tokens_per_second: number, };
+/**
+ * A profile as a screen shows it.
+ */
+export type ProfileView = { name: string, 
+/**
+ * RFC 3339 UTC.
+ */
+created_at: string, source: string, system: Array<Fact>, bandwidth: Array<Bandwidth>, target_model: string | null, draft_model: string | null, 
+/**
+ * Where the target ran while timed, in words ("draft on the GPU; 18 of 80 target layers
+ * resident, 27.4 GB streamed per pass"); `None` without models.
+ */
+placement: string | null, target_curve: Array<Point>, draft_curve: Array<Point>, acceptance: Array<number>, 
+/**
+ * `none` or `tree:N`.
+ */
+plan: string, budget: number, depth: number, tree: Array<Node>, expected_tokens_per_step: number, predicted_tokens_per_second: number, plain_tokens_per_second: number, };
 
-/** The id of a conversation. */
+/**
+ * The id of a conversation.
+ */
 export type ConversationId = number;
 
-/** The id of a message; unique across all conversations. */
+/**
+ * The id of a message; unique across all conversations.
+ */
 export type MessageId = number;
 
-/** Who wrote a message. */
+/**
+ * Who wrote a message.
+ */
 export type Role = "system" | "user" | "assistant";
 
-/** Whether a message's content is final. */
+/**
+ * Whether a message's content is final.
+ */
 export type MessageStatus = "complete" | "streaming" | "interrupted";
 
-/** A stored conversation. */
-export type Conversation = { id: ConversationId, title: string, created_at: number, updated_at: number, target_model: string | null, draft_model: string | null, sampling_json: string | null, plan: string | null, message_count: number, };
+/**
+ * A stored conversation.
+ */
+export type Conversation = { id: ConversationId, title: string, 
+/**
+ * Unix time in milliseconds.
+ */
+created_at: number, 
+/**
+ * Unix time in milliseconds of the last change to the conversation or its messages.
+ */
+updated_at: number, target_model: string | null, draft_model: string | null, sampling_json: string | null, plan: string | null, 
+/**
+ * Messages on all branches.
+ */
+message_count: number, };
 
-/** How an assistant reply was generated. */
-export type GenerationStats = { tokens: number, prefill_tokens: number, tokens_per_second: number, plan: string, steps: number, mean_accepted_per_step: number, draft_ms: number, verify_ms: number, provenance: Array<Source>, };
+/**
+ * How an assistant reply was generated.
+ */
+export type GenerationStats = { 
+/**
+ * Output tokens.
+ */
+tokens: number, 
+/**
+ * Prompt tokens evaluated before the first output token.
+ */
+prefill_tokens: number, tokens_per_second: number, 
+/**
+ * The speculation plan, as text (for example "n=64 d=8" or "plain").
+ */
+plan: string, 
+/**
+ * Verification passes of the target model.
+ */
+steps: number, mean_accepted_per_step: number, draft_ms: number, verify_ms: number, 
+/**
+ * Per output token: produced by the target, or an accepted draft token. Stored as one byte
+ * per token (0 = target, 1 = draft); exports written as numbers by older builds still import.
+ */
+provenance: Array<Source>, };
 
-/** A stored message. */
-export type Message = { id: MessageId, conversation_id: ConversationId, parent_id: MessageId | null, role: Role, content: string, status: MessageStatus, created_at: number, stats: GenerationStats | null, };
+/**
+ * A stored message. Messages form a tree through `parent_id`: a regenerated reply is another
+ * assistant message with the same parent, an edited prompt another user message with the same parent.
+ */
+export type Message = { id: MessageId, conversation_id: ConversationId, parent_id: MessageId | null, role: Role, content: string, status: MessageStatus, 
+/**
+ * Unix time in milliseconds.
+ */
+created_at: number, stats: GenerationStats | null, };
 
-/** One full-text search result. */
-export type SearchHit = { conversation_id: ConversationId, conversation_title: string, message_id: MessageId, role: Role, snippet: string, created_at: number, };
+/**
+ * One full-text search result.
+ */
+export type SearchHit = { conversation_id: ConversationId, conversation_title: string, message_id: MessageId, role: Role, 
+/**
+ * A short extract around the match; matched terms are wrapped in `[` and `]`.
+ */
+snippet: string, 
+/**
+ * Message creation time, unix milliseconds.
+ */
+created_at: number, };
 
-/** What the generation channel carries to the window. */
+/**
+ * What the generation channel carries to the window.
+ */
 export type ChatEvent = { "type": "started", plan: Plan, placement: PlacementDecision, } | { "type": "progress", phase: string, fraction: number, } | { "type": "reply", reply_id: number, } | { "type": "token", text: string, sources: Array<Source>, };
 
-/** The wizard's steps: the core's stages and the plan chosen from them. */
+/**
+ * The wizard's steps: the core's stages and the plan chosen from them.
+ */
 export type Step = "detect" | "bandwidth" | "costs" | "acceptance" | "plan";
 
 export type ProfileEvent = { "type": "step", step: Step, fraction: number, note: string, } | { "type": "step_done", step: Step, profile: ProfileView, };
@@ -78,20 +271,61 @@ export type CatalogEntry = { id: string, name: string, url: string, size: number
 
 export type DownloadEvent = { "type": "progress", received: number, total: number | null, bytes_per_second: number, } | { "type": "verifying" };
 
-/** Disk usage of the library. */
-export type LibraryUsage = { models: number, total_bytes: number, managed_bytes: number, models_dir: string, };
+/**
+ * Disk usage of the library.
+ */
+export type LibraryUsage = { models: number, 
+/**
+ * Bytes of all registered files.
+ */
+total_bytes: number, 
+/**
+ * Bytes of the files inside the models folder.
+ */
+managed_bytes: number, models_dir: string, };
 
-/** The app's local OpenAI-compatible server. */
-export type ServerSettings = { enabled: boolean, port: number, api_key: string | null, };
+/**
+ * The app's local OpenAI-compatible server: whether it runs, on which loopback port, and the
+ * key clients must send. It serves the default model pair with the chat's plan and placement.
+ */
+export type ServerSettings = { enabled: boolean, 
+/**
+ * 1024..=65535.
+ */
+port: number, 
+/**
+ * When set, clients must send `Authorization: Bearer <key>`.
+ */
+api_key: string | null, };
 
-/** What the settings panel shows. */
-export type ServerStatus = { settings: ServerSettings, address: string | null, model: string | null, };
+/**
+ * What the settings panel shows.
+ */
+export type ServerStatus = { settings: ServerSettings, 
+/**
+ * `http://127.0.0.1:PORT/v1` while running.
+ */
+address: string | null, 
+/**
+ * The model id clients name.
+ */
+model: string | null, };
 
-/** Facts the window shows in its status bar and empty states. */
-export type AppInfo = { version: string, data_dir: string, models_dir: string, engine: boolean, gpu: string, };
+/**
+ * Facts the window shows in its status bar and empty states.
+ */
+export type AppInfo = { version: string, data_dir: string, models_dir: string, engine: boolean, 
+/**
+ * This machine's GPU in one line ("this build has no CUDA support", "NVIDIA ... 24.0 GB").
+ */
+gpu: string, };
 
-/** What kind of failure a command hit; the front end offers a restart for `Crashed`. */
+/**
+ * What kind of failure a command hit; the front end offers a restart for `Crashed`.
+ */
 export type ErrorKind = "user" | "crashed" | "internal" | "busy" | "not_found" | "unavailable";
 
-/** A command failure as the front end receives it: `{ "kind": ..., "message": ... }`. */
+/**
+ * A command failure as the front end receives it: `{ "kind": ..., "message": ... }`.
+ */
 export type CommandError = { kind: ErrorKind, message: string, };

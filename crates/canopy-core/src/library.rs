@@ -15,6 +15,26 @@ use crate::error::{CoreError, CoreResult};
 use crate::settings::ModelPair;
 use crate::Core;
 
+/// What a download fetches: files of the hub, verified against its listed sha256s, or one URL
+/// with its expected checksum.
+pub enum DownloadSource {
+    Hub {
+        hub: canopy_models::Hub,
+        plan: canopy_models::hub::HubDownload,
+    },
+    Url(canopy_models::DownloadRequest),
+}
+
+impl DownloadSource {
+    /// Bytes to fetch, when known.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            DownloadSource::Hub { plan, .. } => Some(plan.size()),
+            DownloadSource::Url(r) => r.expected.size,
+        }
+    }
+}
+
 /// Pairings per target, valid for one state of the library.
 #[derive(Default)]
 pub(crate) struct PairCache {
@@ -254,75 +274,111 @@ impl Core {
             .collect())
     }
 
-    /// What a download of `source` (a catalog id or an http(s) URL) must fetch and match. One
-    /// checksum policy for every front end: a file is verified against a sha256, the one given,
-    /// or the one the catalog lists; a download without any is refused before the first byte.
+    /// What a download of `source` fetches and how it is verified. One checksum policy for every
+    /// front end: a catalog id or a hub reference (`hf:OWNER/REPO[@REV]/FILE.gguf`, or a hub
+    /// `resolve` URL) is verified against the sha256 the hub lists for each file (every part of a
+    /// split model); any other http(s) URL needs the sha256 given here or listed in the catalog,
+    /// and is refused before the first byte without one.
     ///
     /// # Errors
-    /// A user error for an unknown catalog id, a bad URL or checksum, or a missing checksum.
-    pub fn download_request(
+    /// A user error for an unknown catalog id, a malformed reference or URL, a bad checksum, a
+    /// URL without any checksum, or a hub that cannot be reached or refuses the file.
+    pub fn download_source(
         &self,
         source: &str,
         sha256: Option<&str>,
-    ) -> CoreResult<canopy_models::DownloadRequest> {
+    ) -> CoreResult<DownloadSource> {
         use canopy_models::download::{check_url, parse_sha256};
         let source = source.trim();
         let catalog = canopy_models::catalog()?;
+        let hub = canopy_models::Hub::from_env(None).map_err(|e| CoreError::user(e.to_string()))?;
         let given = sha256
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(parse_sha256)
             .transpose()
             .map_err(|e| CoreError::user(e.to_string()))?;
-        let (url, file_name, known) =
-            if source.starts_with("http://") || source.starts_with("https://") {
-                check_url(source).map_err(|e| CoreError::user(e.to_string()))?;
-                let known = catalog.by_url(source).map(|m| m.expected());
-                (source.to_owned(), None, known)
-            } else {
-                let Some(model) = catalog.model(source) else {
-                    return Err(CoreError::user(format!(
-                        "{source:?} is neither an http(s) URL nor a catalog id"
-                    )));
-                };
-                (
-                    model.url.clone(),
-                    Some(model.file.clone()),
-                    Some(model.expected()),
-                )
-            };
-        let mut expected = known.unwrap_or_default();
+        let hub_file = if let Some(model) = catalog.model(source) {
+            Some(model.hub_file()?)
+        } else if canopy_models::hub::is_hub_reference(source, hub.endpoint()) {
+            Some(
+                canopy_models::HubFile::parse(source)
+                    .map_err(|e| CoreError::user(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        if let Some(file) = hub_file {
+            if given.is_some() {
+                return Err(CoreError::user(
+                    "a hub file is verified against the sha256 the hub lists: leave the checksum empty",
+                ));
+            }
+            let plan = hub
+                .plan(&file)
+                .map_err(|e| CoreError::user(e.to_string()))?;
+            return Ok(DownloadSource::Hub { hub, plan });
+        }
+        if !(source.starts_with("http://") || source.starts_with("https://")) {
+            return Err(CoreError::user(format!(
+                "{source:?} is neither a catalog id, a hub file (hf:OWNER/REPO/FILE.gguf) nor an http(s) URL"
+            )));
+        }
+        check_url(source).map_err(|e| CoreError::user(e.to_string()))?;
+        let mut expected = catalog
+            .by_url(source)
+            .map(|m| m.expected())
+            .unwrap_or_default();
         if let Some(sha) = given {
             expected.sha256 = Some(sha);
         }
         if expected.sha256.is_none() {
             return Err(CoreError::user(
-                "no checksum is known for this file: give its sha256 (the one its publisher lists) so the download can be verified",
+                "no checksum is known for this URL: give its sha256 (the one its publisher lists) so the download can be verified",
             ));
         }
-        Ok(canopy_models::DownloadRequest {
-            url,
-            file_name,
+        Ok(DownloadSource::Url(canopy_models::DownloadRequest {
+            url: source.to_owned(),
+            file_name: None,
             expected,
-        })
+        }))
     }
 
-    /// Downloads `request` into the models folder and registers the verified file. The library is
-    /// locked only to register, so listing stays possible meanwhile.
+    /// Downloads `source` into the models folder and registers the verified file (or split set)
+    /// as one model. A plain URL locks the library only to register, so listing stays possible
+    /// meanwhile.
     ///
     /// # Errors
     /// A user error when the download fails (unreachable, corrupt, cancelled, disk full), or when
     /// the file is not a valid GGUF.
     pub fn download(
         &self,
-        request: &canopy_models::DownloadRequest,
+        source: &DownloadSource,
         cancel: &std::sync::atomic::AtomicBool,
         on_event: &mut dyn FnMut(&canopy_models::DownloadEvent),
     ) -> CoreResult<ModelRecord> {
-        let models_dir = self.models_dir();
-        let file = canopy_models::download(&models_dir, request, cancel, on_event)
-            .map_err(|e| CoreError::user(e.to_string()))?;
-        Ok(self.library()?.register_download(&file)?)
+        match source {
+            DownloadSource::Url(request) => {
+                let file = canopy_models::download(&self.models_dir(), request, cancel, on_event)
+                    .map_err(|e| CoreError::user(e.to_string()))?;
+                Ok(self.library()?.register_download(&file)?)
+            }
+            DownloadSource::Hub { hub, plan } => {
+                let mut library = self.library()?;
+                let mut forward = |e: &canopy_models::HubEvent| {
+                    if let canopy_models::HubEvent::Download(e) = e {
+                        on_event(e);
+                    }
+                };
+                let (record, _) = hub
+                    .download(&mut library, plan, cancel, &mut forward)
+                    .map_err(|e| match e {
+                        canopy_models::ModelsError::Download(d) => CoreError::user(d.to_string()),
+                        other => CoreError::from(other),
+                    })?;
+                Ok(record)
+            }
+        }
     }
 
     /// Memory facts of this machine for fit badges, with the GPU's memory when there is one.

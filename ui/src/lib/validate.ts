@@ -14,7 +14,15 @@ export const DEFAULT_SETTINGS: ChatSettings = {
   plan: "auto",
   placement: "auto",
   context: null,
+  rpc: [],
 };
+
+/** `host:port[,host:port]` as typed → the list the back end checks again. */
+export function parseRpc(text: string): string[] {
+  return text.split(",").map((e) => e.trim()).filter((e) => e.length > 0);
+}
+
+const RPC_ENTRY = /^[A-Za-z0-9._-]+:([0-9]{1,5})$/;
 
 /** The engine's limits (canopy-types' `MAX_CHAIN` and `MAX_TREE`). */
 export const MAX_CHAIN = 255;
@@ -74,6 +82,12 @@ export function validateSettings(s: ChatSettings): Errors<ChatSettings> {
   if (s.context !== null && (!Number.isInteger(s.context) || s.context < 1 || s.context > 0xffffffff)) {
     e.context = "Context must be a whole number of tokens, or empty for the model's own.";
   }
+  const badHelper = s.rpc.find((entry) => {
+    const m = RPC_ENTRY.exec(entry);
+    return !m || Number(m[1]) < 1 || Number(m[1]) > 65535;
+  });
+  if (badHelper !== undefined) e.rpc = `"${badHelper}" is not host:port (e.g. 192.168.1.20:50052).`;
+  else if (new Set(s.rpc).size !== s.rpc.length) e.rpc = "A helper is listed twice.";
   return e;
 }
 

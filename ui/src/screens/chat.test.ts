@@ -34,7 +34,7 @@ function conversation(id: number, target: string | null, draft: string | null): 
 }
 
 const settings: ChatSettings = {
-  temperature: 0.7, top_k: 40, top_p: 0.95, seed: 0, max_tokens: 512, plan: "auto", placement: "auto", context: null,
+  temperature: 0.7, top_k: 40, top_p: 0.95, seed: 0, max_tokens: 512, plan: "auto", placement: "auto", context: null, rpc: [],
 };
 
 function decision(summary: string): PlacementDecision {

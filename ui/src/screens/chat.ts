@@ -13,7 +13,7 @@ import { snippetParts } from "../lib/snippet";
 import { StreamAccumulator, provenanceShare, type Run } from "../lib/stream";
 import { MessageTree, type ThreadEntry } from "../lib/thread";
 import {
-  DEFAULT_SETTINGS, parseNumber, planBudget, validateServer, validateSettings, validateTitle,
+  DEFAULT_SETTINGS, parseNumber, parseRpc, planBudget, validateServer, validateSettings, validateTitle,
 } from "../lib/validate";
 import type {
   ChatEvent, ChatSettings, CommandError, Conversation, Message, ModelPair, ModelView, PairView, Placement, Plan,
@@ -693,6 +693,7 @@ export class ChatScreen {
       temperature: String(this.settings.temperature), top_k: String(this.settings.top_k), top_p: String(this.settings.top_p),
       seed: String(this.settings.seed), max_tokens: String(this.settings.max_tokens), plan: this.settings.plan,
       placement: this.settings.placement, context: this.settings.context === null ? "" : String(this.settings.context),
+      rpc: this.settings.rpc.join(", "),
     };
     const errors = new Map<Key, HTMLElement>();
     const save = h("button", { class: "primary", type: "button", "data-testid": "save-settings" }, "Save");
@@ -701,6 +702,7 @@ export class ChatScreen {
       temperature: parseNumber(draft.temperature), top_k: parseNumber(draft.top_k), top_p: parseNumber(draft.top_p),
       seed: parseNumber(draft.seed), max_tokens: parseNumber(draft.max_tokens), plan: draft.plan.trim() as Plan,
       placement: draft.placement.trim() as Placement, context: draft.context.trim() === "" ? null : parseNumber(draft.context),
+      rpc: parseRpc(draft.rpc),
     });
     const check = () => {
       const e = validateSettings(current());
@@ -738,6 +740,7 @@ export class ChatScreen {
       field("seed", "Seed", "same seed, same reply"),
       field("max_tokens", "Max tokens", "per reply, up to 32768"),
       field("context", "Context", "tokens; empty = the model's own, at most 4096", "model's own"),
+      field("rpc", "RPC helpers", "host:port, comma-separated: machines running `canopy rpc-server` that hold part of the target", "none"),
       h("h3", {}, "Speculation"),
       field("plan", "Plan", "auto (from the profile), none, chain:K (K ≤ 255) or tree:N (N ≤ 1024)"),
       wrap("placement", "Placement", "where the target's weights live; automatic decides from the GPU's memory", placement.root),
