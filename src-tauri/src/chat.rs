@@ -78,7 +78,7 @@ pub fn create_conversation(
     let pair = ModelPair { target, draft };
     Ok(state
         .core()
-        .create_conversation(&title, Some(&pair), None)?)
+        .create_conversation(&title, Some(&pair), None, None)?)
 }
 
 /// Sets the models a conversation generates with from now on.

@@ -186,7 +186,11 @@ pub fn run(args: Args) -> CliResult {
         }
     }
     eprintln!();
+    report(&args, &rows, prompts.len())
+}
 
+/// Prints (and with `--output` writes) the table or the JSON document of `rows`.
+fn report(args: &Args, rows: &[Row], prompts: usize) -> CliResult {
     let base = median(&rows[0].tps);
     let results: Vec<serde_json::Value> = rows
         .iter()
@@ -211,7 +215,7 @@ pub fn run(args: Args) -> CliResult {
     let doc = json!({
         "target": args.target,
         "draft": args.draft,
-        "prompts": prompts.len(),
+        "prompts": prompts,
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "placement": args.placement,
@@ -239,12 +243,12 @@ pub fn run(args: Args) -> CliResult {
             v["ratio_to_target_only"].as_f64().unwrap_or(0.0),
             v["mean_accepted_per_step"].as_f64().unwrap_or(0.0),
             r.same_text,
-            prompts.len(),
+            prompts,
             r.chosen.last().map(String::as_str).unwrap_or(""),
         );
     }
     println!("same text as target-only:");
-    for r in &rows {
+    for r in rows {
         let at: Vec<String> = r
             .divergences
             .iter()
@@ -258,7 +262,7 @@ pub fn run(args: Args) -> CliResult {
         } else {
             format!("; diverges at {}", at.join(", "))
         };
-        println!("  {}: {}/{}{detail}", r.label(), r.same_text, prompts.len());
+        println!("  {}: {}/{}{detail}", r.label(), r.same_text, prompts);
     }
     Ok(())
 }

@@ -96,6 +96,12 @@ pub fn run(args: Args) -> CliResult {
         eprintln!("canopy chat: /help lists the commands, /exit leaves");
     }
     let interrupt = Interrupt::install()?;
+    read_loop(&mut chat, &interrupt, interactive)
+}
+
+/// Reads lines until the end of input or `/exit`, sending each message as a turn.
+fn read_loop(chat: &mut Chat<'_>, interrupt: &Interrupt, interactive: bool) -> CliResult {
+    let stdin = std::io::stdin();
 
     let mut input = stdin.lock();
     let mut line = String::new();
@@ -142,7 +148,7 @@ pub fn run(args: Args) -> CliResult {
             Input::Unknown(command) => {
                 eprintln!("error: unknown command {command}; /help lists the commands")
             }
-            Input::Message(text) => chat.send(text, &interrupt)?,
+            Input::Message(text) => chat.send(text, interrupt)?,
         }
     }
     Ok(())
@@ -252,7 +258,12 @@ impl Chat<'_> {
                 let title = canopy_core::title_from(text);
                 let conv = self
                     .core
-                    .create_conversation(&title, self.pair.as_ref(), self.system.as_deref())
+                    .create_conversation(
+                        &title,
+                        self.pair.as_ref(),
+                        self.system.as_deref(),
+                        Some(&self.settings),
+                    )
                     .map_err(core_error)?;
                 self.conversation = Some(conv.id);
                 self.leaf = self

@@ -421,10 +421,15 @@ fn pairs(target: String, json: bool) -> CliResult {
 fn download(url: String, sha256: Option<String>, name: Option<String>) -> CliResult {
     // The application core's checksum policy: a URL is verified against a given or catalogued sha256.
     let core = crate::engine::core()?;
-    let request = match core
+    let source = core
         .download_source(&url, sha256.as_deref())
-        .map_err(crate::engine::core_error)?
-    {
+        .map_err(|e| match e {
+            canopy_core::CoreError::User(m) if m.starts_with("no checksum") => {
+                CliError::user(format!("{m}: pass --sha256 HEX"))
+            }
+            e => crate::engine::core_error(e),
+        })?;
+    let request = match source {
         canopy_core::DownloadSource::Url(request) => DownloadRequest {
             file_name: name,
             ..request

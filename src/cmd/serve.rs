@@ -45,10 +45,6 @@ pub fn run(args: Args) -> CliResult {
             Vec::new(),
         )
         .map_err(core_error)?;
-    eprintln!("target placement: {}", prepared.decision.summary);
-    if let Some(profile) = &prepared.profile {
-        eprintln!("planning with profile {profile}");
-    }
     let template = prepared.request;
     let context = template.context.ok_or_else(|| {
         CliError::Failure(anyhow::anyhow!("a prepared request names its context"))
@@ -72,6 +68,10 @@ pub fn run(args: Args) -> CliResult {
     config
         .validate()
         .map_err(|e| CliError::user(e.to_string()))?;
+    eprintln!("target placement: {}", prepared.decision.summary);
+    if let Some(profile) = &prepared.profile {
+        eprintln!("planning with profile {profile}");
+    }
     let backend = worker_with(prepared.decision.op_offload_min_batch)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -101,30 +101,14 @@ pub fn run(args: Args) -> CliResult {
     prompts.truncate(args.num_prompts);
     let mut supervisor = measuring_worker()?;
     let cancel = CancelFlag::new();
-    eprintln!("measuring the acceptance vector of the real pair...");
-    let measured = match supervisor
-        .run(
-            Job::Acceptance(AcceptanceRequest {
-                target: target_path.clone(),
-                draft: draft_path.clone(),
-                prompts: prompts.clone(),
-                temperature: 0.0,
-                width: ACCEPTANCE_WIDTH,
-                tokens_per_prompt: args.max_tokens.max(ACCEPTANCE_POSITIONS),
-                seed: 0,
-            }),
-            &cancel,
-            &mut |_| {},
-        )
-        .map_err(worker_error)?
-    {
-        JobResult::Acceptance(a) => a,
-        other => {
-            return Err(CliError::Failure(anyhow::anyhow!(
-                "the worker answered an acceptance job with {other:?}"
-            )))
-        }
-    };
+    let measured = measure_acceptance(
+        &mut supervisor,
+        &cancel,
+        &args,
+        &target_path,
+        &draft_path,
+        &prompts,
+    )?;
     let acc = Acceptance::new(measured.acceptance.clone())
         .map_err(|e| CliError::Failure(anyhow::anyhow!("measured acceptance vector: {e}")))?;
     let limits = Limits {
@@ -139,67 +123,16 @@ pub fn run(args: Args) -> CliResult {
     let choice = choose(&acc, &costs, &limits).map_err(|e| CliError::user(e.to_string()))?;
 
     let replay = if choice.plan.budget() >= 2 {
-        let n = choice.plan.budget();
-        // The tree the engine builds for `tree:N` from the same acceptance vector.
-        let plan = optimal_tree(
+        Some(replay_tree(
+            &mut supervisor,
+            &cancel,
+            &args,
             &acc,
-            &Limits {
-                budget: n,
-                max_depth: (n - 1).min(255),
-                max_branch: ENGINE_MAX_BRANCH,
-                max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
-            },
-        )
-        .map_err(|e| CliError::user(e.to_string()))?;
-        let step_seconds = costs
-            .step_seconds(&plan, &acc)
-            .map_err(|e| CliError::Failure(anyhow::anyhow!("pricing the tree: {e}")))?;
-        let (mut tokens, mut steps) = (0, 0);
-        let mut label = String::new();
-        for (i, prompt) in prompts.iter().enumerate() {
-            eprintln!(
-                "generating with tree:{n}, prompt {}/{}...",
-                i + 1,
-                prompts.len()
-            );
-            let result = supervisor
-                .generate(
-                    GenerateRequest {
-                        target: target_path.clone(),
-                        draft: Some(draft_path.clone()),
-                        prompt: Prompt::Chat(vec![canopy_worker::ChatMessage {
-                            role: canopy_worker::ChatRole::User,
-                            content: prompt.clone(),
-                        }]),
-                        sampling: Sampling::greedy(),
-                        max_tokens: args.max_tokens,
-                        stop: Vec::new(),
-                        plan: Plan::tree(n as u32)
-                            .map_err(|e| CliError::Failure(anyhow::anyhow!("{e}")))?,
-                        context: None,
-                        placement: Placement::Cpu,
-                        acceptance: Some(acc.as_slice().to_vec()),
-                        costs: None,
-                        inexact_cache: false,
-                        rpc: Vec::new(),
-                        rpc_layers: None,
-                    },
-                    &cancel,
-                    &mut |_, _| {},
-                )
-                .map_err(worker_error)?;
-            tokens += result.tokens;
-            steps += result.steps;
-            label = result.plan;
-        }
-        Some(Replay {
-            plan,
-            label,
-            prompts: prompts.len(),
-            tokens,
-            steps,
-            step_seconds,
-        })
+            &costs,
+            (&target_path, &draft_path),
+            &prompts,
+            choice.plan.budget(),
+        )?)
     } else {
         None
     };
@@ -235,6 +168,117 @@ pub fn run(args: Args) -> CliResult {
         print!("{}", report.text());
     }
     Ok(())
+}
+
+/// The real pair's greedy acceptance vector, measured by the worker on the CPU.
+fn measure_acceptance(
+    supervisor: &mut canopy_worker::Supervisor,
+    cancel: &CancelFlag,
+    args: &Args,
+    target_path: &Path,
+    draft_path: &Path,
+    prompts: &[String],
+) -> CliResult<canopy_worker::AcceptanceResult> {
+    eprintln!("measuring the acceptance vector of the real pair...");
+    let measured = match supervisor
+        .run(
+            Job::Acceptance(AcceptanceRequest {
+                target: target_path.to_owned(),
+                draft: draft_path.to_owned(),
+                prompts: prompts.to_vec(),
+                temperature: 0.0,
+                width: ACCEPTANCE_WIDTH,
+                tokens_per_prompt: args.max_tokens.max(ACCEPTANCE_POSITIONS),
+                seed: 0,
+            }),
+            cancel,
+            &mut |_| {},
+        )
+        .map_err(worker_error)?
+    {
+        JobResult::Acceptance(a) => a,
+        other => {
+            return Err(CliError::Failure(anyhow::anyhow!(
+                "the worker answered an acceptance job with {other:?}"
+            )))
+        }
+    };
+    Ok(measured)
+}
+
+/// Generates with the engine's `tree:N` on the real pair and counts tokens per step, to check the
+/// simulated tree against what the engine does.
+#[allow(clippy::too_many_arguments)]
+fn replay_tree(
+    supervisor: &mut canopy_worker::Supervisor,
+    cancel: &CancelFlag,
+    args: &Args,
+    acc: &Acceptance,
+    costs: &Costs,
+    paths: (&Path, &Path),
+    prompts: &[String],
+    n: usize,
+) -> CliResult<Replay> {
+    // The tree the engine builds for `tree:N` from the same acceptance vector.
+    let plan = optimal_tree(
+        acc,
+        &Limits {
+            budget: n,
+            max_depth: (n - 1).min(255),
+            max_branch: ENGINE_MAX_BRANCH,
+            max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
+        },
+    )
+    .map_err(|e| CliError::user(e.to_string()))?;
+    let step_seconds = costs
+        .step_seconds(&plan, acc)
+        .map_err(|e| CliError::Failure(anyhow::anyhow!("pricing the tree: {e}")))?;
+    let (mut tokens, mut steps) = (0, 0);
+    let mut label = String::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        eprintln!(
+            "generating with tree:{n}, prompt {}/{}...",
+            i + 1,
+            prompts.len()
+        );
+        let result = supervisor
+            .generate(
+                GenerateRequest {
+                    target: paths.0.to_owned(),
+                    draft: Some(paths.1.to_owned()),
+                    prompt: Prompt::Chat(vec![canopy_worker::ChatMessage {
+                        role: canopy_worker::ChatRole::User,
+                        content: prompt.clone(),
+                    }]),
+                    sampling: Sampling::greedy(),
+                    max_tokens: args.max_tokens,
+                    stop: Vec::new(),
+                    plan: Plan::tree(n as u32)
+                        .map_err(|e| CliError::Failure(anyhow::anyhow!("{e}")))?,
+                    context: None,
+                    placement: Placement::Cpu,
+                    acceptance: Some(acc.as_slice().to_vec()),
+                    costs: None,
+                    inexact_cache: false,
+                    rpc: Vec::new(),
+                    rpc_layers: None,
+                },
+                cancel,
+                &mut |_, _| {},
+            )
+            .map_err(worker_error)?;
+        tokens += result.tokens;
+        steps += result.steps;
+        label = result.plan;
+    }
+    Ok(Replay {
+        plan,
+        label,
+        prompts: prompts.len(),
+        tokens,
+        steps,
+        step_seconds,
+    })
 }
 
 /// A model file as the cost model sees it.

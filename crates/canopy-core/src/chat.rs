@@ -114,7 +114,7 @@ fn find(messages: Vec<Message>, id: MessageId) -> CoreResult<Message> {
 
 impl Core {
     /// Starts a conversation with `pair` (the default pair when `None`) and an optional system
-    /// message.
+    /// message, recording the plan and sampling of `settings` when given.
     ///
     /// # Errors
     /// A user error for a bad title or pair; a store error.
@@ -123,6 +123,7 @@ impl Core {
         title: &str,
         pair: Option<&ModelPair>,
         system: Option<&str>,
+        settings: Option<&ChatSettings>,
     ) -> CoreResult<Conversation> {
         let title = clean_title(title)?;
         let pair = match pair {
@@ -135,8 +136,8 @@ impl Core {
             title,
             target_model: pair.target.clone(),
             draft_model: pair.draft.clone(),
-            sampling_json: None,
-            plan: None,
+            sampling_json: settings.and_then(|s| serde_json::to_string(&s.sampling).ok()),
+            plan: settings.map(|s| s.plan.with_draft(pair.draft.is_some()).to_string()),
         })?;
         if let Some(system) = system.filter(|s| !s.trim().is_empty()) {
             store.add_message(id, None, Role::System, system)?;

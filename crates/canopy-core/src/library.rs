@@ -319,6 +319,9 @@ impl Core {
                 .map_err(|e| CoreError::user(e.to_string()))?;
             return Ok(DownloadSource::Hub { hub, plan });
         }
+        if source.contains("://") {
+            check_url(source).map_err(|e| CoreError::user(e.to_string()))?;
+        }
         if !(source.starts_with("http://") || source.starts_with("https://")) {
             return Err(CoreError::user(format!(
                 "{source:?} is neither a catalog id, a hub file (hf:OWNER/REPO/FILE.gguf) nor an http(s) URL"

@@ -27,10 +27,13 @@ enum Script {
     UntilCancelled,
 }
 
+/// Every generation the fake was asked for, with its op-offload threshold.
+type Jobs = Arc<Mutex<Vec<(GenerateRequest, Option<u32>)>>>;
+
 #[derive(Clone)]
 struct Fake {
     script: Arc<Mutex<Script>>,
-    jobs: Arc<Mutex<Vec<(GenerateRequest, Option<u32>)>>>,
+    jobs: Jobs,
 }
 
 impl Fake {
@@ -211,7 +214,7 @@ fn a_turn_is_saved_with_its_statistics() {
     let w = world(Script::Reply(vec!["Hello", " there"]));
     let conv = w
         .core
-        .create_conversation("hi", Some(&pair(&w, true)), None)
+        .create_conversation("hi", Some(&pair(&w, true)), None, None)
         .unwrap();
     let user = w.core.add_user_message(conv.id, None, "Hi!").unwrap();
     let mut heard = Heard::default();
@@ -245,7 +248,7 @@ fn without_a_draft_a_turn_decodes_plainly() {
     let w = world(Script::Reply(vec!["ok"]));
     let conv = w
         .core
-        .create_conversation("hi", Some(&pair(&w, false)), None)
+        .create_conversation("hi", Some(&pair(&w, false)), None, None)
         .unwrap();
     let user = w.core.add_user_message(conv.id, None, "Hi!").unwrap();
     w.core
@@ -267,7 +270,7 @@ fn a_cancelled_turn_keeps_its_partial_reply_as_interrupted() {
     let w = world(Script::UntilCancelled);
     let conv = w
         .core
-        .create_conversation("hi", Some(&pair(&w, true)), None)
+        .create_conversation("hi", Some(&pair(&w, true)), None, None)
         .unwrap();
     let user = w.core.add_user_message(conv.id, None, "Sing").unwrap();
     let cancel = CancelFlag::new();
@@ -301,7 +304,7 @@ fn a_worker_that_dies_mid_turn_leaves_the_partial_reply() {
     let w = world(Script::CrashAfter(vec!["The answer", " is"]));
     let conv = w
         .core
-        .create_conversation("q", Some(&pair(&w, true)), None)
+        .create_conversation("q", Some(&pair(&w, true)), None, None)
         .unwrap();
     let user = w.core.add_user_message(conv.id, None, "Why?").unwrap();
     let outcome = w
@@ -340,7 +343,7 @@ fn a_refused_request_leaves_no_empty_reply() {
     let w = world(Script::Refuse("the prompt is longer than the context"));
     let conv = w
         .core
-        .create_conversation("q", Some(&pair(&w, false)), None)
+        .create_conversation("q", Some(&pair(&w, false)), None, None)
         .unwrap();
     let user = w.core.add_user_message(conv.id, None, "long").unwrap();
     let outcome = w
@@ -363,7 +366,7 @@ fn a_refused_request_leaves_no_empty_reply() {
 #[test]
 fn bad_requests_are_refused_before_the_engine_runs() {
     let w = world(Script::Reply(vec!["x"]));
-    let conv = w.core.create_conversation("q", None, None).unwrap();
+    let conv = w.core.create_conversation("q", None, None, None).unwrap();
     let user = w.core.add_user_message(conv.id, None, "hi").unwrap();
     let err = w
         .core
@@ -495,7 +498,7 @@ fn auto_plans_only_from_a_profile_of_the_same_files_and_placement() {
     // A chat turn plans from it too.
     let conv = w
         .core
-        .create_conversation("q", Some(&pair(&w, true)), None)
+        .create_conversation("q", Some(&pair(&w, true)), None, None)
         .unwrap();
     let user = w.core.add_user_message(conv.id, None, "hi").unwrap();
     w.core

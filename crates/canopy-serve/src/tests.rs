@@ -232,7 +232,7 @@ async fn a_chat_answer_has_usage_and_statistics() {
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert_eq!(body["usage"]["total_tokens"], 8);
     assert_eq!(body["canopy"]["plan"], "none");
-    assert_eq!(body["canopy"]["placement"]["mode"], "cpu");
+    assert_eq!(body["canopy"]["placement"], "cpu");
     assert!(body["canopy"]["steps"].is_u64());
 }
 
