@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use canopy_core::{ModelChoice, ServerSettings};
+use canopy_core::ServerSettings;
 use canopy_serve::{Backend, ServeConfig, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
 use canopy_types::Sampling;
 use canopy_worker::{
@@ -95,27 +95,11 @@ fn status(app: &Inner) -> CommandResult<ServerStatus> {
 /// Starts the server with the saved settings and the chat's default models.
 async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> {
     let core = &app.core;
-    let pair = core.default_pair()?;
-    let Some(target) = &pair.target else {
+    let chat = core.chat_settings()?;
+    let Some(choice) = core.chat_choice(&core.default_pair()?, &chat)? else {
         return Err(CommandError::user(
             "choose a model in the chat first: the server serves the chat's model",
         ));
-    };
-    let chat = core.chat_settings()?;
-    let draft = pair
-        .draft
-        .as_deref()
-        .map(|d| core.resolve_model(d))
-        .transpose()?;
-    let choice = ModelChoice {
-        target: core.resolve_model(target)?,
-        plan: chat.plan.with_draft(draft.is_some()),
-        draft,
-        placement: chat.placement,
-        context: chat.context,
-        profile: None,
-        rpc: chat.rpc.clone(),
-        rpc_layers: None,
     };
     let prepared = core.prepare(
         &choice,

@@ -111,16 +111,7 @@ pub fn run(args: Args) -> CliResult {
     )?;
     let acc = Acceptance::new(measured.acceptance.clone())
         .map_err(|e| CliError::Failure(anyhow::anyhow!("measured acceptance vector: {e}")))?;
-    let limits = Limits {
-        budget,
-        max_depth: args.max_depth,
-        max_branch: ENGINE_MAX_BRANCH.min(acc.as_slice().len()),
-        max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
-    };
-    limits
-        .validate()
-        .map_err(|e| CliError::user(e.to_string()))?;
-    let choice = choose(&acc, &costs, &limits).map_err(|e| CliError::user(e.to_string()))?;
+    let choice = choose_plan(&args, &acc, &costs)?;
 
     let replay = if choice.plan.budget() >= 2 {
         Some(replay_tree(
@@ -168,6 +159,21 @@ pub fn run(args: Args) -> CliResult {
         print!("{}", report.text());
     }
     Ok(())
+}
+
+/// The planner's choice for the measured acceptance and the predicted costs, under `--budget`
+/// and `--max-depth`.
+fn choose_plan(args: &Args, acc: &Acceptance, costs: &Costs) -> CliResult<canopy_plan::Choice> {
+    let limits = Limits {
+        budget: args.budget as usize,
+        max_depth: args.max_depth,
+        max_branch: ENGINE_MAX_BRANCH.min(acc.as_slice().len()),
+        max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
+    };
+    limits
+        .validate()
+        .map_err(|e| CliError::user(e.to_string()))?;
+    choose(acc, costs, &limits).map_err(|e| CliError::user(e.to_string()))
 }
 
 /// The real pair's greedy acceptance vector, measured by the worker on the CPU.

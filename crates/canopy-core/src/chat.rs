@@ -194,22 +194,37 @@ impl Core {
         conversation: &Conversation,
         settings: &ChatSettings,
     ) -> CoreResult<ModelChoice> {
-        let Some(target) = &conversation.target_model else {
-            return Err(CoreError::user(
-                "choose a model first: import one in the Library, then pick it above the chat",
-            ));
-        };
         let pair = ModelPair {
-            target: Some(target.clone()),
+            target: conversation.target_model.clone(),
             draft: conversation.draft_model.clone(),
         };
-        self.check_model_pair(&pair)?;
+        self.chat_choice(&pair, settings)?.ok_or_else(|| {
+            CoreError::user(
+                "choose a model first: import one in the Library, then pick it above the chat",
+            )
+        })
+    }
+
+    /// What the chat runs `pair` with under `settings`: the models resolved to files and checked
+    /// as a pair, plain decoding without a draft. `None` without a target.
+    ///
+    /// # Errors
+    /// As [`Core::check_model_pair`].
+    pub fn chat_choice(
+        &self,
+        pair: &ModelPair,
+        settings: &ChatSettings,
+    ) -> CoreResult<Option<ModelChoice>> {
+        let Some(target) = &pair.target else {
+            return Ok(None);
+        };
+        self.check_model_pair(pair)?;
         let draft = pair
             .draft
             .as_deref()
             .map(|d| self.resolve_model(d))
             .transpose()?;
-        Ok(ModelChoice {
+        Ok(Some(ModelChoice {
             target: self.resolve_model(target)?,
             plan: settings.plan.with_draft(draft.is_some()),
             draft,
@@ -218,7 +233,7 @@ impl Core {
             profile: None,
             rpc: settings.rpc.clone(),
             rpc_layers: None,
-        })
+        }))
     }
 
     /// Generates and saves the reply to the user message `user` of `conversation`, with the
