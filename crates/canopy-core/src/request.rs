@@ -117,7 +117,7 @@ fn context_for(
     }
     if let Some(trained) = trained.filter(|&t| t > 0 && context > t) {
         return Err(CoreError::user(format!(
-            "a context of {context} tokens is beyond the {trained} {name} was trained for: use {trained} or less"
+            "a context of {context} tokens is beyond the {trained} tokens {name} was trained for: use {trained} or less"
         )));
     }
     let kv = footprint.kv_bytes_per_token as f64 * context as f64;
