@@ -54,8 +54,45 @@ fn data_dir() -> Result<PathBuf, String> {
     canopy_store::data_dir().map_err(|e| e.to_string())
 }
 
-/// Starts the window; exits with a message when the window system cannot start.
+/// Why no window can open here, when that is known before trying: on Linux and the BSDs the
+/// window system is found through `WAYLAND_DISPLAY` or `DISPLAY`, and without either GTK's
+/// initialisation fails inside the windowing library with a panic.
+fn no_display() -> Option<&'static str> {
+    let unix_desktop = cfg!(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ));
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    (unix_desktop && !set("WAYLAND_DISPLAY") && !set("DISPLAY")).then_some(
+        "no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset); start the \
+         app from a desktop session, or use the `canopy` command line",
+    )
+}
+
+/// Starts the window; exits with a one-line message when the window system cannot start.
 pub fn run() {
+    if let Some(reason) = no_display() {
+        eprintln!("canopy: {reason}");
+        std::process::exit(2);
+    }
+    // A window system that refuses the connection (a stale DISPLAY) still fails by a panic in
+    // the windowing library: say it in one line rather than with a trace, unless a trace was
+    // asked for with RUST_BACKTRACE.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            return default_hook(info);
+        }
+        let payload = info.payload();
+        let message = (payload.downcast_ref::<&str>().copied())
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("unknown error");
+        let first = message.lines().next().unwrap_or_default();
+        eprintln!("canopy: {first}");
+    }));
     let data_dir = match data_dir() {
         Ok(dir) => dir,
         Err(err) => {
