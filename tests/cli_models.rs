@@ -363,3 +363,79 @@ fn a_split_model_downloads_from_the_hub_as_one_model_and_generates() {
         stderr(&out)
     );
 }
+
+/// A gated repository: refused without a token, downloaded once `canopy models token` saved one
+/// (readable by the user only); `models files` then shows the fit and that the file is in the
+/// library.
+#[test]
+fn a_saved_token_opens_a_gated_repository() {
+    let (smol, _) = real_model("smollm2-135m");
+    let data = std::sync::Arc::new(std::fs::read(&smol).unwrap());
+    let repo = hub_fixture::HubRepo::new("canopy-test/Gated-GGUF")
+        .file("Gated-Q4_1.gguf", data)
+        .gated("hf_secret123");
+    let server = hub_fixture::serve_hub(vec![repo], hub_fixture::Behaviour::default());
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_canopy"))
+            .env("CANOPY_HOME", home.path())
+            .env("HF_ENDPOINT", &server.endpoint)
+            .env_remove("HF_TOKEN")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let reference = "hf:canopy-test/Gated-GGUF/Gated-Q4_1.gguf";
+
+    let out = run(&["models", "download", reference], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("canopy models token"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["models", "token"], "two words\n");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(&["models", "token"], "hf_secret123\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved = home.path().join("hub-token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the token is readable by others: {mode:o}");
+    }
+    assert!(!stdout(&out).contains("hf_secret123"), "{}", stdout(&out));
+
+    let out = run(&["models", "download", reference], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hf_secret123"), "{}", stderr(&out));
+    let out = run(&["models", "files", "canopy-test/Gated-GGUF"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("Q4_1") && listing.contains("(in the library)"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("fits") || listing.contains("tight"),
+        "{listing}"
+    );
+
+    let out = run(&["models", "token", "--remove"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!saved.exists());
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use canopy_core::{ModelView, PairView};
+use canopy_core::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus, ModelView, PairView};
 use canopy_gguf::{Array, Value};
 use canopy_models::{DeleteFile, DownloadEvent as LibraryDownloadEvent, ImportMode, ModelRecord};
 use serde::Serialize;
@@ -255,6 +255,55 @@ pub fn model_catalog() -> CommandResult<Vec<CatalogEntry>> {
             description: format!("{} {} ", m.parameters, m.role).trim().to_owned(),
         })
         .collect())
+}
+
+/// GGUF repositories on the hub (`HF_ENDPOINT`) matching `query`.
+#[tauri::command]
+pub async fn hub_search(
+    state: State<'_, AppState>,
+    query: String,
+) -> CommandResult<Vec<HubRepoView>> {
+    let app = state.inner().clone();
+    tauri::async_runtime::spawn_blocking(move || Ok(app.core().hub_search(&query, 30)?))
+        .await
+        .map_err(CommandError::internal)?
+}
+
+/// A hub repository's GGUF models with their fit on this machine.
+#[tauri::command]
+pub async fn hub_files(
+    state: State<'_, AppState>,
+    repo: String,
+    revision: Option<String>,
+) -> CommandResult<Vec<HubFileView>> {
+    let app = state.inner().clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        Ok(app
+            .core()
+            .hub_files(&repo, revision.as_deref().unwrap_or_default())?)
+    })
+    .await
+    .map_err(CommandError::internal)?
+}
+
+/// Drafts to download with a hub target.
+#[tauri::command]
+pub fn hub_drafts(state: State<'_, AppState>, source: String) -> CommandResult<Vec<HubDraftView>> {
+    Ok(state.core().hub_drafts(&source)?)
+}
+
+#[tauri::command]
+pub fn hub_token_status(state: State<'_, AppState>) -> HubTokenStatus {
+    state.core().hub_token_status()
+}
+
+/// Saves the hub token (readable by this user only), or forgets it when `token` is empty.
+#[tauri::command]
+pub fn set_hub_token(
+    state: State<'_, AppState>,
+    token: Option<String>,
+) -> CommandResult<HubTokenStatus> {
+    Ok(state.core().save_hub_token(token.as_deref())?)
 }
 
 /// Downloads a catalog model (by id) or a URL into the models folder, verified and registered.

@@ -12,6 +12,7 @@ use canopy_models::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::engine::{core, core_error};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Subcommand)]
@@ -129,6 +130,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Save the hub access token for gated repositories, read from standard input (stored in
+    /// the data folder, readable by you only; it wins over HF_TOKEN), or forget it.
+    Token {
+        /// Forget the saved token.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Show the recommended target/draft pairs and where to download them.
     Catalog {
         /// Print JSON instead of text.
@@ -166,7 +174,7 @@ pub fn run(command: Command) -> CliResult {
             sha256,
             name,
         } => {
-            let hub = Hub::from_env(None).map_err(|e| CliError::user(e.to_string()))?;
+            let hub = core()?.hub().map_err(core_error)?;
             if canopy_models::hub::is_hub_reference(&url, hub.endpoint()) {
                 if sha256.is_some() || name.is_some() {
                     return Err(CliError::user(
@@ -197,7 +205,41 @@ pub fn run(command: Command) -> CliResult {
             json,
         } => fit(target, draft, context, vram_gib, h2d_gbps, json),
         Command::Catalog { json } => show_catalog(json),
+        Command::Token { remove } => token(remove),
     }
+}
+
+fn token(remove: bool) -> CliResult {
+    let core = core()?;
+    let token = if remove {
+        None
+    } else {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            eprint!("paste the hub token and press Enter: ");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| {
+            CliError::user(format!("cannot read the token from standard input: {e}"))
+        })?;
+        if line.trim().is_empty() {
+            return Err(CliError::user(
+                "no token on standard input (to forget the saved one, pass --remove)",
+            ));
+        }
+        Some(line)
+    };
+    let status = core.save_hub_token(token.as_deref()).map_err(core_error)?;
+    match (status.saved, status.from_environment) {
+        (true, _) => println!(
+            "hub token saved in {}, readable by you only",
+            core.data_dir().display()
+        ),
+        (false, true) => println!("no token saved; HF_TOKEN is used"),
+        (false, false) => println!("no token saved; gated repositories need one"),
+    }
+    Ok(())
 }
 
 fn models_err(err: ModelsError) -> CliError {
@@ -420,14 +462,14 @@ fn pairs(target: String, json: bool) -> CliResult {
 
 fn download(url: String, sha256: Option<String>, name: Option<String>) -> CliResult {
     // The application core's checksum policy: a URL is verified against a given or catalogued sha256.
-    let core = crate::engine::core()?;
+    let core = core()?;
     let source = core
         .download_source(&url, sha256.as_deref())
         .map_err(|e| match e {
             canopy_core::CoreError::User(m) if m.starts_with("no checksum") => {
                 CliError::user(format!("{m}: pass --sha256 HEX"))
             }
-            e => crate::engine::core_error(e),
+            e => core_error(e),
         })?;
     let request = match source {
         canopy_core::DownloadSource::Url(request) => DownloadRequest {
@@ -560,8 +602,7 @@ fn hub_download(hub: &Hub, reference: &str, revision: Option<String>) -> CliResu
 }
 
 fn search(query: &str, limit: usize, json: bool) -> CliResult {
-    let hub = Hub::from_env(None).map_err(hub_err)?;
-    let found = hub.search(query, limit).map_err(hub_err)?;
+    let found = core()?.hub_search(query, limit).map_err(core_error)?;
     if json {
         return print_json(&found);
     }
@@ -576,33 +617,35 @@ fn search(query: &str, limit: usize, json: bool) -> CliResult {
 }
 
 fn files(repo: &str, revision: &str, json: bool) -> CliResult {
-    let hub = Hub::from_env(None).map_err(hub_err)?;
-    let groups = hub.list_gguf_files(repo, revision).map_err(hub_err)?;
+    let files = core()?.hub_files(repo, revision).map_err(core_error)?;
     if json {
-        return print_json(&groups);
+        return print_json(&files);
     }
-    if groups.is_empty() {
+    if files.is_empty() {
         println!("{repo} has no .gguf files at {revision}");
     }
-    let at = if revision == canopy_models::hub::DEFAULT_REVISION {
-        String::new()
-    } else {
-        format!("@{revision}")
-    };
-    for g in &groups {
-        println!("{}", g.quant.as_deref().unwrap_or("other"));
-        for e in &g.entries {
-            let parts = match (e.files.len(), e.incomplete) {
-                (_, true) => "  (split, parts missing on the hub)".to_string(),
-                (1, false) => String::new(),
-                (n, false) => format!("  ({n} parts)"),
-            };
-            println!(
-                "  {:>10}  hf:{repo}{at}/{}{parts}",
-                fmt_bytes(e.size),
-                e.path
-            );
+    let mut quant = None;
+    for f in &files {
+        if quant != Some(&f.quant) {
+            quant = Some(&f.quant);
+            println!("{}", f.quant.as_deref().unwrap_or("other"));
         }
+        let parts = match (f.parts, f.fit) {
+            (_, None) => "  (split, parts missing on the hub)".to_string(),
+            (1, _) => String::new(),
+            (n, _) => format!("  ({n} parts)"),
+        };
+        let fit = f.fit.map_or("-", |b| b.as_str());
+        let have = if f.in_library {
+            "  (in the library)"
+        } else {
+            ""
+        };
+        println!(
+            "  {:>10}  {fit:<7}  {}{parts}{have}",
+            fmt_bytes(f.size),
+            f.source
+        );
     }
     Ok(())
 }

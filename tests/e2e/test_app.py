@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 
+from hub import Hub, Repo
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
@@ -40,6 +41,8 @@ SMOLLM = HOME / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 QWEN_DRAFT = HOME / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_TARGET = HOME / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 PROMPT = "Name three trees that grow in Europe."
+# The app reads HF_ENDPOINT (set by scripts/e2e-gui) at start; the local hub listens there.
+HUB_PORT = int(os.environ.get("CANOPY_E2E_HUB_PORT", "0"))
 
 
 def start():
@@ -174,6 +177,75 @@ def test_library_download_from_url(driver):
     row.find_element(By.CSS_SELECTOR, "[data-testid=remove]").click()
     wait_for(lambda: visible(driver, "confirm-remove"), 5, "the remove confirmation")[0].click()
     wait_for(lambda: not any("SmolLM2-mirror" in text(r) for r in visible(driver, "model-row")), 10, "the model to be removed")
+
+
+def remove_models(driver, names):
+    for name in names:
+        row = next(r for r in visible(driver, "model-row") if name in text(r))
+        row.find_element(By.CSS_SELECTOR, "[data-testid=remove]").click()
+        wait_for(lambda: visible(driver, "confirm-remove"), 5, "the remove confirmation")[0].click()
+        wait_for(lambda: not any(name in text(r) for r in visible(driver, "model-row")), 10, f"{name} to be removed")
+
+
+def test_hub_search_and_pair_download(driver):
+    """Searches a local hub, lists a repository's files with fit badges, downloads a target with the
+    draft offered for it (verified against the listed sha256), and saves and removes a token."""
+    assert HUB_PORT, "CANOPY_E2E_HUB_PORT is not set (scripts/e2e-gui sets it with HF_ENDPOINT)"
+    target_repo = "bartowski/SmolLM2-1.7B-Instruct-GGUF"
+    # Stand-ins: SmolLM2-135M's bytes under the names of the catalog's SmolLM2 pair; an F16 file
+    # listed at 8 TB (never downloaded) shows a "too big" badge.
+    hub = Hub([
+        Repo(target_repo, {"SmolLM2-1.7B-Instruct-Q4_K_M.gguf": (SMOLLM, None),
+                           "SmolLM2-1.7B-Instruct-F16.gguf": (None, 8 * 10**12)}),
+        Repo("bartowski/SmolLM2-135M-Instruct-GGUF", {"SmolLM2-135M-Instruct-Q4_K_M.gguf": (SMOLLM, None)}),
+    ], port=HUB_PORT)
+    target, draft = "SmolLM2-1.7B-Instruct-Q4_K_M", "SmolLM2-135M-Instruct-Q4_K_M"
+    try:
+        go(driver, "library")
+        find(driver, "hub-query").send_keys("smollm2")
+        find(driver, "hub-search").click()
+        repos = wait_for(lambda: len(visible(driver, "hub-repo")) == 2 and visible(driver, "hub-repo"), 20, "two search results")
+        next(r for r in repos if r.get_attribute("data-id") == target_repo).click()
+        files = wait_for(lambda: len(visible(driver, "hub-file")) == 2 and visible(driver, "hub-file"), 20, "the repository's files")
+        fits = {f.get_attribute("data-source").rsplit("/", 1)[-1]: text(f.find_element(By.CSS_SELECTOR, "[data-testid=hub-fit]")) for f in files}
+        assert fits["SmolLM2-1.7B-Instruct-F16.gguf"] == "Too big", fits
+        assert fits["SmolLM2-1.7B-Instruct-Q4_K_M.gguf"] in ("Fits", "Tight fit"), fits
+        groups = [g.get_attribute("data-quant") for g in visible(driver, "hub-group")]
+        assert groups == ["Q4_K_M", "F16"], groups
+        quant_row = next(f for f in files if target in f.get_attribute("data-source"))
+        quant_row.find_element(By.CSS_SELECTOR, ".hub-file-name").click()
+        drafts = wait_for(lambda: visible(driver, "hub-draft"), 10, "the drafts offered for the target")
+        assert draft.replace("-Q4_K_M", "") in text(drafts[0]), text(drafts[0])
+        assert "catalog's pair" in text(drafts[0]), text(drafts[0])
+        screenshot(driver, "library-hub")
+        drafts[0].find_element(By.CSS_SELECTOR, "[data-testid=hub-download-pair]").click()
+        wait_for(lambda: all(any(n in text(r) for r in visible(driver, "model-row")) for n in (target, draft)), 120,
+                 "the target and its draft in the library")
+        no_error_banner(driver)
+        for name in (target, draft):
+            assert (HOME / "models" / f"{name}.gguf").exists(), f"{name} is not in the models folder"
+        assert any(p.startswith("/cdn/") for p in hub.requests), "nothing was downloaded from the hub"
+        wait_for(lambda: visible(driver, "hub-in-library"), 10, "the target marked as in the library")
+
+        find(driver, "hub-token").send_keys("two words")
+        find(driver, "hub-token-save").click()
+        wait_for(lambda: any("token" in b for b in banners(driver)), 5, "a malformed token to be refused")
+        for close in driver.find_elements(By.CSS_SELECTOR, ".banner-close"):
+            close.click()
+        find(driver, "hub-token").clear()
+        find(driver, "hub-token").send_keys("hf_e2eTestToken123")
+        find(driver, "hub-token-save").click()
+        wait_for(lambda: "token is saved" in text(find(driver, "hub-token-status")), 5, "the token to be saved")
+        saved = HOME / "hub-token"
+        assert saved.read_text().strip() == "hf_e2eTestToken123"
+        assert saved.stat().st_mode & 0o077 == 0, oct(saved.stat().st_mode)
+        assert find(driver, "hub-token").get_attribute("value") == "", "the token is shown back"
+        find(driver, "hub-token-remove").click()
+        wait_for(lambda: "token is saved" not in text(find(driver, "hub-token-status")), 5, "the token to be removed")
+        assert not saved.exists()
+    finally:
+        hub.close()
+    remove_models(driver, [target, draft])
 
 
 def test_chat_streams_a_reply(driver):
@@ -425,7 +497,8 @@ def test_speculative_pair(driver):
 
 def main():
     failures = 0
-    first = [test_library_import_and_inspect, test_library_download_from_url, test_chat_streams_a_reply, test_quick_profile,
+    first = [test_library_import_and_inspect, test_library_download_from_url, test_hub_search_and_pair_download,
+             test_chat_streams_a_reply, test_quick_profile,
              test_local_server]
     second = [test_conversation_survives_restart, test_worker_crash_keeps_the_conversation]
     groups = [first, second]

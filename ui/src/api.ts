@@ -9,6 +9,10 @@ import type {
   CommandError,
   Conversation,
   DownloadEvent,
+  HubDraftView,
+  HubFileView,
+  HubRepoView,
+  HubTokenStatus,
   LibraryUsage,
   Message,
   ModelDetails,
@@ -95,6 +99,11 @@ export const api = {
   download: (source: string, sha256: string | null, onEvent: (e: DownloadEvent) => void) =>
     call<ModelView>("download_model", { source, sha256, onEvent: channel(onEvent) }),
   cancelDownload: () => call<void>("cancel_download"),
+  hubSearch: (query: string) => call<HubRepoView[]>("hub_search", { query }),
+  hubFiles: (repo: string, revision: string | null) => call<HubFileView[]>("hub_files", { repo, revision }),
+  hubDrafts: (source: string) => call<HubDraftView[]>("hub_drafts", { source }),
+  hubTokenStatus: () => call<HubTokenStatus>("hub_token_status"),
+  setHubToken: (token: string | null) => call<HubTokenStatus>("set_hub_token", { token }),
 
   latestProfile: () => call<ProfileView | null>("latest_profile"),
   runProfile: (

@@ -139,6 +139,86 @@ draft_id: string, draft_name: string, compatible: boolean,
  */
 reason: string, };
 
+/**
+ * A repository found by [`Core::hub_search`].
+ */
+export type HubRepoView = { 
+/**
+ * `OWNER/NAME`.
+ */
+id: string, downloads: number | null, likes: number | null, };
+
+/**
+ * One downloadable model of a repository: a file, or a split set as one.
+ */
+export type HubFileView = { 
+/**
+ * What a download takes: `hf:OWNER/REPO[@REV]/PATH` (the first part of a split set).
+ */
+source: string, 
+/**
+ * The file's name without `.gguf` (of the first part).
+ */
+name: string, 
+/**
+ * `Q4_K_M`, `IQ4_XS`, `F16`, …; `None` when the name does not say.
+ */
+quant: string | null, 
+/**
+ * Total bytes, every part included.
+ */
+size: number, 
+/**
+ * Files it is made of (1 unless split).
+ */
+parts: number, 
+/**
+ * `None` when it cannot be downloaded (a part is missing on the hub).
+ */
+fit: "fits" | "tight" | "too-big" | null, 
+/**
+ * The fit in one sentence, judged from the size alone before the download.
+ */
+fit_reason: string, 
+/**
+ * A model of this file name is already in the library.
+ */
+in_library: boolean, };
+
+/**
+ * A draft offered for a hub target.
+ */
+export type HubDraftView = { 
+/**
+ * What a download takes (a catalog id).
+ */
+source: string, name: string, 
+/**
+ * Bytes as the hub page shows them, rounded; `None` when unknown.
+ */
+approx_size: number | null, 
+/**
+ * Why it is offered.
+ */
+note: string, 
+/**
+ * A model of this file name is already in the library.
+ */
+in_library: boolean, };
+
+/**
+ * Where the hub token comes from. The token itself never leaves the core.
+ */
+export type HubTokenStatus = { 
+/**
+ * A token is saved in the data folder (it wins over `HF_TOKEN`).
+ */
+saved: boolean, 
+/**
+ * `HF_TOKEN` is set in the environment.
+ */
+from_environment: boolean, };
+
 export type Fact = { key: string, value: string, };
 
 export type Bandwidth = { label: string, gb_per_second: number, };

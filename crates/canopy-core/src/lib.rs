@@ -18,6 +18,7 @@
 mod chat;
 mod engine;
 mod error;
+mod hub;
 mod library;
 mod profile_view;
 mod profiles;
@@ -36,6 +37,7 @@ use canopy_store::Store;
 pub use chat::{clean_title, stats_of, title_from, ChatObserver, TurnOutcome, MAX_MESSAGE_CHARS};
 pub use engine::{Inference, WorkerEngine};
 pub use error::{CoreError, CoreResult, ErrorKind};
+pub use hub::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus};
 pub use library::{DownloadSource, ModelView, PairView};
 pub use profile_view::{Bandwidth, Fact, Node, Point, ProfileView};
 pub use profiles::{measured_for, measured_placement, placement_of};

@@ -291,7 +291,7 @@ impl Core {
         use canopy_models::download::{check_url, parse_sha256};
         let source = source.trim();
         let catalog = canopy_models::catalog()?;
-        let hub = canopy_models::Hub::from_env(None).map_err(|e| CoreError::user(e.to_string()))?;
+        let hub = self.hub()?;
         let given = sha256
             .map(str::trim)
             .filter(|s| !s.is_empty())

@@ -60,13 +60,13 @@ pub enum HubError {
     #[error("invalid hub endpoint {given:?} (from HF_ENDPOINT or the settings): {reason}")]
     BadEndpoint { given: String, reason: String },
     /// The repository is gated and no token was given.
-    #[error("{repo} is a gated repository: accept its terms at {endpoint}/{repo} while signed in, then set HF_TOKEN (or the hub token in Canopy's settings) to a token of that account")]
+    #[error("{repo} is a gated repository: accept its terms at {endpoint}/{repo} while signed in, then save a token of that account (`canopy models token`, or the hub panel of the app's library) or set HF_TOKEN")]
     GatedNeedsToken { repo: String, endpoint: String },
     /// The repository is gated and the token has no access.
     #[error("the hub token has no access to the gated repository {repo}: accept its terms at {endpoint}/{repo} with the token's account, or use a token of an account that has")]
     GatedNoAccess { repo: String, endpoint: String },
     /// The token was refused.
-    #[error("the hub refused the token for {repo} (HTTP {code}): check HF_TOKEN or the hub token in Canopy's settings")]
+    #[error("the hub refused the token for {repo} (HTTP {code}): check the saved token (`canopy models token`, the app's library) or HF_TOKEN")]
     TokenRefused { repo: String, code: u16 },
     /// No such repository (or a private one without a token).
     #[error("no repository {repo} on {endpoint}{hint}")]

@@ -6,6 +6,7 @@ import { h, icon, replace } from "../lib/dom";
 import { formatBytes, formatParams, formatRate } from "../lib/format";
 import { validateDownloadSource, validateModelPath } from "../lib/validate";
 import { fitBadge, pairingNote } from "../lib/models";
+import { HubPanel } from "./hub";
 import type { AppInfo, CatalogEntry, DownloadEvent, ModelDetails, ModelView, PairView } from "../types";
 
 export class LibraryScreen {
@@ -32,6 +33,7 @@ export class LibraryScreen {
   private readonly progress = h("div", { class: "download-progress", hidden: true, "data-testid": "download-progress" });
   private readonly catalogList = h("div", { class: "catalog" });
   private readonly usage = h("p", { class: "muted", "data-testid": "library-usage" });
+  private readonly hub = new HubPanel(async (sources) => { await this.fetchAll(sources); });
 
   constructor(private readonly info: AppInfo | null) {
     this.pathInput.addEventListener("keydown", (e) => { if (e.key === "Enter") void this.importPath(); });
@@ -52,7 +54,9 @@ export class LibraryScreen {
             h("div", { class: "row" }, this.sourceInput,
               h("button", { class: "primary", type: "button", "data-testid": "download", onclick: () => this.download() }, "Download")),
             h("div", { class: "row" }, this.shaInput),
-            this.progress, this.catalogList)),
+            this.catalogList)),
+        this.progress,
+        this.hub.root,
         this.table),
       this.detail);
   }
@@ -65,6 +69,7 @@ export class LibraryScreen {
       this.catalog = [];
     }
     this.renderCatalog();
+    await this.hub.show();
   }
 
   private async reload(): Promise<void> {
@@ -202,33 +207,51 @@ export class LibraryScreen {
     const source = this.sourceInput.value.trim();
     const problem = validateDownloadSource(source);
     if (problem) return showBanner(problem);
-    if (this.downloading) return;
+    const sha256 = this.shaInput.value.trim() || null;
+    if (await this.fetchAll([{ source, name: source }], sha256)) {
+      this.sourceInput.value = "";
+      this.shaInput.value = "";
+    }
+  }
+
+  /** Downloads `sources` one after the other with one progress bar; stops at the first failure. */
+  private async fetchAll(sources: { source: string; name: string }[], sha256: string | null = null): Promise<boolean> {
+    if (this.downloading) {
+      showBanner("A download is already running.");
+      return false;
+    }
     this.downloading = true;
     const bar = h("progress", { max: 1, value: 0 });
     const label = h("span", { class: "progress-label" }, "Starting…");
-    const cancel = h("button", { class: "small", type: "button", onclick: () => api.cancelDownload().catch(showError) }, "Cancel");
+    const cancel = h("button", { class: "small", type: "button", "data-testid": "download-cancel", onclick: () => api.cancelDownload().catch(showError) }, "Cancel");
     replace(this.progress, bar, label, cancel);
     this.progress.hidden = false;
-    const onEvent = (e: DownloadEvent) => {
-      if (e.type === "progress") {
-        if (e.total) bar.value = e.received / e.total; else bar.removeAttribute("value");
-        label.textContent = `${formatBytes(e.received)}${e.total ? ` of ${formatBytes(e.total)}` : ""} · ${formatRate(e.bytes_per_second / 1e6, "MB/s")}`;
-      } else if (e.type === "verifying") {
-        label.textContent = "Verifying…";
-      }
-    };
+    let ok = true;
     try {
-      const model = await api.download(source, this.shaInput.value.trim() || null, onEvent);
-      showBanner(`Downloaded ${model.name}.`, "info");
-      this.sourceInput.value = "";
-      this.shaInput.value = "";
-      await this.reload();
+      for (const [i, item] of sources.entries()) {
+        const prefix = sources.length > 1 ? `${i + 1} of ${sources.length} · ${item.name} · ` : "";
+        label.textContent = `${prefix}Starting…`;
+        bar.value = 0;
+        const onEvent = (e: DownloadEvent) => {
+          if (e.type === "progress") {
+            if (e.total) bar.value = e.received / e.total; else bar.removeAttribute("value");
+            label.textContent = `${prefix}${formatBytes(e.received)}${e.total ? ` of ${formatBytes(e.total)}` : ""} · ${formatRate(e.bytes_per_second / 1e6, "MB/s")}`;
+          } else if (e.type === "verifying") {
+            label.textContent = `${prefix}Verifying…`;
+          }
+        };
+        const model = await api.download(item.source, sha256, onEvent);
+        showBanner(`Downloaded ${model.name}.`, "info");
+        await this.reload();
+      }
     } catch (err) {
+      ok = false;
       showError(err);
     } finally {
       this.downloading = false;
       this.progress.hidden = true;
     }
+    return ok;
   }
 }
 
