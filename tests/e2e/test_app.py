@@ -7,6 +7,7 @@ Environment:
   CANOPY_HOME         the fresh data folder the app uses (required; SmolLM2 is in its models folder)
   CANOPY_E2E_SHOTS    where to save screenshots (default docs/screenshots)
   CANOPY_E2E_FAILURES where to save a screenshot of each failure (default target/e2e-failures)
+  CANOPY_E2E_TESTS    comma-separated names of the tests to run, in their usual order (default: all)
   WEBDRIVER_URL       default http://127.0.0.1:4444
 """
 import functools
@@ -506,6 +507,15 @@ def main():
         groups.append([test_speculative_pair])
     else:
         print("(the Qwen2.5-Coder pair is not in the models folder: skipping the speculative pair scenario)")
+    only = [name for name in os.environ.get("CANOPY_E2E_TESTS", "").split(",") if name]
+    if only:
+        known = {test.__name__ for group in groups for test in group}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            print(f"unknown test(s) in CANOPY_E2E_TESTS: {', '.join(unknown)}")
+            return 1
+        groups = [[test for test in group if test.__name__ in only] for group in groups]
+        groups = [group for group in groups if group]
     for group in groups:
         driver = start()
         try:
