@@ -146,7 +146,7 @@ export class HubPanel {
     return h("div", { class: "hub-drafts", "data-testid": "hub-drafts" },
       h("div", { class: "hub-quant" }, `Drafts for ${target.name}`),
       ...this.drafts.map((d) => h("div", { class: "hub-file", "data-testid": "hub-draft", "data-source": d.source },
-        h("span", { class: "hub-file-name" }, d.name),
+        h("span", { class: "hub-file-name", title: d.name }, d.name),
         h("span", {}, d.approx_size ? `≈ ${formatBytes(d.approx_size)}` : ""),
         h("span", { class: "muted" }, d.note),
         h("span", {}, d.in_library ? "draft in library" : ""),
