@@ -306,8 +306,9 @@ pub fn set_hub_token(
     Ok(state.core().save_hub_token(token.as_deref())?)
 }
 
-/// Downloads a catalog model (by id) or a URL into the models folder, verified and registered.
-/// A URL outside the catalog needs the file's sha256.
+/// Downloads a catalog model (by id), a hub file (`hf:OWNER/REPO[@REV]/PATH`, every part of a
+/// split set) or a URL into the models folder, verified and registered. Hub files are verified
+/// against the hub's sha256; a URL outside the catalog needs the file's sha256.
 #[tauri::command]
 pub async fn download_model(
     state: State<'_, AppState>,

@@ -348,8 +348,7 @@ impl Core {
     }
 
     /// Downloads `source` into the models folder and registers the verified file (or split set)
-    /// as one model. A plain URL locks the library only to register, so listing stays possible
-    /// meanwhile.
+    /// as one model. The library is locked only to register, so listing stays possible meanwhile.
     ///
     /// # Errors
     /// A user error when the download fails (unreachable, corrupt, cancelled, disk full), or when
@@ -367,18 +366,18 @@ impl Core {
                 Ok(self.library()?.register_download(&file)?)
             }
             DownloadSource::Hub { hub, plan } => {
-                let mut library = self.library()?;
                 let mut forward = |e: &canopy_models::HubEvent| {
                     if let canopy_models::HubEvent::Download(e) = e {
                         on_event(e);
                     }
                 };
-                let (record, _) = hub
-                    .download(&mut library, plan, cancel, &mut forward)
+                let files = hub
+                    .fetch(&self.models_dir(), plan, cancel, &mut forward)
                     .map_err(|e| match e {
                         canopy_models::ModelsError::Download(d) => CoreError::user(d.to_string()),
                         other => CoreError::from(other),
                     })?;
+                let record = self.library()?.register_downloads(&files)?;
                 Ok(record)
             }
         }

@@ -812,7 +812,23 @@ impl Hub {
         cancel: &AtomicBool,
         on_event: &mut dyn FnMut(&HubEvent),
     ) -> Result<(ModelRecord, Vec<Downloaded>), ModelsError> {
-        let models_dir = library.models_dir().to_path_buf();
+        let files = self.fetch(library.models_dir(), plan, cancel, on_event)?;
+        let record = library.register_downloads(&files)?;
+        Ok((record, files))
+    }
+
+    /// The download half of [`Hub::download`]: every file of `plan` fetched and verified into
+    /// `models_dir`, nothing registered, so a caller can hold its library only to register.
+    ///
+    /// Fails with [`ModelsError::Download`] when a download fails.
+    pub fn fetch(
+        &self,
+        models_dir: &Path,
+        plan: &HubDownload,
+        cancel: &AtomicBool,
+        on_event: &mut dyn FnMut(&HubEvent),
+    ) -> Result<Vec<Downloaded>, ModelsError> {
+        let models_dir = models_dir.to_path_buf();
         for part in &plan.parts {
             check_file_name(part.file.file_name())?;
         }
@@ -874,8 +890,7 @@ impl Hub {
             )?;
             files.push(file);
         }
-        let record = library.register_downloads(&files)?;
-        Ok((record, files))
+        Ok(files)
     }
 
     /// A `Link` target relative to the endpoint made absolute.
