@@ -153,11 +153,7 @@ impl Core {
         let gpu = self.gpu();
         let facts = gpu.info().map(|i| &i.facts);
         let model = canopy_hw::CostModel::from_measurements(&canopy_hw::system_facts(), None, gpu);
-        let spec = canopy_hw::ModelSpec {
-            bytes: target.bytes.max(1),
-            params: 1,
-            layers: target.layers.max(1),
-        };
+        let spec = target.spec();
         let threshold = |resident| model.choose_op_offload_min_batch(&spec, resident);
         canopy_hw::decide_placement(requested, facts, target, draft, context, &threshold)
     }

@@ -587,6 +587,21 @@ mod tests {
     }
 
     #[test]
+    fn a_footprint_brings_its_parameters_to_the_threshold() {
+        // With its arithmetic left out, streaming never pays and nothing would be offloaded.
+        let footprint = crate::placement::Footprint {
+            bytes: TARGET.bytes,
+            layers: TARGET.layers,
+            kv_bytes_per_token: 0,
+            params: TARGET.params,
+        };
+        assert_eq!(
+            model().choose_op_offload_min_batch(&footprint.spec(), 0),
+            Some(18)
+        );
+    }
+
+    #[test]
     fn resident_layer_rule_by_hand() {
         // 24 GB free, 4 GB draft, reserve max(1 GiB, 1.2 GB) + 2·0.5 GB = 2.2 GB → 17.8 GB → 35 layers.
         assert_eq!(

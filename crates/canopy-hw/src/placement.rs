@@ -25,6 +25,11 @@ pub struct Footprint {
     pub layers: u32,
     /// KV cache bytes per token of context, all layers together.
     pub kv_bytes_per_token: u64,
+    /// Weights (parameters): with the bytes, how much arithmetic a pass does, which decides
+    /// from what batch a streamed layer is faster on the GPU than on the CPU. (Absent, as 0,
+    /// from records written before it was kept.)
+    #[serde(default)]
+    pub params: u64,
 }
 
 impl Footprint {
@@ -37,6 +42,20 @@ impl Footprint {
             bytes: info.file_size,
             layers,
             kv_bytes_per_token: 2 * 2 * layers as u64 * kv_heads * head_dim,
+            // A file without tensors counted: about two weights per byte (4-bit quantizations).
+            params: match info.parameter_count {
+                0 => info.file_size.saturating_mul(2),
+                n => n,
+            },
+        }
+    }
+
+    /// The cost model's view of these weights.
+    pub fn spec(&self) -> crate::ModelSpec {
+        crate::ModelSpec {
+            bytes: self.bytes.max(1),
+            params: self.params.max(1),
+            layers: self.layers.max(1),
         }
     }
 
@@ -211,6 +230,7 @@ mod tests {
             bytes: 41_400_000_000,
             layers: 80,
             kv_bytes_per_token: 2 * 2 * 80 * 8 * 128,
+            params: 69_000_000_000,
         }
     }
 
@@ -220,6 +240,7 @@ mod tests {
             bytes: 1_300_000_000,
             layers: 16,
             kv_bytes_per_token: 2 * 2 * 16 * 8 * 64,
+            params: 1_240_000_000,
         }
     }
 
@@ -291,6 +312,7 @@ mod tests {
             bytes: 4_700_000_000,
             layers: 32,
             kv_bytes_per_token: 2 * 2 * 32 * 8 * 128,
+            params: 8_000_000_000,
         };
         let d = decide(
             Placement::Auto,
@@ -311,6 +333,7 @@ mod tests {
             bytes: 8 * GB,
             layers: 32,
             kv_bytes_per_token: 0,
+            params: 14_000_000_000,
         };
         let d = decide(
             Placement::Auto,

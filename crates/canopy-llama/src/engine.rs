@@ -81,6 +81,8 @@ pub struct Engine {
     models: HashMap<ModelKey, Loaded>,
     /// Cost curves measured in this process, keyed by (target, draft, target's residence).
     calibrations: HashMap<(PathBuf, PathBuf, Residence), Costs>,
+    /// Files that passed validation, with the length and time they had then.
+    validated: HashMap<PathBuf, FileStamp>,
     threads: i32,
 }
 
@@ -122,8 +124,27 @@ fn check_resolved(placement: Placement) -> Result<(), HandlerError> {
     }
 }
 
-/// Checks that `path` names a readable GGUF file, with a message the user can act on.
-fn check_model_file(path: &Path, what: &str) -> Result<(), HandlerError> {
+/// The KV cells to allocate for a request of `needed` tokens (prompt plus max tokens) whose
+/// passes hold up to `n_batch` cells more: llama.cpp allocates and zeroes a context's whole KV
+/// cache when it creates it, so sizing it to the request rather than to the allowed context
+/// (`n_ctx`) spares every short request a large allocation. Rounded up to llama.cpp's 256-cell
+/// padding, so the attention spans the same cells as in a full-size cache.
+fn kv_cells(needed: usize, n_batch: usize, n_ctx: u32) -> u32 {
+    let want = (needed + n_batch).next_multiple_of(256);
+    want.min(n_ctx as usize) as u32
+}
+
+/// Length and modification time of a file validated earlier.
+type FileStamp = (u64, Option<std::time::SystemTime>);
+
+/// Checks that `path` names a readable GGUF file, with a message the user can act on. A file
+/// validated before with the same length and modification time is not parsed again (a chat turn
+/// or a server request would otherwise re-read every header and vocabulary).
+fn check_model_file(
+    validated: &mut HashMap<PathBuf, FileStamp>,
+    path: &Path,
+    what: &str,
+) -> Result<(), HandlerError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         user(format!(
             "{what} model {} cannot be read: {e}",
@@ -136,12 +157,19 @@ fn check_model_file(path: &Path, what: &str) -> Result<(), HandlerError> {
             path.display()
         )));
     }
+    let stamp = (meta.len(), meta.modified().ok());
+    if stamp.1.is_some() && validated.get(path) == Some(&stamp) {
+        return Ok(());
+    }
+    validated.remove(path);
     canopy_gguf::validate(path).map_err(|e| {
         user(format!(
             "{what} model {} is not a valid GGUF file: {e}",
             path.display()
         ))
-    })
+    })?;
+    validated.insert(path.to_path_buf(), stamp);
+    Ok(())
 }
 
 impl Engine {
@@ -159,12 +187,13 @@ impl Engine {
             backend,
             models: HashMap::new(),
             calibrations: HashMap::new(),
+            validated: HashMap::new(),
             threads,
         })
     }
 
     /// Loads a model once per (file, residence). Callers validate the file with
-    /// [`check_model_file`] first, on every job, so a file replaced on disk is noticed.
+    /// [`check_model_file`] first, on every job, so a file changed on disk is validated again.
     fn load(&mut self, path: &Path, residence: &Residence, what: &str) -> Result<(), HandlerError> {
         let key = (path.to_path_buf(), residence.clone());
         if self.models.contains_key(&key) {
@@ -323,9 +352,9 @@ impl Engine {
                 )))
             }
         };
-        check_model_file(&req.target, "target")?;
+        check_model_file(&mut self.validated, &req.target, "target")?;
         if let Some(d) = &draft_path {
-            check_model_file(d, "draft")?;
+            check_model_file(&mut self.validated, d, "draft")?;
             Self::check_pair(&req.target, d)?;
         }
         events.progress("loading target", 0.0);
@@ -345,6 +374,7 @@ impl Engine {
             models,
             calibrations,
             threads,
+            ..
         } = self;
         let (backend, threads) = (&*backend, *threads);
         let target_model = &models[&(req.target.clone(), residence.clone())].model;
@@ -377,11 +407,12 @@ impl Engine {
             true => KvTypes::Default,
             false => kv_types(backend, placement),
         };
+        let cells = kv_cells(needed, n_batch, n_ctx);
         let mut target = LlamaTree::create(
             backend,
             threads,
             target_model,
-            n_ctx,
+            cells,
             n_batch,
             kv(req.placement),
         )?;
@@ -390,7 +421,7 @@ impl Engine {
             Some(d) => {
                 let model = &models[&(d.clone(), draft_residence.clone())].model;
                 let kv = kv(Placement::Gpu);
-                let mut tree = LlamaTree::create(backend, threads, model, n_ctx, n_batch, kv)?;
+                let mut tree = LlamaTree::create(backend, threads, model, cells, n_batch, kv)?;
                 tree.set_cell_reuse(reuse);
                 Some(tree)
             }
@@ -510,7 +541,7 @@ impl Engine {
             return Err(user("repeats must be at least 1"));
         }
         check_resolved(req.placement)?;
-        check_model_file(&req.target, "target")?;
+        check_model_file(&mut self.validated, &req.target, "target")?;
         let residence = Residence::target(req.placement, &req.rpc, req.rpc_layers);
         let draft_residence = Residence::local(Placement::Gpu);
         self.keep_only(&[
@@ -519,7 +550,7 @@ impl Engine {
         ]);
         self.load(&req.target, &residence, "target")?;
         if let Some(d) = &req.draft {
-            check_model_file(d, "draft")?;
+            check_model_file(&mut self.validated, d, "draft")?;
             self.load(d, &draft_residence, "draft")?;
         }
         let largest = req
@@ -588,8 +619,8 @@ impl Engine {
             top_p: 1.0,
         };
         sampling.validate().map_err(user)?;
-        check_model_file(&req.target, "target")?;
-        check_model_file(&req.draft, "draft")?;
+        check_model_file(&mut self.validated, &req.target, "target")?;
+        check_model_file(&mut self.validated, &req.draft, "draft")?;
         Self::check_pair(&req.target, &req.draft)?;
         let (target_residence, draft_residence) = (
             Residence::local(Placement::Cpu),
@@ -779,5 +810,26 @@ impl Handler for Engine {
             Job::Measure(req) => self.measure(&req, sink).map(JobResult::Measure),
             Job::Acceptance(req) => self.acceptance(&req, sink).map(JobResult::Acceptance),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kv_cells;
+
+    #[test]
+    fn kv_caches_are_sized_to_the_request_within_the_context() {
+        assert_eq!(kv_cells(100, 64, 4096), 256);
+        assert_eq!(
+            kv_cells(200, 64, 4096),
+            512,
+            "a pass's cells beyond the request"
+        );
+        assert_eq!(
+            kv_cells(4000, 400, 4096),
+            4096,
+            "never beyond the allowed context"
+        );
+        assert_eq!(kv_cells(1, 1, 100), 100);
     }
 }
