@@ -438,6 +438,14 @@ def test_worker_crash_keeps_the_conversation(driver):
     assert "2/2" in text(find(driver, "message-user").find_element(By.CSS_SELECTOR, "[data-testid=branch]"))
 
 
+def choose(driver, testid, label):
+    """Picks `label` in the select `testid`, again if the screen re-rendered it meanwhile."""
+    def attempt():
+        Select(find(driver, testid)).select_by_visible_text(label)
+        return True
+    wait_for(attempt, 20, f"{label} to be chosen in {testid}")
+
+
 def test_speculative_pair(driver):
     """The Qwen2.5-Coder pair: pairing reasons, a profile with a real tree, a reply drafted by the small model."""
     go(driver, "library")
@@ -457,12 +465,12 @@ def test_speculative_pair(driver):
 
     go(driver, "chat")
     find(driver, "new-chat").click()
-    Select(find(driver, "target-select")).select_by_visible_text(QWEN_TARGET.stem)
+    choose(driver, "target-select", QWEN_TARGET.stem)
     wait_for(lambda: any(QWEN_DRAFT.stem in text(o) and o.is_enabled()
                          for o in find(driver, "draft-select").find_elements(By.TAG_NAME, "option")), 20, "the compatible draft")
     refused = text(find(driver, "draft-select"))
     assert "SmolLM2" in refused, f"the refused draft is not listed with its reason: {refused}"
-    Select(find(driver, "draft-select")).select_by_visible_text(QWEN_DRAFT.stem)
+    choose(driver, "draft-select", QWEN_DRAFT.stem)
     set_settings(driver, max_tokens=48, plan="tree:16", temperature=0)
     find(driver, "composer").send_keys("Write a Python function that reverses a string.")
     find(driver, "send").click()
@@ -479,11 +487,11 @@ def test_speculative_pair(driver):
     screenshot(driver, "chat")
 
     go(driver, "profile")
-    Select(find(driver, "profile-target")).select_by_visible_text(QWEN_TARGET.stem)
+    choose(driver, "profile-target", QWEN_TARGET.stem)
     wait_for(lambda: any(QWEN_DRAFT.stem in text(o) and o.is_enabled()
                          for o in find(driver, "profile-draft").find_elements(By.TAG_NAME, "option")), 20,
              "the compatible draft in the profile")
-    Select(find(driver, "profile-draft")).select_by_visible_text(QWEN_DRAFT.stem)
+    choose(driver, "profile-draft", QWEN_DRAFT.stem)
     find(driver, "run-quick").click()
     wait_for(lambda: "done" in find(driver, "step-plan").get_attribute("class") or banners(driver), 600, "the pair profile", interval=0.5)
     no_error_banner(driver)
