@@ -10,25 +10,14 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use canopy_store::{ConversationId, Message, MessageStatus, Role, Store};
-use common::{assert_success, canopy, command, smollm2, stderr, stdout};
+use common::{assert_success, canopy, command, smollm2, stderr, stdout, with_stdin};
 
 fn chat(home: &Path, extra: &[&str], input: &str) -> std::process::Output {
     let smol = smollm2();
-    let mut child = command(home)
-        .args(["chat", "--target", smol.to_str().unwrap()])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut chat = command(home);
+    chat.args(["chat", "--target", smol.to_str().unwrap()])
+        .args(extra);
+    with_stdin(chat, input)
 }
 
 fn open_store(home: &Path) -> Store {

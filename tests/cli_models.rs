@@ -283,6 +283,8 @@ fn scan_reports_invalid_files_and_catalog_lists_pairs() {
 #[path = "../crates/canopy-models/tests/common/mod.rs"]
 mod hub_fixture;
 
+mod common;
+
 /// `canopy models download hf:...` against a local hub serving SmolLM2 split in two GGUF files,
 /// then `canopy generate` through the registered first part: llama.cpp loads the other part.
 #[test]
@@ -377,24 +379,12 @@ fn a_saved_token_opens_a_gated_repository() {
     let server = hub_fixture::serve_hub(vec![repo], hub_fixture::Behaviour::default());
     let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_canopy"))
-            .env("CANOPY_HOME", home.path())
+        let mut command = common::command(home.path());
+        command
             .env("HF_ENDPOINT", &server.endpoint)
             .env_remove("HF_TOKEN")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .args(args);
+        common::with_stdin(command, stdin)
     };
     let reference = "hf:canopy-test/Gated-GGUF/Gated-Q4_1.gguf";
 

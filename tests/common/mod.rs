@@ -36,6 +36,25 @@ pub fn canopy(home: &Path, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {CANOPY}: {e}"))
 }
 
+/// Runs `command` with `input` on its standard input (then closed) and waits for it.
+pub fn with_stdin(mut command: Command, input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {CANOPY}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use canopy_models::fit::{self, ModelShape};
+use canopy_models::fit;
 use canopy_models::hub::{quant_from_name, DEFAULT_REVISION};
-use canopy_models::{Badge, CatalogModel, Hub, HubModel, MachineFacts};
+use canopy_models::{Badge, CatalogModel, Hub, HubModel};
 use serde::Serialize;
 
 use crate::error::{CoreError, CoreResult};
@@ -226,7 +226,8 @@ impl Core {
                         "a part of this split model is missing on the hub".to_owned(),
                     )
                 } else {
-                    size_fit(&machine, entry.size)
+                    let estimate = fit::estimate_from_size(&machine, entry.size);
+                    (Some(estimate.badge), estimate.reason)
                 };
                 out.push(HubFileView {
                     source: format!("hf:{repo}{at}/{}", entry.path),
@@ -294,18 +295,6 @@ impl Core {
             .map(|m| m.file_name)
             .collect())
     }
-}
-
-/// The fit of a model known only by its size: weights about the file size, layers and KV cache
-/// unknown, so mainly whether it fits in RAM.
-fn size_fit(machine: &MachineFacts, size: u64) -> (Option<Badge>, String) {
-    let shape = ModelShape {
-        weight_bytes: size,
-        n_layers: 1,
-        kv_bytes_per_token: 0,
-    };
-    let estimate = fit::estimate(machine, &shape, None, fit::DEFAULT_CONTEXT);
-    (Some(estimate.badge), estimate.reason)
 }
 
 #[cfg(unix)]

@@ -121,6 +121,17 @@ pub struct FitEstimate {
     pub reason: String,
 }
 
+/// How a model known only by its file size would run on `machine`, before it is downloaded:
+/// weights about the size, layers and KV cache unknown, so mainly whether it fits in RAM.
+pub fn estimate_from_size(machine: &MachineFacts, bytes: u64) -> FitEstimate {
+    let shape = ModelShape {
+        weight_bytes: bytes,
+        n_layers: 1,
+        kv_bytes_per_token: 0,
+    };
+    estimate(machine, &shape, None, DEFAULT_CONTEXT)
+}
+
 /// Estimates how `target` (with `draft` on the GPU, if any) runs on `machine` for a context of
 /// `context_tokens`. Pure; never fails.
 pub fn estimate(

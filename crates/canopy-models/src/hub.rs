@@ -25,7 +25,7 @@ use crate::download::{
     DownloadRequest, Downloaded, Expected,
 };
 use crate::error::ModelsError;
-use crate::fit::{estimate, FitEstimate, MachineFacts, ModelShape, DEFAULT_CONTEXT};
+use crate::fit::{FitEstimate, MachineFacts};
 use crate::registry::{Library, ModelRecord};
 use crate::split::SplitName;
 
@@ -489,12 +489,7 @@ impl HubDownload {
     /// How the model would run on `machine`, judged before the download from its size alone
     /// (weights about the file size, layers and KV cache unknown): mainly whether it fits in RAM.
     pub fn fit(&self, machine: &MachineFacts) -> FitEstimate {
-        let shape = ModelShape {
-            weight_bytes: self.size(),
-            n_layers: 1,
-            kv_bytes_per_token: 0,
-        };
-        estimate(machine, &shape, None, DEFAULT_CONTEXT)
+        crate::fit::estimate_from_size(machine, self.size())
     }
 }
 
