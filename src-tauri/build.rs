@@ -42,6 +42,11 @@ const COMMANDS: &[&str] = &[
 ];
 
 fn main() {
+    // llama.cpp's shared libraries: beside the binary (a target folder) or in ../lib/canopy (the
+    // Debian package). DT_RPATH rather than DT_RUNPATH: it also serves libllama's own dependencies.
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,$ORIGIN:$ORIGIN/../lib/canopy"
+    );
     let attributes = tauri_build::Attributes::new()
         .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
     if let Err(err) = tauri_build::try_build(attributes) {

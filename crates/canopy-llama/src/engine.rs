@@ -178,6 +178,9 @@ impl Engine {
     /// # Errors
     /// When the backend fails to initialise.
     pub fn new() -> Result<Engine, EngineError> {
+        crate::backends::load()
+            .require_cpu()
+            .map_err(EngineError::Backend)?;
         let mut backend = LlamaBackend::init().map_err(|e| EngineError::Backend(e.to_string()))?;
         if std::env::var_os("CANOPY_LLAMA_LOG").is_none() {
             backend.void_logs();

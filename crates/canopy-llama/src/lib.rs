@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate knows nothing of SQLite, Tauri or the command line. It is the
 //! only crate that links llama.cpp, and it runs only inside the worker process.
 
+pub mod backends;
 mod engine;
 mod quantize;
 pub mod rpc;

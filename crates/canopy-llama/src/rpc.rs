@@ -49,7 +49,7 @@ pub const DEFAULT_PORT: u16 = 50052;
 /// Why helpers could not be used, or a helper could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    #[error("this build has no RPC backend (llama.cpp was built without GGML_RPC=ON)")]
+    #[error("llama.cpp's RPC backend (libggml-rpc.so) was not found beside the program or in ../lib/canopy: reinstall Canopy")]
     NotBuilt,
     #[error("RPC helper {endpoint} is unreachable: {reason}; start `canopy rpc-server` there, or leave out --rpc")]
     Unreachable { endpoint: String, reason: String },
@@ -113,10 +113,17 @@ pub enum DeviceKind {
 /// The devices of this process (helpers' devices included once connected). Querying a helper's
 /// memory is a round trip to it.
 pub fn devices() -> Vec<Device> {
-    // SAFETY: ggml's device list is a process-wide registry initialised on first use; indices below
-    // `ggml_backend_dev_count()` are valid and devices are never removed.
-    let count = unsafe { sys::ggml_backend_dev_count() };
+    // ggml's device list is a process-wide registry; indices below its count are valid and devices
+    // are never removed.
+    let count = dev_count();
     (0..count).map(|i| describe(i, dev(i))).collect()
+}
+
+/// The number of ggml devices, after loading the backends that provide them.
+fn dev_count() -> usize {
+    crate::backends::load();
+    // SAFETY: a read of ggml's process-wide device registry.
+    unsafe { sys::ggml_backend_dev_count() }
 }
 
 fn dev(index: usize) -> sys::ggml_backend_dev_t {
@@ -197,8 +204,7 @@ pub fn local_gpus() -> Vec<usize> {
 
 /// (index, kind, backend name) of each device, without a round trip to any helper.
 fn devices_without_querying_helpers() -> Vec<(usize, DeviceKind, String)> {
-    // SAFETY: see `devices`.
-    let count = unsafe { sys::ggml_backend_dev_count() };
+    let count = dev_count();
     (0..count)
         .map(|i| {
             let d = dev(i);
@@ -330,6 +336,7 @@ fn greet(endpoint: &str) -> Result<(), RpcError> {
 
 /// The RPC backend's registry entry, where its extra functions are looked up.
 fn rpc_reg() -> Result<sys::ggml_backend_reg_t, RpcError> {
+    crate::backends::load();
     // SAFETY: a NUL-terminated name; the registry returns null when no backend has that name.
     let reg = unsafe { sys::ggml_backend_reg_by_name(c"RPC".as_ptr()) };
     if reg.is_null() {
@@ -385,8 +392,7 @@ fn add_server(endpoint: &str) -> Result<Vec<usize>, RpcError> {
             .map(|i| sys::ggml_backend_reg_dev_get(reg, i))
             .collect()
     };
-    // SAFETY: see `devices`.
-    let count = unsafe { sys::ggml_backend_dev_count() };
+    let count = dev_count();
     let indices: Vec<usize> = (0..count)
         .filter(|&i| reg_devices.contains(&dev(i)))
         .collect();

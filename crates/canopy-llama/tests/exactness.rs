@@ -32,6 +32,9 @@ use llama_cpp_2::model::LlamaModel;
 fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
+        canopy_llama::backends::load()
+            .require_cpu()
+            .expect("llama.cpp's CPU backend");
         let mut b = LlamaBackend::init().expect("llama.cpp backend");
         b.void_logs();
         b
