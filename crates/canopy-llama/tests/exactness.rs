@@ -436,9 +436,11 @@ fn kept_paths_leave_the_next_logits_bit_identical() {
             nodes.len()
         );
     }
-    // Negative control: keeping those cells where they are lets the next token fill a freed cell
-    // below a kept one, and the same cells summed in another order move the logits (a wrong mask
-    // would move them by whole units).
+    // Control: keeping those cells where they are lets the next token fill a freed cell below a
+    // kept one, so attention sums the same cells in another order. Whether that moves the logits
+    // depends on the CPU variant's kernels (it did with the AVX2 `haswell` variant, by up to 0.02;
+    // not with the AVX-512 ones), so only the bound is asserted: a wrong mask would move them by
+    // whole units.
     let mut moved = 0;
     for (nodes, path) in later_child {
         let d = next_logits_diff(&model, &p, nodes, path, CellReuse::Refill);
@@ -449,7 +451,11 @@ fn kept_paths_leave_the_next_logits_bit_identical() {
         assert!(d < 1.0, "keeping {path:?}: next logits off by {d}");
         moved += usize::from(d > 0.0);
     }
-    assert!(moved > 0, "refilled cells never changed the logits");
+    println!(
+        "CPU variant {}: refilled cells moved the logits in {moved} of {} trees",
+        canopy_llama::backends::load().describe(),
+        later_child.len()
+    );
 }
 
 /// Six varied prompts: chat, code, lists, arithmetic, a story, a long instruction.
