@@ -84,14 +84,28 @@ fn split_target_generates_exactly_what_the_local_one_does_and_speculates() {
     assert!(!text(&local).is_empty(), "{local}");
 
     let split = generate(home.path(), &["--rpc", &helper.endpoint]);
-    assert_eq!(text(&split), text(&local), "split greedy output differs");
-
     // Half the layers by free memory (both sides report this machine's RAM); an explicit count too.
     let fixed = generate(
         home.path(),
         &["--rpc", &helper.endpoint, "--rpc-layers", "5"],
     );
-    assert_eq!(text(&fixed), text(&local));
+    // Every split keeps its local layers in plain buffers, as the helper does: splits agree.
+    assert_eq!(text(&fixed), text(&split), "two splits differ");
+    // The local run equals them where it keeps the weights in plain buffers too. Where this CPU
+    // variant repacks them (AMX on Sapphire Rapids for SmolLM2's Q4_1), its kernels round
+    // differently and greedy text may part at a near tie (README, "More than one machine").
+    let repacked = local["target_weights"]["repacked_mib"]
+        .as_f64()
+        .unwrap_or(0.0);
+    if repacked == 0.0 {
+        assert_eq!(text(&split), text(&local), "split greedy output differs");
+    } else {
+        println!(
+            "local weights repacked ({repacked:.0} MiB): split {:?}, local {:?}",
+            text(&split),
+            text(&local)
+        );
+    }
 
     // SmolLM2 drafting for itself, the draft local, the target split.
     let smol = smollm2();
@@ -106,7 +120,7 @@ fn split_target_generates_exactly_what_the_local_one_does_and_speculates() {
             "chain:4",
         ],
     );
-    assert_eq!(text(&spec), text(&local), "speculation across the split");
+    assert_eq!(text(&spec), text(&split), "speculation across the split");
     assert!(
         spec["provenance"].as_str().unwrap().contains('d'),
         "no draft token accepted: {spec}"

@@ -84,6 +84,13 @@ pub fn run(args: Args) -> CliResult {
     let result = core.generate(&prepared, &cancel, &mut on_event);
     match result {
         Ok(result) => {
+            if let Some(warning) = result
+                .target_weights
+                .as_ref()
+                .and_then(|w| w.pageable_warning())
+            {
+                eprintln!("{warning}");
+            }
             if json_mode {
                 let mut json = result_json(&result);
                 json["placement"] = json!(prepared.decision);
@@ -129,5 +136,6 @@ pub fn result_json(r: &GenerateResult) -> serde_json::Value {
         "draft_ms": r.draft_ms,
         "verify_ms": r.verify_ms,
         "provenance": provenance,
+        "target_weights": r.target_weights,
     })
 }

@@ -55,6 +55,8 @@ pub struct Core {
     library: OnceLock<Result<Mutex<Library>, String>>,
     engine: Mutex<Box<dyn Inference>>,
     gpu: OnceLock<GpuStatus>,
+    /// Bandwidths measured by this process (a profile run), the best figures the cost model has.
+    measured: Mutex<Option<(canopy_hw::HostBandwidth, GpuStatus)>>,
     pairs: library::PairCache,
 }
 
@@ -68,6 +70,7 @@ impl Core {
             library: OnceLock::new(),
             engine: Mutex::new(engine),
             gpu: OnceLock::new(),
+            measured: Mutex::new(None),
             pairs: library::PairCache::default(),
         }
     }
@@ -155,5 +158,63 @@ impl Core {
     /// Uses `gpu` instead of probing (tests, and front ends that probed already).
     pub fn set_gpu(&self, gpu: GpuStatus) {
         let _ = self.gpu.set(gpu);
+    }
+
+    /// The cost model placement decisions use, from the best measurements there are: this
+    /// process's own (a profile run measured them), else the newest saved profile measured on
+    /// this machine with this GPU, else the model's defaults (`measured` false).
+    pub fn cost_model(&self) -> (canopy_hw::CostModel, bool) {
+        let facts = canopy_hw::system_facts();
+        let live = self
+            .measured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (host, gpu) = match live {
+            Some((host, gpu)) => (Some(host), Some(gpu)),
+            None => self.saved_measurements(&facts),
+        };
+        let measured = host.is_some()
+            && gpu
+                .as_ref()
+                .is_none_or(|g| g.info().is_none_or(|i| i.bandwidths.is_some()));
+        let gpu = gpu.as_ref().unwrap_or_else(|| self.gpu());
+        let model = canopy_hw::CostModel::from_measurements(&facts, host.as_ref(), gpu);
+        (model, measured)
+    }
+
+    /// Records bandwidths this process measured, for every later placement decision.
+    pub(crate) fn set_measured(&self, host: canopy_hw::HostBandwidth, gpu: GpuStatus) {
+        *self.measured.lock().unwrap_or_else(|p| p.into_inner()) = Some((host, gpu));
+    }
+
+    /// Host and GPU bandwidths from the newest saved profile measured on this machine (same CPU)
+    /// with the GPU this process sees (same name, bandwidths measured).
+    fn saved_measurements(
+        &self,
+        facts: &canopy_hw::SystemFacts,
+    ) -> (Option<canopy_hw::HostBandwidth>, Option<GpuStatus>) {
+        let here = self.gpu().info().map(|i| i.facts.name.clone());
+        self.saved_profiles()
+            .into_iter()
+            .filter(|p| p.kind == canopy_hw::ProfileKind::Measured)
+            .filter(|p| {
+                p.machine
+                    .as_ref()
+                    .is_some_and(|m| m.cpu_model == facts.cpu_model)
+            })
+            .find_map(|p| {
+                let host = p.host_memory.clone()?;
+                match (&here, p.gpu.info()) {
+                    (None, _) => Some((Some(host), None)),
+                    (Some(name), Some(info))
+                        if &info.facts.name == name && info.bandwidths.is_some() =>
+                    {
+                        Some((Some(host), Some(p.gpu.clone())))
+                    }
+                    _ => None,
+                }
+            })
+            .unwrap_or((None, None))
     }
 }

@@ -135,6 +135,8 @@ impl Core {
             return Err(cancelled());
         }
         let (host, gpu) = self.bandwidths(spec.quick, &facts, observer)?;
+        // Placement decisions from here on (the op-offload threshold) use these figures.
+        self.set_measured(host.clone(), gpu.clone());
         profile.cost_model = CostModel::from_measurements(&facts, Some(&host), &gpu);
         profile.host_memory = Some(host);
         profile.gpu = gpu;
@@ -255,9 +257,20 @@ impl Core {
             context,
         );
         let has_gpu = profile.gpu.info().is_some();
+        // A streamed target on a GPU is timed both ways llama.cpp can run its host layers (copied
+        // to the GPU for every pass, and run by the CPU), and the op-offload threshold is where
+        // the two measured curves cross, unless the user set GGML_OP_OFFLOAD_MIN_BATCH.
+        let both_paths = has_gpu
+            && decision.placement.streams()
+            && decision.op_offload_min_batch.is_some()
+            && crate::request::forced_op_offload_min_batch().is_none();
+        let mut decision = decision;
+        if both_paths {
+            decision.op_offload_min_batch = Some(1);
+        }
         let threshold = decision
             .op_offload_min_batch
-            .filter(|_| has_gpu)
+            .filter(|_| has_gpu && !both_paths)
             .map(|t| t as usize);
         let grid = grid(spec, threshold, has_gpu)?;
         let (repeats, warmup) = if spec.quick { (3, 1) } else { (5, 2) };
@@ -278,13 +291,14 @@ impl Core {
             cancel,
             rpc: spec.rpc.clone(),
             rpc_split: None,
+            prefix: if has_gpu { PROFILE_PREFIX } else { 0 },
         };
         observer.progress(ProfileStage::Costs, 0, 1, "loading the models");
         let failed = |e: &dyn std::fmt::Display| match cancel.is_cancelled() {
             true => cancelled(),
             false => CoreError::internal(format!("measuring the engine's pass times: {e}")),
         };
-        let (target_curve, draft_curve, warmup, repeats) = if timer.draft.is_some() {
+        let (mut target_curve, draft_curve, warmup, repeats) = if timer.draft.is_some() {
             let measured =
                 canopy_hw::measure_curves(&mut timer, &grid, repeats, warmup, &mut |step| {
                     let what = match step.kind {
@@ -323,6 +337,42 @@ impl Core {
             };
             (curve, None, times.warmup, repeats)
         };
+        let mut split = split;
+        let mut offload_paths = None;
+        if both_paths {
+            let host_grid: Vec<usize> = target_curve
+                .points
+                .iter()
+                .map(|p| p.n)
+                .filter(|&n| n <= HOST_PATH_MAX)
+                .collect();
+            observer.progress(
+                ProfileStage::Costs,
+                0,
+                1,
+                "target passes with the host layers on the CPU",
+            );
+            let cpu = timer
+                .measure_host_path(host_grid, repeats)
+                .map_err(|e| failed(&e))?;
+            let paths = canopy_hw::OffloadPaths {
+                gpu: target_curve.clone(),
+                cpu,
+            };
+            split.op_offload_min_batch = paths.threshold();
+            target_curve = paths.merged();
+            offload_paths = Some(paths);
+            decision.op_offload_min_batch = Some(split.op_offload_min_batch);
+            decision.summary = format!(
+                "{}; host layers measured faster on the GPU from {} tokens per pass",
+                decision
+                    .summary
+                    .split("; host layers run on the GPU")
+                    .next()
+                    .unwrap_or(&decision.summary),
+                split.op_offload_min_batch
+            );
+        }
         let rpc = (!timer.rpc.is_empty()).then(|| canopy_hw::RpcRecord {
             helpers: timer.rpc.clone(),
             remote_layers: timer.rpc_split.map(|s| s.remote),
@@ -334,6 +384,7 @@ impl Core {
                 placement: split,
                 curve: target_curve,
                 rpc,
+                offload_paths,
             },
             draft: timer
                 .draft
@@ -341,6 +392,7 @@ impl Core {
                 .zip(draft_curve)
                 .map(|((_, model), curve)| ModelCurve {
                     rpc: None,
+                    offload_paths: None,
                     placement: LayerSplit {
                         resident_layers: if decision.draft_on_gpu {
                             model.layers.unwrap_or(0)
@@ -395,6 +447,16 @@ fn bandwidth_note(profile: &Profile) -> String {
     }
 }
 
+/// Tokens in the cache before passes are timed on a GPU machine: a few chat turns. Passes attend to
+/// every cached token, and where some layers live in host memory their cache is copied to the GPU
+/// with them, so an empty cache would time passes cheaper than a chat's. Without a GPU the cache is
+/// left empty: prefilling it on a CPU would cost more than the timing itself.
+const PROFILE_PREFIX: u32 = 512;
+
+/// The largest pass timed with the host layers on the CPU: beyond it the CPU path, which grows with
+/// the batch, is far slower than copying the layers to the GPU on every machine measured.
+const HOST_PATH_MAX: usize = 32;
+
 /// The grid to time: powers of two up to the largest tree and level, and the two budgets around
 /// the op-offload threshold (on a GPU). Quick profiles stop at 32 target tokens and 8 draft nodes
 /// on a CPU (where a pass grows with its size) and at 256 / 16 on a GPU (where it is nearly flat).
@@ -422,6 +484,8 @@ struct EngineTimer<'a> {
     rpc: Vec<String>,
     /// How llama.cpp split the target over the helpers, as the worker reported it.
     rpc_split: Option<canopy_worker::RpcSplit>,
+    /// Tokens in the cache before each timed pass.
+    prefix: u32,
 }
 
 impl EngineTimer<'_> {
@@ -437,6 +501,17 @@ impl EngineTimer<'_> {
         repeats: usize,
         progress: &mut dyn FnMut(f64),
     ) -> Result<MeasureResult, WorkerError> {
+        self.measure_job(target_grid, draft_grid, Vec::new(), repeats, progress)
+    }
+
+    fn measure_job(
+        &mut self,
+        target_grid: Vec<usize>,
+        draft_grid: Vec<usize>,
+        host_path_grid: Vec<usize>,
+        repeats: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<MeasureResult, WorkerError> {
         let job = Job::Measure(MeasureRequest {
             target: self.target.0.clone(),
             draft: self
@@ -446,6 +521,8 @@ impl EngineTimer<'_> {
                 .map(|(path, _)| path.clone()),
             target_grid,
             draft_grid,
+            host_path_grid,
+            prefix: self.prefix,
             repeats: repeats.try_into().unwrap_or(u32::MAX),
             placement: self.decision.placement,
             rpc: self.rpc.clone(),
@@ -467,6 +544,25 @@ impl EngineTimer<'_> {
                 "expected a measurement, got {other:?}"
             ))),
         }
+    }
+
+    /// The target's passes over `grid` with its host layers run by the CPU (op offload off).
+    fn measure_host_path(
+        &mut self,
+        grid: Vec<usize>,
+        repeats: usize,
+    ) -> Result<canopy_hw::CostCurve, WorkerError> {
+        let result = self.measure_job(Vec::new(), Vec::new(), grid, repeats, &mut |_| {})?;
+        Ok(canopy_hw::CostCurve {
+            points: result
+                .target_host_path
+                .iter()
+                .map(|p| canopy_hw::CurvePoint {
+                    n: p.n,
+                    seconds: canopy_hw::Spread::from_range(p.median, p.min, p.max, repeats.max(1)),
+                })
+                .collect(),
+        })
     }
 
     fn single(&mut self, target: bool, n: usize) -> Result<f64, TimerError> {

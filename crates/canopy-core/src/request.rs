@@ -132,6 +132,14 @@ fn context_for(
     Ok(context)
 }
 
+/// `GGML_OP_OFFLOAD_MIN_BATCH` as the user set it for llama.cpp: it wins over Canopy's choice.
+pub(crate) fn forced_op_offload_min_batch() -> Option<u32> {
+    std::env::var("GGML_OP_OFFLOAD_MIN_BATCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&t| t >= 1)
+}
+
 impl Core {
     /// With RPC helpers on a machine with a GPU, `auto` keeps every local layer on the GPU and lets
     /// llama.cpp split the rest over the helpers by their free memory; otherwise `requested`.
@@ -152,10 +160,86 @@ impl Core {
     ) -> PlacementDecision {
         let gpu = self.gpu();
         let facts = gpu.info().map(|i| &i.facts);
-        let model = canopy_hw::CostModel::from_measurements(&canopy_hw::system_facts(), None, gpu);
+        let (model, measured) = self.cost_model();
         let spec = target.spec();
-        let threshold = |resident| model.choose_op_offload_min_batch(&spec, resident);
-        canopy_hw::decide_placement(requested, facts, target, draft, context, &threshold)
+        let forced = forced_op_offload_min_batch();
+        let chosen = std::cell::Cell::new(None);
+        let threshold = |resident| {
+            let own = model.choose_op_offload_min_batch(&spec, resident);
+            chosen.set(own);
+            own.map(|own| forced.unwrap_or(own))
+        };
+        let mut decision =
+            canopy_hw::decide_placement(requested, facts, target, draft, context, &threshold);
+        if let Some(t) = decision.op_offload_min_batch {
+            let source = if measured { "measured" } else { "default" };
+            let how = match (forced, chosen.get()) {
+                (Some(_), Some(own)) => format!(
+                    "set by GGML_OP_OFFLOAD_MIN_BATCH; from {source} bandwidths Canopy chooses {own}"
+                ),
+                (Some(_), None) => "set by GGML_OP_OFFLOAD_MIN_BATCH".to_owned(),
+                (None, _) if measured => "from measured bandwidths".to_owned(),
+                (None, _) => {
+                    "from default bandwidths: run `canopy profile` to measure them".to_owned()
+                }
+            };
+            decision.summary = format!(
+                "{}; host layers run on the GPU from {t} tokens per pass ({how})",
+                decision.summary
+            );
+        }
+        decision
+    }
+
+    /// `decision` with the op-offload threshold a saved profile measured for this target file in
+    /// this placement on this GPU (where the curves of its two paths cross), when there is one and
+    /// the user did not set `GGML_OP_OFFLOAD_MIN_BATCH`.
+    pub fn with_measured_threshold(
+        &self,
+        mut decision: PlacementDecision,
+        target: &std::path::Path,
+    ) -> PlacementDecision {
+        if decision.op_offload_min_batch.is_none() || forced_op_offload_min_batch().is_some() {
+            return decision;
+        }
+        let Some(t) = self.measured_threshold(target, decision.placement) else {
+            return decision;
+        };
+        decision.op_offload_min_batch = Some(t);
+        let head = decision
+            .summary
+            .split("; host layers run on the GPU")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        decision.summary =
+            format!("{head}; host layers run on the GPU from {t} tokens per pass (measured)");
+        decision
+    }
+
+    /// The op-offload threshold measured for `target` in `placement` by the newest saved profile
+    /// of this GPU that timed both paths.
+    fn measured_threshold(&self, target: &std::path::Path, placement: Placement) -> Option<u32> {
+        let gpu = self.gpu().info()?.facts.name.clone();
+        let target = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_owned());
+        self.saved_profiles().into_iter().find_map(|p| {
+            let curves = p.curves.as_ref()?;
+            let same_file = curves
+                .target
+                .model
+                .path
+                .as_deref()
+                .map(|m| std::fs::canonicalize(m).unwrap_or_else(|_| m.to_owned()))
+                == Some(target.clone());
+            let same_gpu = p.gpu.info().is_some_and(|i| i.facts.name == gpu);
+            (same_file
+                && same_gpu
+                && crate::profiles::measured_placement(&p) == Some(placement)
+                && curves.target.rpc_helpers().is_empty())
+            .then_some(curves.target.offload_paths.as_ref())
+            .flatten()
+            .map(|_| curves.target.placement.op_offload_min_batch)
+        })
     }
 
     /// Where the target of `pair` would run with `placement` on this machine, at the default
@@ -181,12 +265,13 @@ impl Core {
             None => None,
         };
         let context = context_for(None, &target, &info, &Footprint::from_info(&info), 0)?;
-        Ok(Some(self.decide_placement(
+        let decision = self.decide_placement(
             placement,
             &Footprint::from_info(&info),
             draft.as_ref(),
             context,
-        )))
+        );
+        Ok(Some(self.with_measured_threshold(decision, &target)))
     }
 
     /// A request for `prompt` with these models and settings, ready for the worker.
@@ -226,6 +311,7 @@ impl Core {
             .map_err(|e| CoreError::user(e.to_string()))?;
         let requested = self.placement_with_helpers(choice.placement, &choice.rpc);
         let decision = self.decide_placement(requested, &target, draft.as_ref(), context);
+        let decision = self.with_measured_threshold(decision, &choice.target);
         let (acceptance, costs, profile) = match (&choice.draft, choice.plan) {
             (Some(d), Plan::Auto) => self.planning_inputs(choice, d, decision.placement)?,
             _ => (None, None, None),

@@ -73,6 +73,7 @@ fn result(text: &str, tokens: u64, stop: StopReason) -> GenerateResult {
         provenance: vec![Source::Target; tokens as usize],
         token_ids: Vec::new(),
         margins: Vec::new(),
+        target_weights: None,
     }
 }
 
@@ -443,12 +444,14 @@ fn saved_profile(core: &Core, name: &str, target: &Path, draft: &Path, placement
             placement: split,
             curve: curve(&[(1, 0.1), (2, 0.2), (4, 0.4)]),
             rpc: None,
+            offload_paths: None,
         },
         draft: Some(canopy_hw::ModelCurve {
             model: model(draft),
             placement: split,
             curve: curve(&[(1, 0.01), (2, 0.02)]),
             rpc: None,
+            offload_paths: None,
         }),
         warmup: 1,
         repeats: 1,

@@ -125,6 +125,52 @@ pub struct CurvePoint {
     pub seconds: Spread,
 }
 
+/// The target's passes timed both ways llama.cpp can run layers that live in host memory: copied
+/// to the GPU for the pass (`gpu`, op offload) and run by the CPU (`cpu`). Plain decoding and small
+/// trees can be faster on the CPU; copying pays from some batch on. Where the curves cross is the
+/// op-offload threshold ([`OffloadPaths::threshold`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffloadPaths {
+    pub gpu: CostCurve,
+    pub cpu: CostCurve,
+}
+
+impl OffloadPaths {
+    /// The smallest timed batch at which the GPU path is no slower than the CPU path: llama.cpp's
+    /// `GGML_OP_OFFLOAD_MIN_BATCH` for this target and placement. Batches between grid points are
+    /// given to the CPU (the GPU path was measured faster only from here). When the CPU path wins
+    /// at every batch timed on both, one more than the largest of them.
+    pub fn threshold(&self) -> u32 {
+        let gpu = self.gpu.medians();
+        let cpu = self.cpu.medians();
+        let both: Vec<(usize, f64, f64)> = cpu
+            .iter()
+            .filter_map(|&(n, c)| gpu.iter().find(|(m, _)| *m == n).map(|&(_, g)| (n, g, c)))
+            .collect();
+        let crossing = both.iter().find(|(_, g, c)| g <= c).map(|(n, _, _)| *n);
+        let n = crossing.unwrap_or_else(|| both.iter().map(|(n, _, _)| n + 1).max().unwrap_or(1));
+        u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The pass times generation will see with [`OffloadPaths::threshold`]: the CPU path below it,
+    /// the GPU path from it (at every `n` of the GPU curve, and of the CPU curve below the
+    /// threshold).
+    pub fn merged(&self) -> CostCurve {
+        let t = self.threshold() as usize;
+        let mut points: Vec<CurvePoint> = self
+            .cpu
+            .points
+            .iter()
+            .filter(|p| p.n < t)
+            .cloned()
+            .chain(self.gpu.points.iter().filter(|p| p.n >= t).cloned())
+            .collect();
+        points.sort_by_key(|p| p.n);
+        points.dedup_by_key(|p| p.n);
+        CostCurve { points }
+    }
+}
+
 /// Pass time as a function of the number of tokens, measured at grid points (ascending `n`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostCurve {
@@ -337,6 +383,69 @@ pub fn crossover(cpu: &CostCurve, gpu: &CostCurve) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn curve(points: &[(usize, f64)]) -> CostCurve {
+        CostCurve {
+            points: points
+                .iter()
+                .map(|&(n, s)| CurvePoint {
+                    n,
+                    seconds: Spread::exact(s),
+                })
+                .collect(),
+        }
+    }
+
+    /// The H200 run's `layers:45` curves (70B shapes, q4_0): the CPU path wins below 8 tokens.
+    #[test]
+    fn the_offload_threshold_is_where_the_measured_paths_cross() {
+        let paths = OffloadPaths {
+            gpu: curve(&[
+                (1, 0.840),
+                (2, 1.107),
+                (4, 1.105),
+                (8, 0.945),
+                (16, 0.723),
+                (32, 0.402),
+                (64, 0.415),
+                (256, 0.551),
+            ]),
+            cpu: curve(&[(1, 0.377), (2, 0.515), (4, 0.726), (8, 1.533), (16, 2.740)]),
+        };
+        assert_eq!(paths.threshold(), 8);
+        let merged = paths.merged().medians();
+        assert_eq!(
+            merged,
+            vec![
+                (1, 0.377),
+                (2, 0.515),
+                (4, 0.726),
+                (8, 0.945),
+                (16, 0.723),
+                (32, 0.402),
+                (64, 0.415),
+                (256, 0.551)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cpu_path_that_always_wins_puts_the_threshold_past_the_timed_batches() {
+        let paths = OffloadPaths {
+            gpu: curve(&[(1, 2.0), (2, 2.0), (4, 2.0), (64, 2.1)]),
+            cpu: curve(&[(1, 0.1), (2, 0.2), (4, 0.4)]),
+        };
+        assert_eq!(paths.threshold(), 5);
+        assert_eq!(
+            paths.merged().medians(),
+            vec![(1, 0.1), (2, 0.2), (4, 0.4), (64, 2.1)]
+        );
+        let gpu_always = OffloadPaths {
+            gpu: curve(&[(1, 0.1), (2, 0.1)]),
+            cpu: curve(&[(1, 0.3), (2, 0.5)]),
+        };
+        assert_eq!(gpu_always.threshold(), 1);
+    }
 
     #[test]
     fn interpolation_between_and_beyond_points() {

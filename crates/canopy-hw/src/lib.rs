@@ -22,7 +22,7 @@ pub mod system;
 
 pub use curves::{
     crossover, interpolate, measure_curves, CostCurve, CurveGrid, CurveKind, CurvePoint, CurveStep,
-    GridTimes, MeasuredCurves, PassTimer,
+    GridTimes, MeasuredCurves, OffloadPaths, PassTimer,
 };
 pub use error::{HwError, TimerError};
 pub use gpu::{probe_gpu, GpuBandwidths, GpuFacts, GpuInfo, GpuProbeOptions, GpuStatus};

@@ -104,15 +104,23 @@ pub fn decide(
     let placement = match (requested, gpu) {
         (Placement::Auto, None) => Placement::Cpu,
         (Placement::Auto, Some(gpu)) => auto(gpu, target, draft, context),
+        // A placement that needs a GPU on a machine without one runs on the CPU, and says so:
+        // never report a placement that did not happen.
+        (other, None) if other.uses_gpu() => Placement::Cpu,
         (other, _) => other,
     };
-    describe(
+    let mut decision = describe(
         placement,
         requested == Placement::Auto,
         gpu,
         target,
         threshold,
-    )
+    );
+    if placement != requested && requested != Placement::Auto {
+        decision.summary =
+            format!("CPU only: placement {requested} needs a GPU and this machine has none usable");
+    }
+    decision
 }
 
 /// Bytes kept free on the GPU for compute buffers and fragmentation: 1 GiB or 5%, the larger.
@@ -377,5 +385,25 @@ mod tests {
         assert_eq!(d.placement, Placement::Partial { layers: 10 });
         assert!(!d.automatic);
         assert!(d.summary.ends_with("(chosen by hand)"), "{}", d.summary);
+    }
+
+    #[test]
+    fn a_gpu_placement_without_a_gpu_runs_on_the_cpu_and_says_so() {
+        for asked in [
+            Placement::Gpu,
+            Placement::Stream,
+            Placement::Partial { layers: 10 },
+        ] {
+            let d = decide(asked, None, &llama70b(), None, 4096, &fixed);
+            assert_eq!(d.placement, Placement::Cpu, "{asked}");
+            assert!(!d.draft_on_gpu);
+            assert_eq!(d.resident_layers, 0);
+            assert_eq!(d.op_offload_min_batch, None);
+            assert!(
+                d.summary.contains(&asked.to_string()) && d.summary.contains("needs a GPU"),
+                "{}",
+                d.summary
+            );
+        }
     }
 }

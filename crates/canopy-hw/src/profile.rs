@@ -85,6 +85,11 @@ pub struct ModelCurve {
     /// when it was all on this machine (and in profiles written before helpers existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc: Option<RpcRecord>,
+    /// For a streamed target on a GPU: both ways of running its host layers, timed on the same
+    /// weights, from which `placement.op_offload_min_batch` was chosen. Absent where it was not
+    /// measured (then the threshold came from the cost model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload_paths: Option<crate::OffloadPaths>,
 }
 
 /// The target's split over RPC helpers (`canopy rpc-server`) as it was measured.

@@ -92,6 +92,7 @@ fn sample_profile() -> Profile {
             },
             curve: curve(&[(1, 0.109), (4, 0.241), (16, 0.636), (32, 1.17)]),
             rpc: None,
+            offload_paths: None,
         },
         draft: Some(ModelCurve {
             model: ModelRef {
@@ -107,6 +108,7 @@ fn sample_profile() -> Profile {
             },
             curve: curve(&[(1, 0.046), (4, 0.102), (16, 0.342)]),
             rpc: None,
+            offload_paths: None,
         }),
         warmup: 1,
         repeats: 3,

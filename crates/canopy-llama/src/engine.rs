@@ -73,6 +73,8 @@ type ModelKey = (PathBuf, Residence);
 struct Loaded {
     model: LlamaModel,
     split: Option<RpcSplit>,
+    /// Where llama.cpp put its weights.
+    weights: canopy_worker::WeightBuffers,
 }
 
 /// Loads models once per worker and runs jobs over them.
@@ -172,6 +174,13 @@ fn check_model_file(
     Ok(())
 }
 
+/// `params` with no GPU at all: no device gets a layer, llama.cpp's op offload has no device to
+/// copy weights to, and the weights stay in plain (not pinned) host memory. What `cpu` means on a
+/// machine with a GPU.
+fn cpu_only(params: LlamaModelParams) -> Result<LlamaModelParams, llama_cpp_2::LlamaCppError> {
+    params.with_n_gpu_layers(0).with_devices(&[])
+}
+
 impl Engine {
     /// Starts llama.cpp's backend (logs silenced unless `CANOPY_LLAMA_LOG` is set).
     ///
@@ -181,10 +190,8 @@ impl Engine {
         crate::backends::load()
             .require_cpu()
             .map_err(EngineError::Backend)?;
-        let mut backend = LlamaBackend::init().map_err(|e| EngineError::Backend(e.to_string()))?;
-        if std::env::var_os("CANOPY_LLAMA_LOG").is_none() {
-            backend.void_logs();
-        }
+        // `backends::load` installed the log callback (quiet unless CANOPY_LLAMA_LOG is set).
+        let backend = LlamaBackend::init().map_err(|e| EngineError::Backend(e.to_string()))?;
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get()) as i32;
         Ok(Engine {
             backend,
@@ -205,6 +212,10 @@ impl Engine {
         let (params, split) = if residence.rpc.is_empty() {
             let params = rpc::local_params(Self::local_params(residence.placement))
                 .map_err(|e| user(e.to_string()))?;
+            let params = match residence.placement {
+                Placement::Cpu => cpu_only(params).map_err(|e| user(e.to_string()))?,
+                _ => params,
+            };
             (params, None)
         } else {
             canopy_worker::validate_rpc_endpoints(&residence.rpc)
@@ -217,7 +228,15 @@ impl Engine {
             )
             .map_err(|e| user(e.to_string()))?
         };
-        let model = LlamaModel::load_from_file(&self.backend, path, &params).map_err(|e| {
+        let _ = crate::backends::take_buffer_lines();
+        let loaded = match split {
+            // Split over helpers: the local layers in plain buffers, as the helpers keep theirs.
+            Some(_) => rpc::load_split(&self.backend, path, &params),
+            None => {
+                LlamaModel::load_from_file(&self.backend, path, &params).map_err(|e| e.to_string())
+            }
+        };
+        let model = loaded.map_err(|e| {
             let helpers = match residence.rpc.is_empty() {
                 true => String::new(),
                 false => format!(" with RPC helper {}", residence.rpc.join(", ")),
@@ -227,8 +246,26 @@ impl Engine {
                 path.display()
             ))
         })?;
-        self.models.insert(key, Loaded { model, split });
+        let weights = crate::backends::weight_buffers(&crate::backends::take_buffer_lines());
+        self.models.insert(
+            key,
+            Loaded {
+                model,
+                split,
+                weights,
+            },
+        );
         Ok(())
+    }
+
+    /// Loads `path` on the CPU and says where llama.cpp put its weights (tests).
+    #[cfg(test)]
+    pub(crate) fn load_for_test(&mut self, path: &Path) -> canopy_worker::WeightBuffers {
+        let residence = Residence::local(Placement::Cpu);
+        self.load(path, &residence, "test").unwrap();
+        self.models[&(path.to_path_buf(), residence)]
+            .weights
+            .clone()
     }
 
     /// Model parameters for a model all on this machine.
@@ -268,8 +305,29 @@ impl Engine {
         n_ctx: u32,
         n_batch: usize,
     ) -> Result<LlamaTree<'m>, HandlerError> {
+        self.context_with(model, placement, n_ctx, n_batch, true)
+    }
+
+    /// [`Engine::context`] with llama.cpp's op offload on or off (always off for `cpu`).
+    fn context_with<'m>(
+        &self,
+        model: &'m LlamaModel,
+        placement: Placement,
+        n_ctx: u32,
+        n_batch: usize,
+        op_offload: bool,
+    ) -> Result<LlamaTree<'m>, HandlerError> {
         let kv = kv_types(&self.backend, placement);
-        LlamaTree::create(&self.backend, self.threads, model, n_ctx, n_batch, kv)
+        let op_offload = op_offload && placement != Placement::Cpu;
+        LlamaTree::create_with(
+            &self.backend,
+            self.threads,
+            model,
+            n_ctx,
+            n_batch,
+            kv,
+            op_offload,
+        )
     }
 
     /// Renders the prompt (chat template or raw text) and tokenizes it.
@@ -381,6 +439,9 @@ impl Engine {
         } = self;
         let (backend, threads) = (&*backend, *threads);
         let target_model = &models[&(req.target.clone(), residence.clone())].model;
+        let target_weights = models[&(req.target.clone(), residence.clone())]
+            .weights
+            .clone();
         let prompt = Self::prompt_tokens(target_model, &req.prompt)?;
         let n_ctx = req
             .context
@@ -532,6 +593,7 @@ impl Engine {
                 .take(sink.tokens.len())
                 .copied()
                 .collect(),
+            target_weights: Some(target_weights),
         })
     }
 
@@ -569,8 +631,24 @@ impl Engine {
             model,
             &Prompt::Raw("The quick brown fox jumps over the lazy dog.".into()),
         )?;
-        let mut target = self.context(model, req.placement, (2 * n_batch + 64) as u32, n_batch)?;
-        let total = (req.target_grid.len() + req.draft_grid.len()).max(1) as f64;
+        let prefix: Vec<Token> = probe
+            .iter()
+            .copied()
+            .cycle()
+            .take(req.prefix as usize)
+            .collect();
+        let n_ctx = (2 * n_batch + 64 + prefix.len()) as u32;
+        let prefill = |tree: &mut LlamaTree<'_>| -> Result<(), HandlerError> {
+            if prefix.is_empty() {
+                return Ok(());
+            }
+            tree.prefill(&prefix)
+                .map_err(|e| HandlerError::internal(e.to_string()))
+        };
+        let mut target = self.context(model, req.placement, n_ctx, n_batch)?;
+        prefill(&mut target)?;
+        let total =
+            (req.target_grid.len() + req.host_path_grid.len() + req.draft_grid.len()).max(1) as f64;
         let mut done = 0.0;
         let mut target_points = Vec::new();
         for &n in &req.target_grid {
@@ -581,14 +659,32 @@ impl Engine {
             done += 1.0;
             events.progress("target passes", done / total);
         }
+        // The same passes with the host layers on the CPU, in a context without op offload: where
+        // the two curves cross is where copying the host layers to the GPU starts to pay.
+        let mut host_path = Vec::new();
+        if !req.host_path_grid.is_empty() && req.placement.streams() {
+            drop(target);
+            // No prefix here: prefilling it on the CPU would cost more than every timed pass, and
+            // a CPU pass of a few tokens is dominated by reading the weights.
+            let mut cpu = self.context_with(model, req.placement, n_ctx, n_batch, false)?;
+            for &n in &req.host_path_grid {
+                if events.is_cancelled() {
+                    return Err(user("cancelled"));
+                }
+                host_path.push(time_pass(&mut cpu, &probe, n, req.repeats)?);
+                done += 1.0;
+                events.progress("target passes, host layers on the CPU", done / total);
+            }
+        }
         let mut draft_points = Vec::new();
         if let Some(d) = &req.draft {
             let mut draft = self.context(
                 self.model(d, &draft_residence),
                 Placement::Gpu,
-                (2 * n_batch + 64) as u32,
+                n_ctx,
                 n_batch,
             )?;
+            prefill(&mut draft)?;
             for &k in &req.draft_grid {
                 if events.is_cancelled() {
                     return Err(user("cancelled"));
@@ -600,8 +696,14 @@ impl Engine {
         }
         Ok(MeasureResult {
             target: target_points,
+            target_host_path: host_path,
             draft: draft_points,
-            rpc_split: self.models[&(req.target.clone(), residence)].split,
+            rpc_split: self.models[&(req.target.clone(), residence.clone())].split,
+            target_weights: Some(
+                self.models[&(req.target.clone(), residence)]
+                    .weights
+                    .clone(),
+            ),
         })
     }
 
@@ -818,7 +920,19 @@ impl Handler for Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::kv_cells;
+    use super::{cpu_only, kv_cells, Engine, Placement};
+
+    #[test]
+    fn cpu_gives_llama_cpp_no_device() {
+        crate::backends::load();
+        // An empty device list, which llama.cpp reads as "no device" (a default list means every
+        // device); gpu-check shows on a GPU machine that `cpu` then allocates nothing there.
+        let params = cpu_only(Engine::local_params(Placement::Cpu)).unwrap();
+        assert!(params.devices().is_empty(), "{:?}", params.devices());
+        assert_eq!(params.n_gpu_layers(), 0);
+        // Streaming placements keep the devices llama.cpp finds.
+        assert!(!Engine::local_params(Placement::Stream).use_mmap());
+    }
 
     #[test]
     fn kv_caches_are_sized_to_the_request_within_the_context() {

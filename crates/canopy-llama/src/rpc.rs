@@ -496,6 +496,51 @@ pub fn split_params(
     }
 }
 
+/// Loads a target split over helpers by `params` (from [`split_params`]) with its local layers in
+/// plain CPU buffers, as the helpers keep theirs: llama.cpp would otherwise repack them for this CPU
+/// variant's kernels (AMX tiles, interleaved q4_0 rows), which round differently from the plain
+/// kernels the helpers run, and the split would not give the local run's greedy text.
+///
+/// llama-cpp-2 has no setting for llama.cpp's `use_extra_bufts`, so this loads through llama.cpp's
+/// C API and hands the model to llama-cpp-2's wrapper, which owns and frees it as it frees its own.
+///
+/// # Errors
+/// When the path is not UTF-8 or llama.cpp cannot load the file.
+pub fn load_split(
+    _backend: &llama_cpp_2::llama_backend::LlamaBackend,
+    path: &Path,
+    params: &LlamaModelParams,
+) -> Result<llama_cpp_2::model::LlamaModel, String> {
+    // `LlamaModel` is `#[repr(transparent)]` over a non-null `llama_model` pointer (llama-cpp-2
+    // 0.1.160, pinned in Cargo.toml); this fails to compile if its size ever changes.
+    const _: () = assert!(
+        std::mem::size_of::<llama_cpp_2::model::LlamaModel>()
+            == std::mem::size_of::<std::ptr::NonNull<sys::llama_model>>()
+    );
+    let path = path
+        .to_str()
+        .and_then(|p| CString::new(p).ok())
+        .ok_or_else(|| format!("{} is not a valid UTF-8 path", path.display()))?;
+    // SAFETY: returns llama.cpp's default parameters by value.
+    let mut raw = unsafe { sys::llama_model_default_params() };
+    raw.n_gpu_layers = params.n_gpu_layers();
+    let mut devices: Vec<sys::ggml_backend_dev_t> = params.devices().into_iter().map(dev).collect();
+    devices.push(std::ptr::null_mut());
+    raw.devices = devices.as_mut_ptr();
+    raw.use_extra_bufts = false;
+    // SAFETY: a NUL-terminated path and parameters whose device list (null-terminated, alive for
+    // the call) holds devices of ggml's registry; llama.cpp copies what it keeps.
+    let model = unsafe { sys::llama_model_load_from_file(path.as_ptr(), raw) };
+    let model = std::ptr::NonNull::new(model).ok_or("llama.cpp could not load the file")?;
+    // SAFETY: same size and representation (checked above); the wrapper frees the model once,
+    // when dropped, with llama.cpp's own function.
+    Ok(unsafe {
+        std::mem::transmute::<std::ptr::NonNull<sys::llama_model>, llama_cpp_2::model::LlamaModel>(
+            model,
+        )
+    })
+}
+
 /// Picks devices to serve by name (case-insensitive): the given names, else every local GPU, else
 /// the CPU (as llama.cpp's `rpc-server` does).
 ///
@@ -595,6 +640,7 @@ pub fn serve(
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

@@ -141,6 +141,23 @@ impl<'m> LlamaTree<'m> {
         n_batch: usize,
         kv: KvTypes,
     ) -> Result<LlamaTree<'m>, HandlerError> {
+        Self::create_with(backend, threads, model, n_ctx, n_batch, kv, true)
+    }
+
+    /// [`LlamaTree::create`] with llama.cpp's op offload on or off: off, weights in host memory
+    /// are always run by the CPU, whatever the batch (`GGML_OP_OFFLOAD_MIN_BATCH` is ignored).
+    ///
+    /// # Errors
+    /// As [`LlamaTree::create`].
+    pub fn create_with(
+        backend: &LlamaBackend,
+        threads: i32,
+        model: &'m LlamaModel,
+        n_ctx: u32,
+        n_batch: usize,
+        kv: KvTypes,
+        op_offload: bool,
+    ) -> Result<LlamaTree<'m>, HandlerError> {
         // llama.cpp needs room for a whole batch (and aborts on small contexts with many sequences).
         let n_ctx = n_ctx.max(n_batch as u32).max(MAX_SEQ as u32);
         let params = LlamaContextParams::default()
@@ -154,7 +171,8 @@ impl<'m> LlamaTree<'m> {
             // bit-identical to decoding each path token by token, which the plain attention path
             // is not (tests/exactness.rs).
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(threads)
+            .with_op_offload(op_offload);
         let params = match kv {
             KvTypes::BatchInvariant => params
                 .with_type_v(KvCacheType::Q8_0)

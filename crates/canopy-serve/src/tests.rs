@@ -89,6 +89,7 @@ impl Backend for Fake {
             provenance: Vec::new(),
             token_ids: Vec::new(),
             margins: Vec::new(),
+            target_weights: None,
         })
     }
 }

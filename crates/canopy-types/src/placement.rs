@@ -36,6 +36,12 @@ impl Placement {
         !matches!(self, Placement::Cpu | Placement::Auto)
     }
 
+    /// Whether some target layers live in host memory while a GPU runs the rest (`stream`,
+    /// `layers:N`): the placements whose passes copy weights over PCIe.
+    pub fn streams(self) -> bool {
+        matches!(self, Placement::Stream | Placement::Partial { .. })
+    }
+
     /// Whether this is a resolved placement (anything but `auto`).
     pub fn is_resolved(self) -> bool {
         !matches!(self, Placement::Auto)

@@ -220,6 +220,41 @@ pub struct GenerateResult {
     /// was chosen (small = a near tie).
     #[serde(default)]
     pub margins: Vec<f32>,
+    /// Where llama.cpp put the target's weights, read from its log when the model was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_weights: Option<WeightBuffers>,
+}
+
+/// Where llama.cpp put a model's weights, in MiB, from the "model buffer size" lines of its log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WeightBuffers {
+    /// In pinned host memory (`CUDA_Host`): streamed to the GPU at full PCIe speed.
+    pub pinned_mib: f32,
+    /// In plain host memory (`CPU`, `CPU_Mapped`, repacked CPU buffers).
+    pub pageable_mib: f32,
+    /// Of `pageable_mib`, repacked for this CPU variant's kernels (`AMX`, `CPU_REPACK`): those
+    /// kernels round differently from the plain ones an RPC helper runs.
+    #[serde(default)]
+    pub repacked_mib: f32,
+    /// On GPUs (`CUDA0`, …) and other devices.
+    pub device_mib: f32,
+    /// llama.cpp failed to pin host memory and fell back to pageable memory.
+    pub pinning_failed: bool,
+}
+
+impl WeightBuffers {
+    /// One line for users when weights meant to stream from pinned memory are not pinned:
+    /// streamed passes then cross PCIe at pageable speed.
+    pub fn pageable_warning(&self) -> Option<String> {
+        self.pinning_failed.then(|| {
+            format!(
+                "warning: {:.1} GiB of the target's weights are in pageable host memory \
+                 (pinning failed), so streamed passes copy them at pageable speed; close other \
+                 programs or keep more layers on the GPU",
+                self.pageable_mib / 1024.0
+            )
+        })
+    }
 }
 
 /// Measure pass times of the engine on this machine (for profiles and `--plan auto`).
@@ -232,6 +267,16 @@ pub struct MeasureRequest {
     pub target_grid: Vec<usize>,
     /// Level sizes at which to time one draft pass.
     pub draft_grid: Vec<usize>,
+    /// Budgets at which to time one target pass again with the layers in host memory run by the
+    /// CPU (llama.cpp's op offload off); only for placements that stream. Run the job with
+    /// `GGML_OP_OFFLOAD_MIN_BATCH=1` so that `target` times the other path, the host layers copied
+    /// to the GPU for every pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_path_grid: Vec<usize>,
+    /// Tokens decoded into each context before any pass is timed, so that passes attend to a
+    /// conversation's worth of cache as they do in a chat (0: an empty cache).
+    #[serde(default)]
+    pub prefix: u32,
     pub repeats: u32,
     #[serde(default)]
     pub placement: Placement,
@@ -255,6 +300,12 @@ pub struct TimedPoint {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MeasureResult {
     pub target: Vec<TimedPoint>,
+    /// The target's passes over `host_path_grid`, host layers on the CPU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_host_path: Vec<TimedPoint>,
+    /// Where llama.cpp put the target's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_weights: Option<WeightBuffers>,
     pub draft: Vec<TimedPoint>,
     /// How the measured target was split over RPC helpers; `None` when it was all local (or when
     /// llama.cpp split it by free memory over local GPUs and helpers).
