@@ -400,3 +400,39 @@ fn draft_with_another_vocabulary_is_refused() {
         "{line}"
     );
 }
+
+/// Whatever processor this runs on: the CPU variant Canopy chose runs a batched prefill (a prompt
+/// of well over 64 tokens) and tree passes without a signal, and `worker --backends` names it. On
+/// a Sapphire Rapids machine this is the AMX variant, whose batched kernels once died with SIGILL.
+#[test]
+fn the_chosen_cpu_variant_runs_batched_decodes() {
+    let home = tempfile::tempdir().unwrap();
+    let backends = canopy(home.path(), &["worker", "--backends"]);
+    assert_success(&backends, "canopy worker --backends");
+    let line = stdout(&backends);
+    assert!(line.starts_with("CPU ("), "{line}");
+    println!("backends: {line}");
+
+    let smol = smollm2();
+    let prompt =
+        "Summarize: ".to_owned() + &"the quick brown fox jumps over the lazy dog. ".repeat(12);
+    let out = generate(
+        home.path(),
+        &smol,
+        &[
+            "--prompt",
+            &prompt,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "16",
+            "--draft",
+            smol.to_str().unwrap(),
+            "--plan",
+            "tree:8",
+        ],
+    );
+    assert!(out["prefill_tokens"].as_u64().unwrap() >= 64, "{out}");
+    assert!(out["steps"].as_u64().unwrap() >= 1, "{out}");
+    assert!(!text(&out).is_empty(), "{out}");
+}

@@ -58,6 +58,21 @@ pub fn measured_for(
         && curves.draft.as_ref().is_some_and(|d| same(&d.model, draft))
         && measured_placement(profile) == Some(placement)
         && curves.target.rpc_helpers() == rpc
+        && same_cpu_variant(profile, canopy_hw::cpu_variant::expected().as_deref())
+}
+
+/// Whether `profile` was measured with the CPU variant `here` (llama.cpp's kernels, and so its pass
+/// times, differ between variants: a profile measured with AMX kernels is not this machine's cost
+/// when they are off). Profiles written before the variant was recorded match any.
+pub fn same_cpu_variant(profile: &Profile, here: Option<&str>) -> bool {
+    match profile
+        .machine
+        .as_ref()
+        .and_then(|m| m.cpu_variant.as_deref())
+    {
+        Some(measured) => Some(measured) == here,
+        None => true,
+    }
 }
 
 impl Core {
@@ -133,5 +148,35 @@ impl Core {
         self.store()?
             .save_profile(&profile.name, &profile.to_json())?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_used_only_with_the_cpu_variant_it_was_measured_with() {
+        let name = canopy_hw::REFERENCE_PROFILES[0].0;
+        let mut p = canopy_hw::reference_profile(name)
+            .expect("a reference profile")
+            .expect("it parses");
+        p.machine = Some(canopy_hw::system_facts());
+        let here = p.machine.as_ref().unwrap().cpu_variant.clone();
+        assert!(same_cpu_variant(&p, here.as_deref()));
+        if let Some(m) = p.machine.as_mut() {
+            m.cpu_variant = Some("sapphirerapids".into());
+        }
+        assert!(same_cpu_variant(&p, Some("sapphirerapids")));
+        assert!(
+            !same_cpu_variant(&p, Some("zen4")),
+            "AMX timings are not zen4's"
+        );
+        assert!(!same_cpu_variant(&p, None));
+        // Written before the variant was recorded: usable anywhere.
+        if let Some(m) = p.machine.as_mut() {
+            m.cpu_variant = None;
+        }
+        assert!(same_cpu_variant(&p, Some("zen4")));
     }
 }

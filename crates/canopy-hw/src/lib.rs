@@ -20,6 +20,7 @@ pub mod profile;
 mod stats;
 pub mod system;
 
+pub mod cpu_variant;
 pub use curves::{
     crossover, interpolate, measure_curves, CostCurve, CurveGrid, CurveKind, CurvePoint, CurveStep,
     GridTimes, MeasuredCurves, OffloadPaths, PassTimer,

@@ -26,6 +26,11 @@ pub struct SystemFacts {
     pub os_name: String,
     pub os_version: String,
     pub kernel_version: Option<String>,
+    /// llama.cpp's x86-64 CPU variant the worker loads here (`zen4`, `sapphirerapids`, …; see
+    /// [`crate::cpu_variant`]): kernels differ between variants, and so do pass times and results.
+    /// `None` off x86-64 and in profiles written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_variant: Option<String>,
 }
 
 /// Reads this machine's facts. Cannot fail: what the platform does not report is `None` or "unknown".
@@ -60,6 +65,7 @@ pub fn system_facts() -> SystemFacts {
             .or_else(System::os_version)
             .unwrap_or_else(|| "unknown".to_owned()),
         kernel_version: System::kernel_version(),
+        cpu_variant: crate::cpu_variant::expected(),
     }
 }
 

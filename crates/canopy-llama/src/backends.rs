@@ -7,7 +7,7 @@
 //! processor, with or without a GPU.
 //!
 //! The CPU variant is Canopy's choice, not ggml's: ggml scores the variants by CPUID alone, which
-//! loads AMX or AVX-512 code into processes that may not execute it (see [`crate::cpu_variant`]).
+//! loads AMX or AVX-512 code into processes that may not execute it (see [`canopy_hw::cpu_variant`]).
 //! Canopy loads the best variant this process may run by path, or the one `CANOPY_CPU_VARIANT`
 //! names; off x86-64, ggml chooses.
 //!
@@ -31,7 +31,7 @@ pub struct Backends {
     /// library mapped into the process.
     pub cpu_variant: Option<String>,
     /// How the variant was chosen (x86-64): better variants skipped and why, or a forced one.
-    pub choice: Option<crate::cpu_variant::Choice>,
+    pub choice: Option<canopy_hw::cpu_variant::Choice>,
     /// Why no CPU backend could be loaded, when one was found but none may run (or
     /// `CANOPY_CPU_VARIANT` named one that cannot).
     pub error: Option<String>,
@@ -134,7 +134,7 @@ const OTHER_BACKENDS: &[&str] = &[
 
 /// Loads the backends in `dir`: on x86-64 the CPU variant Canopy chooses and every other backend
 /// by path; elsewhere whatever ggml chooses.
-fn load_from(dir: &Path) -> (Option<crate::cpu_variant::Choice>, Option<String>) {
+fn load_from(dir: &Path) -> (Option<canopy_hw::cpu_variant::Choice>, Option<String>) {
     if !cfg!(target_arch = "x86_64") {
         if let Some(c) = dir.to_str().and_then(|s| CString::new(s).ok()) {
             // SAFETY: a NUL-terminated path; ggml loads each backend's best library from it.
@@ -164,11 +164,11 @@ fn load_from(dir: &Path) -> (Option<crate::cpu_variant::Choice>, Option<String>)
         };
     }
     // Asks for AMX before any CPU code is loaded.
-    let features = crate::cpu_variant::Features::probe();
+    let features = canopy_hw::cpu_variant::Features::probe();
     let forced = std::env::var("CANOPY_CPU_VARIANT")
         .ok()
         .filter(|v| !v.is_empty());
-    match crate::cpu_variant::choose(&installed, &features, forced.as_deref()) {
+    match canopy_hw::cpu_variant::choose(&installed, &features, forced.as_deref()) {
         Ok(choice) => {
             let error = match &choice.variant {
                 Some(variant) => {

@@ -5,7 +5,6 @@
 //! only crate that links llama.cpp, and it runs only inside the worker process.
 
 pub mod backends;
-pub mod cpu_variant;
 mod engine;
 mod quantize;
 pub mod rpc;

@@ -11,7 +11,8 @@
 //! So Canopy chooses: [`Features::probe`] reads CPUID and XCR0 and asks for AMX, and [`choose`]
 //! picks the best variant whose every requirement holds, naming each better one it skipped and why.
 //! The choice is pure and tested with synthetic feature sets; only [`Features::probe`] touches the
-//! processor.
+//! processor. The worker loads what [`choose`] picks (canopy-llama's `backends`), and
+//! [`expected`] gives the same answer in any process, for the machine facts a profile records.
 
 use std::fmt;
 
@@ -325,6 +326,23 @@ fn request_amx() -> Result<(), String> {
 #[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
 fn request_amx() -> Result<(), String> {
     Err("AMX is used only on Linux".into())
+}
+
+/// The variant a worker of this process's binary loads on this machine, where all of llama.cpp's
+/// x86-64 variants are installed (every Canopy build installs them): `CANOPY_CPU_VARIANT` when set
+/// and runnable, else the best runnable one. `None` off x86-64 (llama.cpp chooses there) or when
+/// the forced variant cannot run.
+pub fn expected() -> Option<String> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let installed: Vec<String> = VARIANTS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    let forced = std::env::var("CANOPY_CPU_VARIANT")
+        .ok()
+        .filter(|v| !v.is_empty());
+    choose(&installed, &Features::probe(), forced.as_deref())
+        .ok()
+        .and_then(|c| c.variant)
 }
 
 /// A variant not loaded, and why.
