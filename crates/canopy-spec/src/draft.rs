@@ -13,20 +13,23 @@ pub fn greedy_children(logits: &[f32], b: usize) -> Vec<Token> {
 /// Sampling drafting: `b` distinct tokens drawn one after another without replacement from `q`
 /// (Gumbel-top-k: the `b` largest `ln q(x) + Gumbel noise` are distributed exactly as sequential
 /// draws without replacement). Fewer when `q` has a smaller support.
+///
+/// The keys are computed in the equivalent exponential-race form: `ln q(x) − ln E(x)` with
+/// `E(x) = −ln U(x)` exponential is largest exactly where `E(x) / q(x)` is smallest, which costs one
+/// logarithm per token instead of three.
 pub fn sampled_children(q: &Dist, b: usize, rng: &mut impl Rng) -> Vec<Token> {
     let mut keyed: Vec<(f64, Token)> = q
-        .entries()
         .iter()
-        .map(|&(token, p)| {
+        .map(|(token, p)| {
             let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-            (p.ln() - (-u.ln()).ln(), token)
+            (-u.ln() / p, token)
         })
         .collect();
     let b = b.min(keyed.len());
     if b == 0 {
         return Vec::new();
     }
-    let cmp = |a: &(f64, Token), c: &(f64, Token)| c.0.total_cmp(&a.0);
+    let cmp = |a: &(f64, Token), c: &(f64, Token)| a.0.total_cmp(&c.0);
     if b < keyed.len() {
         keyed.select_nth_unstable_by(b - 1, cmp);
         keyed.truncate(b);

@@ -1,0 +1,413 @@
+//! A probability distribution over token ids, with the operations the verification walk needs.
+//!
+//! A [`Dist`] holds unnormalised non-negative weights and their total, either *dense* (indexed by
+//! token id: the whole vocabulary is in play) or *sparse* (ascending token ids: what top-k, top-p
+//! or min-p kept). Each operation touches only what it must: [`Dist::prob`] is a lookup,
+//! [`Dist::remove`] changes one weight and the total, [`Dist::make_residual`] visits the entries of
+//! whichever side is sparse (one pass when both are dense), and [`Dist::sample`] scans the weights
+//! once without sorting them.
+
+use rand::Rng;
+
+use crate::Token;
+
+/// A probability distribution over token ids. Probabilities are `f64`; they are the weights divided
+/// by their total, so they sum to 1 (up to rounding) unless the distribution is empty.
+#[derive(Clone, Debug, Default)]
+pub struct Dist {
+    /// `None`: dense, `weights[t]` is token `t`'s weight. `Some`: sparse, the token of each weight,
+    /// ascending and distinct.
+    ids: Option<Vec<Token>>,
+    /// Non-negative and finite.
+    weights: Vec<f64>,
+    /// The sum of `weights` (kept up to date incrementally; recomputed when cancellation would make
+    /// it inaccurate).
+    total: f64,
+}
+
+/// How much of the total an incremental update may cancel before the total is summed afresh.
+const RECOUNT_BELOW: f64 = 1e-6;
+
+impl Dist {
+    /// A sparse distribution from unnormalised weights. Weights that are not positive and finite,
+    /// and negative token ids, are dropped; a token listed twice gets the sum of its weights.
+    /// All weights dropped gives the empty distribution.
+    pub fn from_weights(weights: impl IntoIterator<Item = (Token, f64)>) -> Dist {
+        let mut entries: Vec<(Token, f64)> = weights
+            .into_iter()
+            .filter(|&(t, w)| t >= 0 && w > 0.0 && w.is_finite())
+            .collect();
+        entries.sort_unstable_by_key(|e| e.0);
+        entries.dedup_by(|later, first| {
+            if later.0 == first.0 {
+                first.1 += later.1;
+                true
+            } else {
+                false
+            }
+        });
+        let (ids, weights): (Vec<Token>, Vec<f64>) = entries.into_iter().unzip();
+        let total = sum(&weights);
+        Dist {
+            ids: Some(ids),
+            weights,
+            total,
+        }
+    }
+
+    /// A dense distribution: `weights[t]` is token `t`'s unnormalised weight. Weights that are not
+    /// positive and finite count as 0.
+    pub fn from_dense(mut weights: Vec<f64>) -> Dist {
+        for w in &mut weights {
+            if !(*w > 0.0 && w.is_finite()) {
+                *w = 0.0;
+            }
+        }
+        Dist::dense_unchecked(weights)
+    }
+
+    /// A dense distribution from weights already known to be non-negative and finite.
+    pub(crate) fn dense_unchecked(weights: Vec<f64>) -> Dist {
+        let total = sum(&weights);
+        Dist {
+            ids: None,
+            weights,
+            total,
+        }
+    }
+
+    /// A sparse distribution from ascending distinct ids and their non-negative finite weights.
+    pub(crate) fn sparse_unchecked(ids: Vec<Token>, weights: Vec<f64>) -> Dist {
+        debug_assert_eq!(ids.len(), weights.len());
+        debug_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let total = sum(&weights);
+        Dist {
+            ids: Some(ids),
+            weights,
+            total,
+        }
+    }
+
+    /// A distribution with all its mass on one token.
+    pub fn point(token: Token) -> Dist {
+        Dist {
+            ids: Some(vec![token]),
+            weights: vec![1.0],
+            total: 1.0,
+        }
+    }
+
+    /// Whether the weights are indexed by token id (the whole vocabulary in play).
+    pub fn is_dense(&self) -> bool {
+        self.ids.is_none()
+    }
+
+    /// Whether no token has positive probability.
+    pub fn is_empty(&self) -> bool {
+        self.total <= 0.0
+    }
+
+    /// The number of tokens with positive probability (a pass over the weights).
+    pub fn len(&self) -> usize {
+        self.weights.iter().filter(|&&w| w > 0.0).count()
+    }
+
+    /// The index of `token` in `weights`, if it has a slot.
+    fn slot(&self, token: Token) -> Option<usize> {
+        match &self.ids {
+            None => usize::try_from(token)
+                .ok()
+                .filter(|&i| i < self.weights.len()),
+            Some(ids) => ids.binary_search(&token).ok(),
+        }
+    }
+
+    fn token_at(&self, slot: usize) -> Token {
+        match &self.ids {
+            None => slot as Token,
+            Some(ids) => ids[slot],
+        }
+    }
+
+    fn weight(&self, token: Token) -> f64 {
+        self.slot(token).map_or(0.0, |i| self.weights[i])
+    }
+
+    /// Probability of `token` (0 outside the support).
+    pub fn prob(&self, token: Token) -> f64 {
+        if self.total > 0.0 {
+            self.weight(token) / self.total
+        } else {
+            0.0
+        }
+    }
+
+    /// The tokens with positive probability and their probabilities, ascending token ids.
+    pub fn iter(&self) -> impl Iterator<Item = (Token, f64)> + '_ {
+        let scale = if self.total > 0.0 {
+            1.0 / self.total
+        } else {
+            0.0
+        };
+        let ids = self.ids.as_deref();
+        self.weights
+            .iter()
+            .enumerate()
+            .filter(|(_, &w)| w > 0.0)
+            .map(move |(i, &w)| (ids.map_or(i as Token, |ids| ids[i]), w * scale))
+    }
+
+    /// The support with its probabilities, most likely first (ties: the lowest id first).
+    pub fn sorted(&self) -> Vec<(Token, f64)> {
+        let mut v: Vec<(Token, f64)> = self.iter().collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// The most likely token (ties: the lowest id); `None` when empty.
+    pub fn argmax(&self) -> Option<Token> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, &w) in self.weights.iter().enumerate() {
+            if w > best.map_or(0.0, |b| b.1) {
+                best = Some((i, w));
+            }
+        }
+        best.map(|(i, _)| self.token_at(i))
+    }
+
+    /// Draws one token (one uniform number, one scan of the weights, no sorting); `None` when
+    /// empty.
+    pub fn sample(&self, rng: &mut impl Rng) -> Option<Token> {
+        if self.is_empty() {
+            return None;
+        }
+        let target = rng.random::<f64>() * self.total;
+        // Whole blocks first (their sums vectorise), then the block the target falls in.
+        const BLOCK: usize = 256;
+        let mut acc = 0.0;
+        let mut last_positive = None;
+        for (b, block) in self.weights.chunks(BLOCK).enumerate() {
+            let s = sum(block);
+            if s > 0.0 {
+                last_positive = Some(b);
+            }
+            if acc + s > target {
+                for (i, &w) in block.iter().enumerate() {
+                    acc += w;
+                    if acc > target && w > 0.0 {
+                        return Some(self.token_at(b * BLOCK + i));
+                    }
+                }
+            } else {
+                acc += s;
+            }
+        }
+        // Rounding left the target past the sum: the last token with weight.
+        let b = last_positive?;
+        let end = (b * BLOCK + BLOCK).min(self.weights.len());
+        (b * BLOCK..end)
+            .rev()
+            .find(|&i| self.weights[i] > 0.0)
+            .map(|i| self.token_at(i))
+    }
+
+    /// Removes `token` and renormalises the rest, in constant time (a lookup when sparse).
+    pub fn remove(&mut self, token: Token) {
+        if let Some(i) = self.slot(token) {
+            let w = std::mem::replace(&mut self.weights[i], 0.0);
+            let before = self.total;
+            self.total -= w;
+            if self.total <= before * RECOUNT_BELOW {
+                self.total = sum(&self.weights);
+            }
+        }
+    }
+
+    /// The same distribution with `token` removed and the rest renormalised.
+    pub fn without(&self, token: Token) -> Dist {
+        let mut d = self.clone();
+        d.remove(token);
+        d
+    }
+
+    /// Replaces `self` (`p`) by the residual `normalise(max(p − q, 0))` after a rejection, where
+    /// `q` is `other`. Touches only the entries both have: one pass when both are dense, the sparse
+    /// side's entries otherwise.
+    ///
+    /// Returns `false` when no mass remains, that is when `p ≤ q` everywhere, which for two
+    /// distributions means they are equal up to rounding; `self` then becomes a copy of `other`
+    /// (so equal to `p` up to rounding).
+    pub fn make_residual(&mut self, other: &Dist) -> bool {
+        if other.is_empty() {
+            return !self.is_empty();
+        }
+        if self.is_empty() {
+            *self = other.clone();
+            return false;
+        }
+        // q's weights in p's units.
+        let s = self.total / other.total;
+        match (&self.ids, &other.ids) {
+            (None, None) => {
+                // One pass over both; the total is summed afresh.
+                let n = self.weights.len().min(other.weights.len());
+                let (head, tail) = self.weights.split_at_mut(n);
+                self.total = residual_dense(head, &other.weights[..n], s) + sum(tail);
+            }
+            (None, Some(ids)) => {
+                // Only q's entries change; the total follows them.
+                let before = self.total;
+                let mut delta = 0.0;
+                for (&t, &q) in ids.iter().zip(&other.weights) {
+                    if let Some(w) = usize::try_from(t)
+                        .ok()
+                        .and_then(|i| self.weights.get_mut(i))
+                    {
+                        let new = (*w - s * q).max(0.0);
+                        delta += new - *w;
+                        *w = new;
+                    }
+                }
+                self.total = before + delta;
+                if self.total <= before * RECOUNT_BELOW {
+                    self.total = sum(&self.weights);
+                }
+            }
+            (Some(ids), _) => {
+                // Only p's entries can keep mass.
+                for (&t, w) in ids.iter().zip(self.weights.iter_mut()) {
+                    let q = other.weight(t);
+                    if q > 0.0 {
+                        *w = (*w - s * q).max(0.0);
+                    }
+                }
+                self.total = sum(&self.weights);
+            }
+        }
+        if self.total > 0.0 {
+            true
+        } else {
+            *self = other.clone();
+            false
+        }
+    }
+
+    /// `normalise(max(self − other, 0))`: the residual after a rejection. Returns `None` when the
+    /// residual has no mass (then `self ≤ other` everywhere).
+    pub fn residual(&self, other: &Dist) -> Option<Dist> {
+        let mut r = self.clone();
+        r.make_residual(other).then_some(r)
+    }
+}
+
+/// Sum with eight independent accumulators (so that it vectorises).
+pub(crate) fn sum(xs: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += c[j];
+        }
+    }
+    let mut total: f64 = acc.iter().sum();
+    for &x in rest {
+        total += x;
+    }
+    total
+}
+
+/// `w ← max(w − s·q, 0)` over two equally long slices; returns the new sum of `w`.
+fn residual_dense(w: &mut [f64], q: &[f64], s: f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut wc = w.chunks_exact_mut(8);
+    let mut qc = q.chunks_exact(8);
+    for (a, b) in (&mut wc).zip(&mut qc) {
+        for j in 0..8 {
+            let d = a[j] - s * b[j];
+            let new = if d > 0.0 { d } else { 0.0 };
+            acc[j] += new;
+            a[j] = new;
+        }
+    }
+    let mut total: f64 = acc.iter().sum();
+    for (a, &b) in wc.into_remainder().iter_mut().zip(qc.remainder()) {
+        *a = (*a - s * b).max(0.0);
+        total += *a;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn residual_and_without() {
+        let p = Dist::from_weights([(0, 0.5), (1, 0.3), (2, 0.2)]);
+        let q = Dist::from_weights([(0, 0.7), (1, 0.3)]);
+        let r = p.residual(&q).expect("mass left");
+        assert_eq!(r.sorted(), vec![(2, 1.0)]);
+        assert!(p.residual(&p).is_none());
+        let w = p.without(0);
+        assert!(close(w.prob(1), 0.6));
+        assert!(close(w.prob(0), 0.0));
+    }
+
+    #[test]
+    fn dense_and_sparse_agree() {
+        let dense = Dist::from_dense(vec![0.5, 0.0, 0.3, 0.2]);
+        let sparse = Dist::from_weights([(2, 0.3), (0, 0.5), (3, 0.2)]);
+        assert_eq!(dense.sorted(), sparse.sorted());
+        assert_eq!(dense.len(), 3);
+        assert_eq!(dense.argmax(), Some(0));
+        let q = Dist::from_weights([(0, 0.25), (2, 0.75)]);
+        let (a, b) = (dense.residual(&q).unwrap(), sparse.residual(&q).unwrap());
+        for t in 0..4 {
+            assert!(close(a.prob(t), b.prob(t)), "{t}");
+        }
+        let qd = Dist::from_dense(vec![0.25, 0.0, 0.75]);
+        let c = dense.residual(&qd).unwrap();
+        for t in 0..4 {
+            assert!(close(a.prob(t), c.prob(t)), "{t}");
+        }
+    }
+
+    #[test]
+    fn duplicates_add_and_bad_weights_drop() {
+        let d = Dist::from_weights([(1, 1.0), (1, 1.0), (2, f64::NAN), (-1, 1.0), (3, 2.0)]);
+        assert_eq!(d.sorted(), vec![(1, 0.5), (3, 0.5)]);
+        assert!(Dist::from_weights([(0, 0.0)]).is_empty());
+        assert_eq!(
+            Dist::default().sample(&mut ChaCha8Rng::seed_from_u64(0)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_empty_residual_becomes_the_other_side() {
+        let mut p = Dist::from_dense(vec![0.5, 0.5]);
+        let q = Dist::from_dense(vec![0.5, 0.5]);
+        assert!(!p.make_residual(&q));
+        assert!(close(p.prob(0), 0.5));
+    }
+
+    #[test]
+    fn sampling_follows_the_weights() {
+        let mut w = vec![0.0; 1000];
+        w[3] = 1.0;
+        w[600] = 3.0;
+        let d = Dist::from_dense(w);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 40_000;
+        let hits = (0..n).filter(|_| d.sample(&mut rng) == Some(600)).count();
+        let got = hits as f64 / n as f64;
+        assert!((got - 0.75).abs() < 0.01, "{got}");
+    }
+}
