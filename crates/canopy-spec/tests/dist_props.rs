@@ -43,19 +43,18 @@ fn ref_without(p: &BTreeMap<Token, f64>, token: Token) -> BTreeMap<Token, f64> {
     normalise(m)
 }
 
-/// Equal supports (up to entries below `1e-12`, rounding residue) and probabilities within `tol`.
+/// The same probabilities within `tol` for every token either side gives one (so no token outside
+/// the reference's support above `tol`).
 fn assert_same(d: &Dist, r: &BTreeMap<Token, f64>, tol: f64) -> Result<(), TestCaseError> {
-    let got: BTreeMap<Token, f64> = d.iter().filter(|&(_, p)| p > 1e-12).collect();
-    let want: BTreeMap<Token, f64> = r
-        .iter()
-        .filter(|&(_, &p)| p > 1e-12)
-        .map(|(&t, &p)| (t, p))
-        .collect();
-    prop_assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
-    for (t, &p) in &want {
+    for (t, p) in d.iter() {
+        prop_assert!(
+            r.contains_key(&t),
+            "token {} ({}) is outside the reference",
+            t,
+            p
+        );
+    }
+    for (t, &p) in r {
         prop_assert!(
             (d.prob(*t) - p).abs() <= tol,
             "token {}: {} vs {}",
@@ -97,7 +96,7 @@ proptest! {
     ) {
         let (dp, dq) = (build(&p, p_dense), build(&q, q_dense));
         let (rp, rq) = (reference(&as_pairs(&p)), reference(&as_pairs(&q)));
-        assert_same(&dp, &rp, 1e-12)?;
+        assert_same(&dp, &rp, 1e-6)?;
         prop_assert_eq!(dp.len(), rp.len());
         prop_assert_eq!(dp.is_empty(), rp.is_empty());
         // Argmax: the most likely, the lowest id among ties.
@@ -109,7 +108,7 @@ proptest! {
         // Residual, in either representation.
         match (dp.residual(&dq), rp.is_empty() || rq.is_empty()) {
             (_, true) => {}
-            (Some(r), false) => assert_same(&r, &ref_residual(&rp, &rq), 1e-9)?,
+            (Some(r), false) => assert_same(&r, &ref_residual(&rp, &rq), 1e-5)?,
             (None, false) => {
                 // Only when p and q are equal up to rounding.
                 let gap: f64 = rp.iter().map(|(t, &x)| (x - rq.get(t).copied().unwrap_or(0.0)).abs()).sum();
@@ -123,8 +122,8 @@ proptest! {
             let copy = d.without(token);
             d.remove(token);
             r = ref_without(&r, token);
-            assert_same(&d, &r, 1e-9)?;
-            assert_same(&copy, &r, 1e-9)?;
+            assert_same(&d, &r, 1e-5)?;
+            assert_same(&copy, &r, 1e-5)?;
         }
         // Sampling never leaves the support.
         let mut rng = ChaCha8Rng::seed_from_u64(p.len() as u64);
