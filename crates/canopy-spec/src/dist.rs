@@ -223,6 +223,74 @@ impl Dist {
             .map(|i| self.token_at(i))
     }
 
+    /// Up to `b` distinct tokens drawn one after another without replacement, in draw order (fewer
+    /// when the support is smaller).
+    ///
+    /// Gumbel-top-k in its exponential-race form: token `x` arrives at `E(x) / w(x)` with `E(x)`
+    /// exponential (`ln w(x) + Gumbel` is `−ln` of that), and the `b` earliest arrivals, earliest
+    /// first, are distributed exactly as `b` sequential draws without replacement. Instead of one
+    /// random number per token, Efraimidis and Spirakis' exponential jumps: once `b` tokens are
+    /// held, with `T` the latest of their arrivals, a later token arrives before `T` with
+    /// probability `1 − e^(−T·w)`, so the next one that does lies an `Exp(1) / T` stretch of
+    /// cumulative weight further on; it gets an arrival drawn below `T` and replaces the latest.
+    /// One pass over the weights (whole blocks skipped by their sums) and `O(b log(n / b))` random
+    /// numbers.
+    pub fn sample_distinct(&self, b: usize, rng: &mut impl Rng) -> Vec<Token> {
+        if b == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let exponential = |rng: &mut _| -> f64 { -(1.0 - Rng::random::<f64>(rng)).ln() };
+        let w = &self.weights;
+        let n = w.len();
+        // (arrival, slot)
+        let mut held: Vec<(f64, usize)> = Vec::with_capacity(b);
+        let mut i = 0;
+        while held.len() < b && i < n {
+            if w[i] > 0.0 {
+                held.push((exponential(rng) / f64::from(w[i]), i));
+            }
+            i += 1;
+        }
+        while i < n {
+            let (latest, at) = held
+                .iter()
+                .enumerate()
+                .map(|(k, &(a, _))| (a, k))
+                .fold((f64::NEG_INFINITY, 0), |m, x| if x.0 > m.0 { x } else { m });
+            let mut skip = exponential(rng) / latest;
+            // The slot where the cumulative weight passes `skip`.
+            while i < n {
+                if i % BLOCK == 0 && i + BLOCK <= n {
+                    let s = block_sum(&w[i..i + BLOCK]);
+                    if s <= skip {
+                        skip -= s;
+                        i += BLOCK;
+                        continue;
+                    }
+                }
+                let wi = f64::from(w[i]);
+                if wi > skip {
+                    break;
+                }
+                skip -= wi;
+                i += 1;
+            }
+            if i == n {
+                break;
+            }
+            // Its arrival, given that it beats `latest`: E given E < latest·w.
+            let wi = f64::from(w[i]);
+            let below = -(-latest * wi).exp_m1();
+            let e = -(-(rng.random::<f64>() * below)).ln_1p();
+            held[at] = (e / wi, i);
+            i += 1;
+        }
+        held.sort_by(|a, c| a.0.total_cmp(&c.0));
+        held.into_iter()
+            .map(|(_, slot)| self.token_at(slot))
+            .collect()
+    }
+
     /// Removes `token` and renormalises the rest, in constant time (a lookup when sparse).
     pub fn remove(&mut self, token: Token) {
         if let Some(i) = self.slot(token) {
