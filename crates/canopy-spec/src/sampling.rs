@@ -198,24 +198,55 @@ pub fn argmax_and_margin(logits: &[f32]) -> (Token, f32) {
     (best as Token, a - b)
 }
 
-/// The `k` tokens with the largest logits, best first (ties: lower id first).
+/// The `k` tokens with the largest logits, best first (ties: lower id first; the order is
+/// `f32::total_cmp`'s).
+///
+/// One pass holding the best `k` so far in a heap whose top is the worst of them: a logit below
+/// that is passed over with one comparison, so the pass costs about what an argmax does, and the
+/// heap changes only `O(k log(n / k))` times on logits in no particular order.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<Token> {
+    /// Ordered worst first: a lower logit, or the same and a higher id.
+    #[derive(Clone, Copy, PartialEq)]
+    struct Held(f32, u32);
+    impl Eq for Held {}
+    impl Ord for Held {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+        }
+    }
+    impl PartialOrd for Held {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+
     let k = k.min(logits.len());
     if k == 0 {
         return Vec::new();
     }
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let cmp = |a: &u32, b: &u32| {
-        logits[*b as usize]
-            .total_cmp(&logits[*a as usize])
-            .then(a.cmp(b))
-    };
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
+    let mut heap: std::collections::BinaryHeap<Held> = logits[..k]
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| Held(x, i as u32))
+        .collect();
+    let mut worst = heap.peek().map_or(f32::NEG_INFINITY, |h| h.0);
+    for (i, &x) in logits.iter().enumerate().skip(k) {
+        // Equal logits (and NaN, ±0) go through the exact ordering.
+        if x < worst {
+            continue;
+        }
+        let candidate = Held(x, i as u32);
+        if let Some(mut top) = heap.peek_mut() {
+            if candidate < *top {
+                *top = candidate;
+            }
+        }
+        worst = heap.peek().map_or(f32::NEG_INFINITY, |h| h.0);
     }
-    idx.sort_by(cmp);
-    idx.into_iter().map(|i| i as Token).collect()
+    heap.into_sorted_vec()
+        .into_iter()
+        .map(|h| h.1 as Token)
+        .collect()
 }
 
 /// The largest value (negative infinity for none; NaN ignored), eight lanes at a time.

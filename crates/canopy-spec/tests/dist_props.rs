@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use canopy_spec::sampling::{distribution_after, Penalties, SamplingConfig, TokenCounts};
+use canopy_spec::sampling::{
+    argmax, distribution_after, top_k, Penalties, SamplingConfig, TokenCounts,
+};
 use canopy_spec::{Dist, Token};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -133,6 +135,15 @@ proptest! {
                 None => prop_assert!(rp.is_empty()),
             }
         }
+    }
+
+    #[test]
+    fn top_k_matches_a_full_sort(logits in logits(), k in 0usize..400) {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        let want: Vec<Token> = order.iter().take(k).map(|&i| i as Token).collect();
+        prop_assert_eq!(top_k(&logits, k), want);
+        prop_assert_eq!(argmax(&logits), order[0] as Token);
     }
 
     #[test]
