@@ -9,7 +9,8 @@
 //! generation loop. A real decode comes on top of both columns.
 //!
 //! After criterion's measurements, a table prints both side by side with their ratio, measured
-//! interleaved in one run, and `target/criterion/verify-summary.json` holds the same numbers.
+//! interleaved in one run, with each one's drafting time per step for reference (Gumbel-top-k
+//! draws against greedy top-k), and `target/criterion/verify-summary.json` holds the same numbers.
 
 use std::time::{Duration, Instant};
 
@@ -213,62 +214,100 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        // Side by side: interleaved runs, the median per-step time of each.
-        let (mut greedy, mut sampled) = (Vec::new(), Vec::new());
-        let mut steps = [0usize; 2];
+        // Side by side: interleaved runs; total time over total steps for each.
+        let mut totals = [Totals::default(), Totals::default()];
         let started = Instant::now();
         let mut seed = 1000;
-        while greedy.len() < 15 || started.elapsed() < Duration::from_secs(3) {
+        while totals[0].runs < 20 || started.elapsed() < Duration::from_secs(4) {
             seed += 1;
-            let g = run(&target, &draft, &plan, SamplingConfig::GREEDY, seed);
-            let s = run(&target, &draft, &plan, sampling_t1(), seed);
-            steps[0] += g.steps;
-            steps[1] += s.steps;
-            greedy.push(per_step(&g).as_secs_f64());
-            sampled.push(per_step(&s).as_secs_f64());
+            for (t, sampling) in totals
+                .iter_mut()
+                .zip([SamplingConfig::GREEDY, sampling_t1()])
+            {
+                t.add(&run(&target, &draft, &plan, sampling, seed));
+            }
         }
-        let (g, s) = (median(&mut greedy), median(&mut sampled));
-        let tokens_per_step = |n: usize| (greedy.len() * TOKENS) as f64 / n as f64;
-        summary.push((
-            name,
-            vocab,
-            g,
-            s,
-            tokens_per_step(steps[0]),
-            tokens_per_step(steps[1]),
-        ));
+        summary.push((name, vocab, totals));
     }
     group.finish();
     print_summary(&summary);
 }
 
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+/// Sums over the runs of one setting.
+#[derive(Default)]
+struct Totals {
+    runs: usize,
+    steps: usize,
+    tokens: usize,
+    verify_secs: f64,
+    draft_secs: f64,
 }
 
-type Row = (&'static str, usize, f64, f64, f64, f64);
+impl Totals {
+    fn add(&mut self, stats: &GenStats) {
+        self.runs += 1;
+        self.steps += stats.steps;
+        self.tokens += stats.tokens;
+        self.verify_secs += stats.verify_secs;
+        self.draft_secs += stats.draft_secs;
+    }
 
-fn print_summary(rows: &[Row]) {
+    fn verify_us(&self) -> f64 {
+        self.verify_secs * 1e6 / self.steps.max(1) as f64
+    }
+
+    fn draft_us(&self) -> f64 {
+        self.draft_secs * 1e6 / self.steps.max(1) as f64
+    }
+
+    fn tokens_per_step(&self) -> f64 {
+        self.tokens as f64 / self.steps.max(1) as f64
+    }
+}
+
+fn print_summary(rows: &[(&str, usize, [Totals; 2])]) {
     println!();
-    println!("per-step verification, tree:8, synthetic logits (medians of interleaved runs)");
     println!(
-        "{:>6} {:>8} {:>12} {:>14} {:>7} {:>12} {:>12}",
-        "vocab", "ids", "greedy µs", "sampling µs", "ratio", "tok/step g", "tok/step s"
+        "time per step, tree:8, synthetic logits (interleaved runs: total time / total steps)"
+    );
+    println!(
+        "{:>6} {:>8} | {:>10} {:>10} {:>6} | {:>10} {:>10} | {:>9} {:>9}",
+        "vocab",
+        "ids",
+        "verify g",
+        "verify T1",
+        "ratio",
+        "draft g",
+        "draft T1",
+        "tok/st g",
+        "tok/st T1"
     );
     let mut json = Vec::new();
-    for &(name, vocab, g, s, tg, ts) in rows {
+    for (name, vocab, [g, s]) in rows {
+        let ratio = s.verify_us() / g.verify_us();
         println!(
-            "{name:>6} {vocab:>8} {:>12.1} {:>14.1} {:>7.2} {tg:>12.2} {ts:>12.2}",
-            g * 1e6,
-            s * 1e6,
-            s / g
+            "{name:>6} {vocab:>8} | {:>8.1}µs {:>8.1}µs {ratio:>6.2} | {:>8.1}µs {:>8.1}µs | {:>9.2} {:>9.2}",
+            g.verify_us(),
+            s.verify_us(),
+            g.draft_us(),
+            s.draft_us(),
+            g.tokens_per_step(),
+            s.tokens_per_step(),
         );
         json.push(format!(
-            "{{\"vocab\":{vocab},\"greedy_us\":{:.3},\"sampling_t1_us\":{:.3},\"ratio\":{:.4},\"tokens_per_step_greedy\":{tg:.3},\"tokens_per_step_sampling\":{ts:.3}}}",
-            g * 1e6,
-            s * 1e6,
-            s / g
+            concat!(
+                "{{\"vocab\":{},\"verify_greedy_us\":{:.3},\"verify_sampling_t1_us\":{:.3},",
+                "\"verify_ratio\":{:.4},\"draft_greedy_us\":{:.3},\"draft_sampling_t1_us\":{:.3},",
+                "\"tokens_per_step_greedy\":{:.3},\"tokens_per_step_sampling_t1\":{:.3}}}"
+            ),
+            vocab,
+            g.verify_us(),
+            s.verify_us(),
+            ratio,
+            g.draft_us(),
+            s.draft_us(),
+            g.tokens_per_step(),
+            s.tokens_per_step(),
         ));
     }
     let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
@@ -276,10 +315,10 @@ fn print_summary(rows: &[Row]) {
         .join("criterion")
         .join("verify-summary.json");
     let body = format!("{{\"plan\":\"tree:8\",\"rows\":[{}]}}\n", json.join(","));
-    if std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).is_ok()
-        && std::fs::write(&path, body).is_ok()
-    {
-        println!("written to {}", path.display());
+    if let Some(parent) = path.parent() {
+        if std::fs::create_dir_all(parent).is_ok() && std::fs::write(&path, body).is_ok() {
+            println!("written to {}", path.display());
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::Token;
 
 /// A probability distribution over token ids. Probabilities are the weights divided by their total,
 /// so they sum to 1 (up to rounding) unless the distribution is empty.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Dist {
     /// `None`: dense, `weights[t]` is token `t`'s weight. `Some`: sparse, the token of each weight,
     /// ascending and distinct.
@@ -25,6 +25,79 @@ pub struct Dist {
     /// The sum of `weights` (kept up to date incrementally; recomputed when cancellation would make
     /// it inaccurate).
     total: f64,
+}
+
+impl Clone for Dist {
+    fn clone(&self) -> Dist {
+        let mut weights = buffer(self.weights.len());
+        weights.extend_from_slice(&self.weights);
+        Dist {
+            ids: self.ids.clone(),
+            weights,
+            total: self.total,
+        }
+    }
+}
+
+impl Drop for Dist {
+    /// A dense distribution's weights go back to this thread's buffers.
+    fn drop(&mut self) {
+        if self.ids.is_none() {
+            recycle(std::mem::take(&mut self.weights));
+        }
+    }
+}
+
+/// Weight buffers of dropped dense distributions, kept for the next ones: a dense distribution is
+/// the size of the vocabulary (600 KB at 152k tokens), and a fresh one from the allocator costs
+/// page faults that would take longer than filling it. Per thread, at most [`KEPT`] buffers.
+mod buffers {
+    use std::cell::RefCell;
+
+    /// Enough for every distribution one speculation step holds at once with a tree of a few dozen
+    /// nodes (the draft's expanded nodes and the target's visited ones) to reuse a buffer.
+    pub(super) const KEPT: usize = 12;
+    /// Smaller buffers are not worth keeping.
+    const SMALLEST: usize = 1 << 14;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty vector with room for `len` weights.
+    pub(super) fn take(len: usize) -> Vec<f32> {
+        if len >= SMALLEST {
+            let found = FREE.with(|free| free.borrow_mut().pop());
+            if let Some(mut v) = found {
+                v.clear();
+                v.reserve(len);
+                return v;
+            }
+        }
+        Vec::with_capacity(len)
+    }
+
+    pub(super) fn give(v: Vec<f32>) {
+        if v.capacity() >= SMALLEST {
+            // Never fails or panics: a thread being torn down just drops the buffer.
+            let _ = FREE.try_with(|free| {
+                if let Ok(mut free) = free.try_borrow_mut() {
+                    if free.len() < KEPT {
+                        free.push(v);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// An empty weight vector with room for `len` (reused when a dense distribution was dropped).
+pub(crate) fn buffer(len: usize) -> Vec<f32> {
+    buffers::take(len)
+}
+
+fn recycle(v: Vec<f32>) {
+    buffers::give(v);
 }
 
 /// How much of the total an incremental update may cancel before the total is summed afresh.
@@ -61,12 +134,13 @@ impl Dist {
     pub fn from_dense(weights: Vec<f64>) -> Dist {
         let ok = |w: f64| w > 0.0 && w.is_finite();
         let total: f64 = weights.iter().filter(|&&w| ok(w)).sum();
-        Dist::dense_unchecked(
+        let mut dense = buffer(weights.len());
+        dense.extend(
             weights
                 .into_iter()
-                .map(|w| if ok(w) { (w / total) as f32 } else { 0.0 })
-                .collect(),
-        )
+                .map(|w| if ok(w) { (w / total) as f32 } else { 0.0 }),
+        );
+        Dist::dense_unchecked(dense)
     }
 
     /// A dense distribution from weights already known to be non-negative and finite.

@@ -375,7 +375,7 @@ pub fn distribution_after(logits: &[f32], cfg: &SamplingConfig, recent: &TokenCo
     match candidates {
         None => {
             // Weights and their total in one pass: each block is summed while still in cache.
-            let mut weights = Vec::with_capacity(logits.len());
+            let mut weights = crate::dist::buffer(logits.len());
             let mut total = 0.0;
             for block in logits.chunks(crate::dist::BLOCK) {
                 let start = weights.len();
