@@ -463,6 +463,7 @@ pub(crate) fn sum(xs: &[f32]) -> f64 {
     xs.chunks(BLOCK).map(block_sum).sum()
 }
 
+#[inline(always)]
 pub(crate) fn block_sum(block: &[f32]) -> f64 {
     let mut acc = [0.0f32; 8];
     let chunks = block.chunks_exact(8);
