@@ -12,6 +12,8 @@
 //! - [`driver`]: the generation loop: draft a tree level by level following a plan, verify it in
 //!   one target decode, commit the accepted path and the target's bonus token.
 //! - [`acceptance`]: estimating the positional acceptance vector of a draft/target pair.
+//! - `mutants` (only with the `verifier-mutants` feature, which this crate's own tests turn on):
+//!   deliberately broken verifiers for the mutation control of the exactness tests.
 //!
 //! Architecture invariant: no IO and no llama.cpp here; everything is a function of token ids,
 //! logits and a seeded random number generator.
