@@ -41,10 +41,8 @@ pub fn sampled_position(
             };
             out[k] += still_rejected * a;
             still_rejected *= 1.0 - a;
-            if let Some(r) = p_cur.residual(&q_cur) {
-                p_cur = r;
-            }
-            q_cur = q_cur.without(x);
+            p_cur.make_residual(&q_cur);
+            q_cur.remove(x);
         }
     }
     let n = draws.max(1) as f64;

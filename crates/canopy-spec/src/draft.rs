@@ -11,28 +11,10 @@ pub fn greedy_children(logits: &[f32], b: usize) -> Vec<Token> {
 }
 
 /// Sampling drafting: `b` distinct tokens drawn one after another without replacement from `q`
-/// (Gumbel-top-k: the `b` largest `ln q(x) + Gumbel noise` are distributed exactly as sequential
-/// draws without replacement). Fewer when `q` has a smaller support.
+/// (Gumbel-top-k, with exponential jumps: see [`Dist::sample_distinct`]). Fewer when `q` has a
+/// smaller support.
 pub fn sampled_children(q: &Dist, b: usize, rng: &mut impl Rng) -> Vec<Token> {
-    let mut keyed: Vec<(f64, Token)> = q
-        .entries()
-        .iter()
-        .map(|&(token, p)| {
-            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-            (p.ln() - (-u.ln()).ln(), token)
-        })
-        .collect();
-    let b = b.min(keyed.len());
-    if b == 0 {
-        return Vec::new();
-    }
-    let cmp = |a: &(f64, Token), c: &(f64, Token)| c.0.total_cmp(&a.0);
-    if b < keyed.len() {
-        keyed.select_nth_unstable_by(b - 1, cmp);
-        keyed.truncate(b);
-    }
-    keyed.sort_by(cmp);
-    keyed.into_iter().map(|(_, t)| t).collect()
+    q.sample_distinct(b, rng)
 }
 
 #[cfg(test)]
@@ -61,6 +43,52 @@ mod tests {
             );
         }
         assert_eq!(counts.len(), 6);
+    }
+
+    #[test]
+    fn jumps_over_a_large_support_keep_the_sequential_law() {
+        // 3000 tokens (many blocks to jump over): the first two draws' marginals against the
+        // exact law of sequential draws without replacement.
+        let weights: Vec<f64> = (0..3000).map(|i| 1.0 / (1.0 + (i % 97) as f64)).collect();
+        let q = Dist::from_dense(weights);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let n = 200_000u32;
+        let (mut first, mut second) = (vec![0u32; 3000], vec![0u32; 3000]);
+        for _ in 0..n {
+            let c = sampled_children(&q, 3, &mut rng);
+            assert_eq!(c.len(), 3);
+            assert!(c[0] != c[1] && c[1] != c[2] && c[0] != c[2]);
+            first[c[0] as usize] += 1;
+            second[c[1] as usize] += 1;
+        }
+        let p: Vec<f64> = (0..3000).map(|t| q.prob(t)).collect();
+        let second_exact = |b: usize| -> f64 {
+            (0..3000)
+                .filter(|&a| a != b)
+                .map(|a| p[a] * p[b] / (1.0 - p[a]))
+                .sum()
+        };
+        // Pooled over ranges of 300 ids (jumps skip whole blocks, so a wrong jump shows as a
+        // range drawn too often or too rarely); within 5 standard deviations.
+        for start in (0..3000).step_by(300) {
+            let members: Vec<usize> = (start..start + 300).collect();
+            let got1: f64 =
+                members.iter().map(|&t| f64::from(first[t])).sum::<f64>() / f64::from(n);
+            let want1: f64 = members.iter().map(|&t| p[t]).sum();
+            let got2: f64 =
+                members.iter().map(|&t| f64::from(second[t])).sum::<f64>() / f64::from(n);
+            let want2: f64 = members.iter().map(|&t| second_exact(t)).sum();
+            let sd = (want1 * (1.0 - want1) / f64::from(n)).sqrt();
+            assert!(
+                (got1 - want1).abs() < 5.0 * sd,
+                "first, ids {start}..: {got1} vs {want1}"
+            );
+            let sd = (want2 * (1.0 - want2) / f64::from(n)).sqrt();
+            assert!(
+                (got2 - want2).abs() < 5.0 * sd,
+                "second, ids {start}..: {got2} vs {want2}"
+            );
+        }
     }
 
     #[test]

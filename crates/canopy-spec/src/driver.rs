@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::draft::{greedy_children, sampled_children};
 use crate::model::{ModelError, NodeIn, TreeModel};
-use crate::sampling::{argmax, distribution, top2_margin, Dist, SamplingConfig};
-use crate::verify::{walk_greedy, walk_sampling, DraftTree, Walk};
+use crate::sampling::{
+    argmax_and_margin, distribution_after, penalised, Dist, SamplingConfig, TokenCounts,
+};
+use crate::verify::{walk_greedy, walk_sampling_with, DraftTree, Rejection, Walk};
 use crate::Token;
 
 pub use canopy_types::{Source, StopReason};
@@ -165,11 +167,25 @@ impl Emitter<'_> {
 /// ends generation with [`StopReason::ContextFull`].
 pub fn generate(
     target: &mut dyn TreeModel,
+    draft: Option<&mut dyn TreeModel>,
+    prompt: &[Token],
+    cfg: &GenConfig,
+    policy: &mut dyn PlanPolicy,
+    sink: &mut dyn TokenSink,
+) -> Result<GenStats, GenError> {
+    generate_with(target, draft, prompt, cfg, policy, sink, Rejection::Exact)
+}
+
+/// [`generate`] with the sampling walk's treatment of a rejection as a parameter (only
+/// [`Rejection::Exact`] is correct; the mutation control of the exactness tests uses the others).
+pub(crate) fn generate_with(
+    target: &mut dyn TreeModel,
     mut draft: Option<&mut dyn TreeModel>,
     prompt: &[Token],
     cfg: &GenConfig,
     policy: &mut dyn PlanPolicy,
     sink: &mut dyn TokenSink,
+    rejection: Rejection,
 ) -> Result<GenStats, GenError> {
     let (&root_token, context) = prompt.split_last().ok_or(GenError::EmptyPrompt)?;
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
@@ -187,6 +203,8 @@ pub fn generate(
 
     let decode_started = Instant::now();
     let mut root = root_token;
+    // The context so far: prompt and output, ending with the root (the penalties' window).
+    let mut history: Vec<Token> = prompt.to_vec();
     // Tokens committed in the target but not yet decoded by the draft (the root is always last).
     let mut draft_pending: Vec<Token> = vec![root];
     let mut out = Emitter {
@@ -218,10 +236,26 @@ pub fn generate(
         let (walk, tokens) = if let (true, Some(d)) = (speculate, draft.as_deref_mut()) {
             let t0 = Instant::now();
             let vocab = target.n_vocab();
-            let drafted = draft_tree(d, &mut draft_pending, &plan, &cfg.sampling, vocab, &mut rng)
-                .map_err(GenError::Draft)?;
+            let mut drafted = draft_tree(
+                d,
+                &mut draft_pending,
+                &plan,
+                &cfg.sampling,
+                &history,
+                vocab,
+                &mut rng,
+            )
+            .map_err(GenError::Draft)?;
             let t1 = Instant::now();
-            let walk = verify_tree(target, &drafted.tree, &drafted.q, &cfg.sampling, &mut rng)?;
+            let walk = verify_tree(
+                target,
+                &drafted.tree,
+                &mut drafted.q,
+                &cfg.sampling,
+                &history,
+                rejection,
+                &mut rng,
+            )?;
             stats.draft_secs += (t1 - t0).as_secs_f64();
             stats.verify_secs += t1.elapsed().as_secs_f64();
             stats.max_budget = stats.max_budget.max(drafted.tree.len());
@@ -246,8 +280,10 @@ pub fn generate(
             let walk = verify_tree(
                 target,
                 &DraftTree::root(root),
-                &[None],
+                &mut [None],
                 &cfg.sampling,
+                &history,
+                rejection,
                 &mut rng,
             )?;
             stats.verify_secs += t0.elapsed().as_secs_f64();
@@ -267,6 +303,8 @@ pub fn generate(
         target_path.extend(&walk.path);
         target.commit(&target_path).map_err(GenError::Target)?;
         root = walk.bonus;
+        history.extend_from_slice(&tokens);
+        history.push(root);
 
         let emitted = tokens
             .into_iter()
@@ -309,6 +347,7 @@ fn draft_tree(
     pending: &mut Vec<Token>,
     plan: &TreePlan,
     sampling: &SamplingConfig,
+    history: &[Token],
     vocab: usize,
     rng: &mut ChaCha20Rng,
 ) -> Result<Drafted, ModelError> {
@@ -352,10 +391,14 @@ fn draft_tree(
             };
             let logits = draft.logits(row);
             let logits = &logits[..logits.len().min(vocab)];
+            let recent = window(sampling, history, &tree, v);
             let kids = if sampling.is_greedy() {
-                greedy_children(logits, count as usize)
+                greedy_children(
+                    &penalised(logits, &sampling.penalties, &recent),
+                    count as usize,
+                )
             } else {
-                let dist = distribution(logits, sampling);
+                let dist = distribution_after(logits, sampling, &recent);
                 let kids = sampled_children(&dist, count as usize, rng);
                 q[v] = Some(dist);
                 kids
@@ -392,24 +435,31 @@ fn draft_tree(
     })
 }
 
-/// Decodes the whole tree in the target in one pass and walks it.
+/// The penalty window of the position after tree node `v` (empty when the penalties are off).
+fn window(sampling: &SamplingConfig, history: &[Token], tree: &DraftTree, v: usize) -> TokenCounts {
+    if sampling.has_penalties() {
+        let last_n = sampling.penalties.last_n as usize;
+        TokenCounts::window(history, &tree.path_tokens(v), last_n)
+    } else {
+        TokenCounts::default()
+    }
+}
+
+/// Decodes the whole tree in the target in one pass and walks it, computing the target's verdict
+/// (argmax or distribution) only at the nodes the walk reaches.
 fn verify_tree(
     target: &mut dyn TreeModel,
     tree: &DraftTree,
-    q: &[Option<Dist>],
+    q: &mut [Option<Dist>],
     sampling: &SamplingConfig,
+    history: &[Token],
+    rejection: Rejection,
     rng: &mut ChaCha20Rng,
 ) -> Result<Walk, GenError> {
-    let mut parents = vec![None; tree.len()];
-    for (v, kids) in tree.children.iter().enumerate() {
-        for &c in kids {
-            parents[c] = Some(v);
-        }
-    }
     let nodes: Vec<NodeIn> = tree
         .tokens
         .iter()
-        .zip(&parents)
+        .zip(&tree.parents)
         .map(|(&token, &parent)| NodeIn {
             token,
             parent,
@@ -417,18 +467,23 @@ fn verify_tree(
         })
         .collect();
     target.decode(&nodes).map_err(GenError::Target)?;
+    let target = &*target;
     Ok(if sampling.is_greedy() {
-        let best: Vec<Token> = (0..tree.len()).map(|i| argmax(target.logits(i))).collect();
-        let mut walk = walk_greedy(tree, &best);
-        walk.margins = std::iter::once(0)
-            .chain(walk.path.iter().copied())
-            .map(|v| top2_margin(target.logits(v)))
-            .collect();
+        let mut margins = Vec::new();
+        let mut walk = walk_greedy(tree, |v| {
+            let recent = window(sampling, history, tree, v);
+            let logits = penalised(target.logits(v), &sampling.penalties, &recent);
+            let (best, margin) = argmax_and_margin(&logits);
+            margins.push(margin);
+            best
+        });
+        walk.margins = margins;
         walk
     } else {
-        let dists: Vec<Dist> = (0..tree.len())
-            .map(|i| distribution(target.logits(i), sampling))
-            .collect();
-        walk_sampling(tree, &dists, q, rng)
+        let dist = |v| {
+            let recent = window(sampling, history, tree, v);
+            distribution_after(target.logits(v), sampling, &recent)
+        };
+        walk_sampling_with(tree, dist, q, rng, rejection)
     })
 }

@@ -1,7 +1,9 @@
 //! Exact tree speculative decoding, independent of any inference library.
 //!
-//! - [`sampling`]: turning logits into the target distribution (temperature, top-k, top-p) and
-//!   drawing from it.
+//! - [`sampling`]: turning logits into the distribution the user asked for (penalties, top-k,
+//!   top-p, min-p, temperature, in llama.cpp's order), each position with its own penalty window.
+//! - [`dist`]: that distribution over token ids (dense or sparse) and the operations the walk needs
+//!   (lookup, removal, residual, sampling), each touching only the entries it must.
 //! - [`draft`]: choosing a node's children from the draft without replacement (top-k when greedy,
 //!   Gumbel-top-k when sampling).
 //! - [`verify`]: the verification walk that keeps the target's output distribution exactly.
@@ -10,14 +12,19 @@
 //! - [`driver`]: the generation loop: draft a tree level by level following a plan, verify it in
 //!   one target decode, commit the accepted path and the target's bonus token.
 //! - [`acceptance`]: estimating the positional acceptance vector of a draft/target pair.
+//! - `mutants` (only with the `verifier-mutants` feature, which this crate's own tests turn on):
+//!   deliberately broken verifiers for the mutation control of the exactness tests.
 //!
 //! Architecture invariant: no IO and no llama.cpp here; everything is a function of token ids,
 //! logits and a seeded random number generator.
 
 pub mod acceptance;
+pub mod dist;
 pub mod draft;
 pub mod driver;
 pub mod model;
+#[cfg(feature = "verifier-mutants")]
+pub mod mutants;
 pub mod policy;
 pub mod sampling;
 pub mod verify;
@@ -27,7 +34,7 @@ pub use driver::{
 };
 pub use model::{ModelError, NodeIn, TreeModel};
 pub use policy::{AcceptanceTracker, AutoPolicy, FixedPolicy};
-pub use sampling::{Dist, SamplingConfig};
+pub use sampling::{Dist, Penalties, SamplingConfig, TokenCounts};
 
 /// A token id, as llama.cpp numbers them.
 pub type Token = i32;

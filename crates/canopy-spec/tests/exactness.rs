@@ -1,13 +1,16 @@
 //! Exactness of the speculation loop with deterministic fake models: greedy output equals the
 //! target's greedy output token for token, and sampled output follows the target's distribution
-//! (chi-square over the joint distribution of the first tokens).
+//! (chi-square over the joint distribution of the first tokens), for every sampling setting, under
+//! chains and trees. The mutation control proves the chi-square test can fail: deliberately broken
+//! verifiers must not pass it.
 
 mod common;
 
 use std::collections::HashMap;
 
 use canopy_plan::{chain, optimal_tree, Acceptance, Limits, TreePlan};
-use canopy_spec::sampling::{distribution, SamplingConfig};
+use canopy_spec::mutants::{self, Mutant};
+use canopy_spec::sampling::{distribution_after, Penalties, SamplingConfig, TokenCounts};
 use canopy_spec::{generate, FixedPolicy, GenConfig, Source, Token, TreeModel};
 use common::{Collect, FakeModel};
 
@@ -32,12 +35,35 @@ fn tree(budget: usize, depth: usize, branch: usize) -> TreePlan {
     optimal_tree(&acc, &limits).unwrap()
 }
 
+const PROMPT: [Token; 3] = [1, 2, 3];
+
+fn sampling(temperature: f32, top_k: u32, top_p: f32) -> SamplingConfig {
+    SamplingConfig {
+        temperature,
+        top_k,
+        top_p,
+        ..SamplingConfig::GREEDY
+    }
+}
+
 fn run(
     plan: &TreePlan,
     speculate: bool,
     sampling: SamplingConfig,
     seed: u64,
     max: usize,
+) -> Collect {
+    run_with(plan, speculate, sampling, seed, max, None)
+}
+
+/// One generation, with the real verifier or a broken one.
+fn run_with(
+    plan: &TreePlan,
+    speculate: bool,
+    sampling: SamplingConfig,
+    seed: u64,
+    max: usize,
+    mutant: Option<Mutant>,
 ) -> Collect {
     let mut t = target();
     let mut d = draft();
@@ -49,7 +75,11 @@ fn run(
         seed,
     };
     let draft: Option<&mut dyn TreeModel> = if speculate { Some(&mut d) } else { None };
-    generate(&mut t, draft, &[1, 2, 3], &cfg, &mut policy, &mut sink).unwrap();
+    match mutant {
+        None => generate(&mut t, draft, &PROMPT, &cfg, &mut policy, &mut sink),
+        Some(m) => mutants::generate(&mut t, draft, &PROMPT, &cfg, &mut policy, &mut sink, m),
+    }
+    .unwrap();
     sink
 }
 
@@ -78,7 +108,8 @@ fn greedy_speculation_equals_target_greedy() {
     }
 }
 
-/// Pearson chi-square statistic and its critical value at p = 1e-4 (Wilson–Hilferty).
+/// Pearson chi-square statistic and its critical value at p = 1e-4 (Wilson–Hilferty). A sequence
+/// the expected distribution cannot produce makes the statistic infinite.
 fn chi_square(
     counts: &HashMap<Vec<Token>, u64>,
     expected: &HashMap<Vec<Token>, f64>,
@@ -104,7 +135,9 @@ fn chi_square(
         .filter(|(k, _)| !expected.contains_key(*k))
         .map(|(_, v)| v)
         .sum();
-    assert_eq!(unexpected, 0, "sequences the target cannot produce");
+    if unexpected > 0 {
+        return (f64::INFINITY, 0.0);
+    }
     if other_exp > 0.0 {
         stat += (other_obs - other_exp).powi(2) / other_exp.max(1e-9);
         cells += 1;
@@ -115,7 +148,19 @@ fn chi_square(
     (stat, crit)
 }
 
-/// The exact distribution of the target's first `len` tokens after the prompt.
+fn assert_possible(counts: &HashMap<Vec<Token>, u64>, expected: &HashMap<Vec<Token>, f64>) {
+    let impossible: Vec<&Vec<Token>> = counts
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        impossible.is_empty(),
+        "sequences the target cannot produce: {impossible:?}"
+    );
+}
+
+/// The exact distribution of the target's first `len` tokens after the prompt, decoding one token
+/// at a time (each position's penalty window: the last `last_n` tokens of prompt and output).
 fn exact_joint(sampling: &SamplingConfig, len: usize) -> HashMap<Vec<Token>, f64> {
     let model = target();
     let mut out = HashMap::new();
@@ -125,10 +170,13 @@ fn exact_joint(sampling: &SamplingConfig, len: usize) -> HashMap<Vec<Token>, f64
             out.insert(seq, p);
             continue;
         }
-        let mut ctx = vec![1, 2, 3];
+        let mut ctx = PROMPT.to_vec();
         ctx.extend(&seq);
-        let dist = distribution(&model.logits_for(&ctx), sampling);
-        for &(t, q) in dist.entries() {
+        let last_n = sampling.penalties.last_n as usize;
+        let mut window = ctx[ctx.len().saturating_sub(last_n)..].to_vec();
+        let recent = TokenCounts::of(&mut window);
+        let dist = distribution_after(&model.logits_for(&ctx), sampling, &recent);
+        for (t, q) in dist.iter() {
             let mut s = seq.clone();
             s.push(t);
             stack.push((s, p * q));
@@ -137,20 +185,38 @@ fn exact_joint(sampling: &SamplingConfig, len: usize) -> HashMap<Vec<Token>, f64
     out
 }
 
-fn check_distribution(plan: &TreePlan, sampling: SamplingConfig, len: usize, n: u64) {
-    let expected = exact_joint(&sampling, len);
+/// How often each sequence of the first `len` tokens came out of `n` speculative generations.
+fn observe(
+    plan: &TreePlan,
+    sampling: SamplingConfig,
+    len: usize,
+    n: u64,
+    mutant: Option<Mutant>,
+) -> HashMap<Vec<Token>, u64> {
     let mut counts: HashMap<Vec<Token>, u64> = HashMap::new();
     for seed in 0..n {
-        let out = run(plan, true, sampling, seed, len);
+        let out = run_with(plan, true, sampling, seed, len, mutant);
         *counts.entry(out.tokens).or_insert(0) += 1;
     }
+    counts
+}
+
+fn check_distribution(plan: &TreePlan, sampling: SamplingConfig, len: usize, n: u64) {
+    let expected = exact_joint(&sampling, len);
+    let counts = observe(plan, sampling, len, n, None);
+    assert_possible(&counts, &expected);
     let (stat, crit) = chi_square(&counts, &expected, n);
     assert!(
         stat < crit,
-        "chi-square {stat:.1} >= {crit:.1} for a {}-node tree at T={}",
+        "chi-square {stat:.1} >= {crit:.1} for a {}-node tree with {sampling:?}",
         plan.nodes.len(),
-        sampling.temperature
     );
+}
+
+/// A chain and a tree with branching at every level: the two shapes every setting is checked under.
+fn chain_and_tree() -> [TreePlan; 2] {
+    let acc = Acceptance::new(vec![0.5, 0.2]).unwrap();
+    [chain(&acc, 3), tree(10, 3, 3)]
 }
 
 #[test]
@@ -163,34 +229,152 @@ fn sampled_speculation_follows_target_distribution() {
         (tree(6, 1, 5), 1.0, 2),
     ];
     for (plan, temperature, len) in cases {
-        let sampling = SamplingConfig {
-            temperature,
-            top_k: 0,
-            top_p: 1.0,
-        };
-        check_distribution(&plan, sampling, len, 20_000);
+        check_distribution(&plan, sampling(temperature, 0, 1.0), len, 20_000);
     }
 }
 
 #[test]
 fn sampled_speculation_respects_top_k_and_top_p() {
-    let sampling = SamplingConfig {
-        temperature: 0.9,
-        top_k: 4,
-        top_p: 0.9,
+    check_distribution(&tree(12, 3, 3), sampling(0.9, 4, 0.9), 2, 20_000);
+}
+
+#[test]
+fn sampled_speculation_respects_min_p() {
+    let min_p = SamplingConfig {
+        min_p: 0.3,
+        ..sampling(1.2, 0, 1.0)
     };
-    check_distribution(&tree(12, 3, 3), sampling, 2, 20_000);
+    // Min-p really removes tokens here: the support is smaller than without it.
+    assert!(exact_joint(&min_p, 2).len() < exact_joint(&sampling(1.2, 0, 1.0), 2).len());
+    for plan in chain_and_tree() {
+        check_distribution(&plan, min_p, 3, 20_000);
+    }
+}
+
+/// Each penalty alone, over a short window so that tokens also leave it.
+fn penalty_cases() -> [(&'static str, Penalties); 3] {
+    let none = Penalties {
+        last_n: 4,
+        repeat: 1.0,
+        frequency: 0.0,
+        presence: 0.0,
+    };
+    [
+        (
+            "repeat",
+            Penalties {
+                repeat: 2.0,
+                ..none
+            },
+        ),
+        (
+            "frequency",
+            Penalties {
+                frequency: 1.5,
+                ..none
+            },
+        ),
+        (
+            "presence",
+            Penalties {
+                presence: 2.0,
+                ..none
+            },
+        ),
+    ]
+}
+
+#[test]
+fn sampled_speculation_respects_each_penalty() {
+    let n = 20_000;
+    for (name, penalties) in penalty_cases() {
+        let with = SamplingConfig {
+            penalties,
+            ..sampling(1.0, 0, 1.0)
+        };
+        let expected = exact_joint(&with, 3);
+        let ignoring = exact_joint(&sampling(1.0, 0, 1.0), 3);
+        for plan in chain_and_tree() {
+            let counts = observe(&plan, with, 3, n, None);
+            assert_possible(&counts, &expected);
+            let (stat, crit) = chi_square(&counts, &expected, n);
+            assert!(
+                stat < crit,
+                "{name}: chi-square {stat:.1} >= {crit:.1} with a {}-node plan",
+                plan.nodes.len()
+            );
+            // The same counts are far from the output without the penalty: the check would see
+            // a penalty that was ignored.
+            let (stat, crit) = chi_square(&counts, &ignoring, n);
+            assert!(stat > crit, "{name}: the penalty changes nothing here");
+        }
+    }
+}
+
+#[test]
+fn greedy_speculation_with_penalties_equals_target_greedy() {
+    let acc = Acceptance::new(vec![0.5, 0.2]).unwrap();
+    let plain_unpenalised = run(&TreePlan::plain(), false, SamplingConfig::GREEDY, 0, 60);
+    for (name, penalties) in penalty_cases() {
+        let cfg = SamplingConfig {
+            penalties,
+            ..SamplingConfig::GREEDY
+        };
+        let plain = run(&TreePlan::plain(), false, cfg, 0, 60);
+        assert_ne!(
+            plain.tokens, plain_unpenalised.tokens,
+            "{name} changes nothing"
+        );
+        for plan in [chain(&acc, 4), tree(16, 4, 4), tree(32, 6, 4)] {
+            let spec = run(&plan, true, cfg, 0, 60);
+            assert_eq!(
+                spec.tokens,
+                plain.tokens,
+                "{name}, {} nodes",
+                plan.nodes.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_chi_square_test_rejects_broken_verifiers() {
+    // The same check that passes the real verifier fails each broken one: skipping the residual
+    // after a rejection (chains and trees), and keeping a rejected candidate in the draft
+    // distribution, as drawing candidates with replacement would (trees: a chain has one
+    // candidate per node, so there is nothing to keep).
+    let [chain, tree] = chain_and_tree();
+    let s = sampling(1.0, 0, 1.0);
+    let n = 20_000;
+    let expected = exact_joint(&s, 3);
+    let cases = [
+        (&chain, vec![Mutant::SkipResidual]),
+        (&tree, vec![Mutant::SkipResidual, Mutant::KeepRejected]),
+    ];
+    for (plan, mutants) in cases {
+        let counts = observe(plan, s, 3, n, None);
+        let (stat, crit) = chi_square(&counts, &expected, n);
+        assert!(
+            stat < crit,
+            "the real verifier failed: {stat:.1} >= {crit:.1}"
+        );
+        for mutant in mutants {
+            let counts = observe(plan, s, 3, n, Some(mutant));
+            let (stat, crit) = chi_square(&counts, &expected, n);
+            assert!(
+                stat > crit,
+                "{mutant:?} passed with a {}-node plan: {stat:.1} < {crit:.1}",
+                plan.nodes.len()
+            );
+        }
+    }
 }
 
 #[test]
 fn the_chi_square_check_can_fail() {
     // A distribution that differs from the target's must be rejected: counts drawn from the
     // *draft* model instead of the target.
-    let sampling = SamplingConfig {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-    };
+    let sampling = sampling(1.0, 0, 1.0);
     let expected = exact_joint(&sampling, 2);
     let n = 20_000u64;
     let mut counts: HashMap<Vec<Token>, u64> = HashMap::new();

@@ -13,7 +13,10 @@ mod sampling;
 
 pub use placement::{Placement, PlacementError};
 pub use plan::{Plan, PlanError, MAX_CHAIN, MAX_TREE};
-pub use sampling::{Sampling, SamplingError, MAX_TEMPERATURE, MAX_TOP_K};
+pub use sampling::{
+    check_min_p, Penalties, Sampling, SamplingError, MAX_PRESENCE_FREQUENCY_PENALTY,
+    MAX_REPEAT_LAST_N, MAX_REPEAT_PENALTY, MAX_TEMPERATURE, MAX_TOP_K,
+};
 
 use serde::{Deserialize, Serialize};
 
