@@ -722,8 +722,9 @@ impl Engine {
             temperature: req.temperature,
             top_k: 0,
             top_p: 1.0,
+            ..SamplingConfig::GREEDY
         };
-        sampling.validate().map_err(user)?;
+        sampling.validate().map_err(|e| user(e.to_string()))?;
         check_model_file(&mut self.validated, &req.target, "target")?;
         check_model_file(&mut self.validated, &req.draft, "draft")?;
         Self::check_pair(&req.target, &req.draft)?;
