@@ -27,6 +27,7 @@ fn request(max_tokens: u32) -> GenerateRequest {
         inexact_cache: false,
         rpc: Vec::new(),
         rpc_layers: None,
+        kv_cache_bytes: 0,
     }
 }
 

@@ -123,6 +123,7 @@ pub fn result_json(r: &GenerateResult) -> serde_json::Value {
         "text": r.text,
         "tokens": r.tokens,
         "prefill_tokens": r.prefill_tokens,
+        "prefix_reused_tokens": r.prefix_reused_tokens,
         "prefill_ms": r.prefill_ms,
         "decode_ms": r.decode_ms,
         "tokens_per_second": r.tokens_per_second,

@@ -268,6 +268,7 @@ fn replay_tree(
                     inexact_cache: false,
                     rpc: Vec::new(),
                     rpc_layers: None,
+                    kv_cache_bytes: 0,
                 },
                 cancel,
                 &mut |_, _| {},

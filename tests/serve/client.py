@@ -26,6 +26,18 @@ extra = reply.model_extra["canopy"]
 assert extra["plan"] == "none" and "mean_accepted_per_step" in extra and extra["steps"] >= 1, extra
 print("chat", repr(text))
 
+# The client resends the conversation: the worker kept its KV cache and decodes only what is new.
+follow = messages + [
+    {"role": "assistant", "content": text},
+    {"role": "user", "content": "Now one about rivers."},
+]
+second = c.chat.completions.create(model=model, messages=follow, max_tokens=16, temperature=0)
+cached = second.usage.prompt_tokens_details.cached_tokens
+assert cached > 10 and cached < second.usage.prompt_tokens, second.usage
+assert second.model_extra["canopy"]["prefix_reused_tokens"] == cached, second.model_extra
+assert second.model_extra["canopy"]["prefill_tokens"] == second.usage.prompt_tokens - cached
+print("follow-up reused", cached, "of", second.usage.prompt_tokens, "prompt tokens")
+
 pieces = []
 usage = None
 finish = None

@@ -132,6 +132,31 @@ fn context_for(
     Ok(context)
 }
 
+/// Bytes of KV cache the worker may keep between requests, so that the next turn of a
+/// conversation decodes only what is new. `CANOPY_KV_CACHE_MIB` sets it (0 keeps nothing).
+/// Otherwise: where the GPU holds any of it, one conversation at the allowed context, which is what
+/// the placement already reserved (so the cache never makes the models not fit); on the CPU, a
+/// quarter of the memory available now, at most 4 GiB.
+pub fn kv_cache_budget(
+    decision: &canopy_hw::PlacementDecision,
+    target: &Footprint,
+    draft: Option<&Footprint>,
+    context: u32,
+) -> u64 {
+    if let Some(mib) = std::env::var("CANOPY_KV_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return mib.saturating_mul(1 << 20);
+    }
+    let one = target.kv_bytes(context) + draft.map_or(0.0, |d| d.kv_bytes(context));
+    if decision.placement.uses_gpu() || decision.draft_on_gpu {
+        return one.ceil() as u64;
+    }
+    let available = canopy_hw::system_facts().ram_available_bytes;
+    (available / 4).min(4 << 30).max(one.ceil() as u64)
+}
+
 /// `GGML_OP_OFFLOAD_MIN_BATCH` as the user set it for llama.cpp: it wins over Canopy's choice.
 pub(crate) fn forced_op_offload_min_batch() -> Option<u32> {
     std::env::var("GGML_OP_OFFLOAD_MIN_BATCH")
@@ -331,6 +356,7 @@ impl Core {
             inexact_cache: false,
             rpc: choice.rpc.clone(),
             rpc_layers: choice.rpc_layers,
+            kv_cache_bytes: kv_cache_budget(&decision, &target, draft.as_ref(), context),
         };
         Ok(Prepared {
             request,

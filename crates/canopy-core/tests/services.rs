@@ -74,6 +74,7 @@ fn result(text: &str, tokens: u64, stop: StopReason) -> GenerateResult {
         token_ids: Vec::new(),
         margins: Vec::new(),
         target_weights: None,
+        prefix_reused_tokens: 0,
     }
 }
 

@@ -63,7 +63,8 @@ impl Footprint {
         self.bytes as f64 / self.layers.max(1) as f64
     }
 
-    fn kv_bytes(&self, context: u32) -> f64 {
+    /// Bytes of a KV cache of `context` tokens (f16 keys and values).
+    pub fn kv_bytes(&self, context: u32) -> f64 {
         self.kv_bytes_per_token as f64 * context as f64
     }
 }

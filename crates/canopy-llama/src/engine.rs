@@ -77,10 +77,37 @@ struct Loaded {
     weights: canopy_worker::WeightBuffers,
 }
 
+/// What a cached context was made for: reusable only by a request for the same files (unchanged
+/// on disk), residences, cache types and sizes.
+#[derive(Clone, Debug, PartialEq)]
+struct CacheKey {
+    target: (ModelKey, FileStamp),
+    draft: Option<(ModelKey, FileStamp)>,
+    n_ctx: u32,
+    n_batch: usize,
+    inexact: bool,
+}
+
+/// The target's context (and the draft's) of a recent conversation, kept with their cells so that
+/// a later request sharing the prompt's prefix decodes only what is new.
+struct Cached {
+    key: CacheKey,
+    /// SAFETY: borrows the boxed `LlamaModel`s in `Engine::models` for `key`'s target and draft.
+    /// Entries are dropped before any model they borrow is removed (`Engine::keep_only`), and
+    /// `Engine::cache` is declared before `Engine::models`, so it is dropped first.
+    target: LlamaTree<'static>,
+    draft: Option<LlamaTree<'static>>,
+    bytes: u64,
+}
+
 /// Loads models once per worker and runs jobs over them.
 pub struct Engine {
     backend: LlamaBackend,
-    models: HashMap<ModelKey, Loaded>,
+    /// Recent conversations' contexts, least recently used first. Declared before `models`: the
+    /// contexts borrow the models and must be dropped first.
+    cache: Vec<Cached>,
+    /// Boxed, so that a model's address (which its contexts hold) survives the map growing.
+    models: HashMap<ModelKey, Box<Loaded>>,
     /// Cost curves measured in this process, keyed by (target, draft, target's residence).
     calibrations: HashMap<(PathBuf, PathBuf, Residence), Costs>,
     /// Files that passed validation, with the length and time they had then.
@@ -195,6 +222,7 @@ impl Engine {
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get()) as i32;
         Ok(Engine {
             backend,
+            cache: Vec::new(),
             models: HashMap::new(),
             calibrations: HashMap::new(),
             validated: HashMap::new(),
@@ -249,11 +277,11 @@ impl Engine {
         let weights = crate::backends::weight_buffers(&crate::backends::take_buffer_lines());
         self.models.insert(
             key,
-            Loaded {
+            Box::new(Loaded {
                 model,
                 split,
                 weights,
-            },
+            }),
         );
         Ok(())
     }
@@ -286,12 +314,16 @@ impl Engine {
     /// Unloads every model a job does not need, so that switching models never holds two big
     /// targets in memory at once.
     fn keep_only(&mut self, needed: &[Option<(&Path, &Residence)>]) {
-        self.models.retain(|(path, residence), _| {
+        let kept = |(path, residence): &ModelKey| {
             needed
                 .iter()
                 .flatten()
                 .any(|(p, r)| *p == path.as_path() && *r == residence)
-        });
+        };
+        // Contexts first: they borrow the models.
+        self.cache
+            .retain(|c| kept(&c.key.target.0) && c.key.draft.as_ref().is_none_or(|(d, _)| kept(d)));
+        self.models.retain(|key, _| kept(key));
     }
 
     fn model(&self, path: &Path, residence: &Residence) -> &LlamaModel {
@@ -430,11 +462,15 @@ impl Engine {
             events.progress("loading draft", 0.5);
             self.load(d, &draft_residence, "draft")?;
         }
+        let stamp = |path: &Path| self.validated.get(path).copied().unwrap_or((0, None));
+        let target_stamp = stamp(&req.target);
+        let draft_stamp = draft_path.as_deref().map(stamp);
         let Engine {
             backend,
             models,
             calibrations,
             threads,
+            cache,
             ..
         } = self;
         let (backend, threads) = (&*backend, *threads);
@@ -471,26 +507,87 @@ impl Engine {
             true => KvTypes::Default,
             false => kv_types(backend, placement),
         };
-        let cells = kv_cells(needed, n_batch, n_ctx);
-        let mut target = LlamaTree::create(
-            backend,
-            threads,
-            target_model,
-            cells,
-            n_batch,
-            kv(req.placement),
-        )?;
-        target.set_cell_reuse(reuse);
-        let mut draft = match &draft_path {
-            Some(d) => {
-                let model = &models[&(d.clone(), draft_residence.clone())].model;
-                let kv = kv(Placement::Gpu);
-                let mut tree = LlamaTree::create(backend, threads, model, cells, n_batch, kv)?;
-                tree.set_cell_reuse(reuse);
-                Some(tree)
-            }
-            None => None,
+        // A conversation's contexts are kept for its next request when the budget allows one of
+        // the whole allowed context; they are then made that large, so that later turns fit.
+        let footprint = |path: &Path| {
+            canopy_gguf::inspect(path)
+                .map(|info| canopy_hw::Footprint::from_info(&info))
+                .ok()
         };
+        let full_bytes = {
+            let t = footprint(&req.target).map_or(f64::INFINITY, |f| f.kv_bytes(n_ctx));
+            let d = draft_path
+                .as_deref()
+                .map_or(Some(0.0), |d| footprint(d).map(|f| f.kv_bytes(n_ctx)))
+                .unwrap_or(f64::INFINITY);
+            t + d
+        };
+        let keep = req.kv_cache_bytes > 0 && full_bytes <= req.kv_cache_bytes as f64;
+        if req.kv_cache_bytes == 0 {
+            cache.clear();
+        }
+        let cells = if keep {
+            n_ctx
+        } else {
+            kv_cells(needed, n_batch, n_ctx)
+        };
+        let key = CacheKey {
+            target: ((req.target.clone(), residence.clone()), target_stamp),
+            draft: draft_path
+                .clone()
+                .zip(draft_stamp)
+                .map(|(d, s)| ((d, draft_residence.clone()), s)),
+            n_ctx: cells,
+            n_batch,
+            inexact: req.inexact_cache,
+        };
+        // The entry of this key sharing the longest prefix with the prompt, taken out of the
+        // cache for the length of the job (a failed job leaves no half-updated cache behind).
+        let found = cache
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.key == key)
+            .max_by_key(|(_, c)| c.target.reusable(&prompt))
+            .map(|(i, _)| i)
+            .map(|i| cache.remove(i));
+        let (mut target, mut draft) = match found {
+            Some(c) => (c.target, c.draft),
+            None => {
+                let mut target = LlamaTree::create(
+                    backend,
+                    threads,
+                    target_model,
+                    cells,
+                    n_batch,
+                    kv(req.placement),
+                )?;
+                target.set_cell_reuse(reuse);
+                let draft = match &draft_path {
+                    Some(d) => {
+                        let model = &models[&(d.clone(), draft_residence.clone())].model;
+                        let kv = kv(Placement::Gpu);
+                        let mut tree =
+                            LlamaTree::create(backend, threads, model, cells, n_batch, kv)?;
+                        tree.set_cell_reuse(reuse);
+                        Some(tree)
+                    }
+                    None => None,
+                };
+                // SAFETY: the trees borrow models boxed in `models`; see `Cached::target`. They
+                // are stored in `cache` only under the key of those models.
+                unsafe {
+                    (
+                        std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(target),
+                        draft.map(|d| std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(d)),
+                    )
+                }
+            }
+        };
+        let internal = |e: canopy_spec::ModelError| HandlerError::internal(e.to_string());
+        let reused = target.resume(&prompt).map_err(internal)?;
+        if let Some(d) = draft.as_mut() {
+            d.resume(&prompt).map_err(internal)?;
+        }
 
         let prior: Vec<f64> = req
             .acceptance
@@ -563,12 +660,26 @@ impl Engine {
         )
         .map_err(gen_error)?;
         sink.flush();
+        if keep {
+            let bytes = full_bytes as u64;
+            cache.push(Cached {
+                key,
+                target,
+                draft,
+                bytes,
+            });
+            // Least recently used first out, until the budget holds.
+            while cache.iter().map(|c| c.bytes).sum::<u64>() > req.kv_cache_bytes {
+                cache.remove(0);
+            }
+        }
         let stop_reason = stats.stop_reason.unwrap_or(StopReason::MaxTokens);
         let tokens = stats.tokens as u64;
         Ok(GenerateResult {
             text: sink.text.clone(),
             tokens,
-            prefill_tokens: stats.prefill_tokens as u64,
+            prefill_tokens: (stats.prefill_tokens - reused) as u64,
+            prefix_reused_tokens: reused as u64,
             prefill_ms: stats.prefill_secs * 1e3,
             decode_ms: stats.decode_secs * 1e3,
             tokens_per_second: if stats.decode_secs > 0.0 {

@@ -106,6 +106,11 @@ pub struct LlamaTree<'m> {
     tips: HashMap<i32, usize>,
     /// Batch rows of the nodes that asked for logits in the last decode.
     rows: Vec<i32>,
+    /// The committed tokens (`n_past` of them, the backlog last): what the cache holds, so a
+    /// later conversation sharing their prefix can reuse its cells ([`LlamaTree::resume`]).
+    history: Vec<Token>,
+    /// Set by [`LlamaTree::resume`]: the next prefill starts with these tokens, which are cached.
+    resumed: Option<usize>,
 }
 
 impl<'m> LlamaTree<'m> {
@@ -125,6 +130,8 @@ impl<'m> LlamaTree<'m> {
             pending: Vec::new(),
             tips: HashMap::new(),
             rows: Vec::new(),
+            history: Vec::new(),
+            resumed: None,
         }
     }
 
@@ -257,6 +264,56 @@ impl<'m> LlamaTree<'m> {
         self.pending.clear();
         self.tips.clear();
         self.rows.clear();
+        self.history.clear();
+        self.resumed = None;
+    }
+
+    /// The tokens whose cells the cache holds, in position order (cells `0..len`).
+    pub fn cached_tokens(&self) -> &[Token] {
+        &self.history[..self.n_past - self.backlog.len()]
+    }
+
+    /// How many leading tokens of `prompt` this cache holds and [`LlamaTree::resume`] would keep:
+    /// the common prefix, less the prompt's last token (which the next pass decodes).
+    pub fn reusable(&self, prompt: &[Token]) -> usize {
+        self.cached_tokens()
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len().saturating_sub(1))
+    }
+
+    /// Prepares this context for a new generation over `prompt`, keeping the cells of the longest
+    /// cached prefix it shares with `prompt` and dropping every later cell (an edited message keeps
+    /// everything before its first changed token). The next [`TreeModel::prefill`] must begin with
+    /// `prompt`'s tokens; it decodes only what is not cached. Returns the tokens kept.
+    ///
+    /// The cells kept are `0..p` in position order and the next ones are decoded into the cells
+    /// after them, so the cache's layout is the one a fresh context would have.
+    ///
+    /// # Errors
+    /// When llama.cpp cannot drop the cells.
+    pub fn resume(&mut self, prompt: &[Token]) -> Result<usize, ModelError> {
+        let keep = self.reusable(prompt);
+        self.pending.clear();
+        self.tips.clear();
+        self.rows.clear();
+        self.backlog.clear();
+        for s in 1..self.n_seq as u32 {
+            if self.ctx.kv_cache_seq_pos_max(s as i32) >= 0 {
+                self.ctx
+                    .clear_kv_cache_seq(Some(s), None, None)
+                    .map_err(|e| ModelError::Decode(e.to_string()))?;
+            }
+        }
+        self.ctx
+            .clear_kv_cache_seq(Some(0), Some(keep as u32), None)
+            .map_err(|e| ModelError::Decode(e.to_string()))?;
+        self.n_past = keep;
+        self.history.truncate(keep);
+        self.resumed = Some(keep);
+        Ok(keep)
     }
 
     /// Highest position held by `seq` (-1 when empty).
@@ -313,6 +370,18 @@ impl TreeModel for LlamaTree<'_> {
                 "prefill with a pending tree".into(),
             ));
         }
+        // After `resume`, the first tokens are cached already.
+        let tokens = match self.resumed.take() {
+            Some(kept) => {
+                if tokens.get(..kept) != Some(&self.history[..kept]) {
+                    return Err(ModelError::InvalidTree(
+                        "the prefill does not begin with the resumed prompt".into(),
+                    ));
+                }
+                &tokens[kept..]
+            }
+            None => tokens,
+        };
         if self.n_past + tokens.len() > self.n_ctx() {
             return Err(ModelError::ContextFull {
                 n_ctx: self.n_ctx(),
@@ -336,6 +405,7 @@ impl TreeModel for LlamaTree<'_> {
             self.run_batch()?;
         }
         self.n_past += tokens.len();
+        self.history.extend_from_slice(tokens);
         self.rows.clear();
         Ok(())
     }
@@ -515,6 +585,8 @@ impl TreeModel for LlamaTree<'_> {
         }
         self.backlog
             .extend(path[kept..].iter().map(|&v| self.pending[v].token));
+        self.history
+            .extend(path.iter().map(|&v| self.pending[v].token));
         self.n_past += path.len();
         self.pending.clear();
         self.tips.clear();

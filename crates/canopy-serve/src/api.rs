@@ -444,11 +444,15 @@ pub fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
+/// The OpenAI `usage` object. The prompt's tokens include those whose KV cache an earlier request
+/// left (`prompt_tokens_details.cached_tokens`, as OpenAI reports its own prompt caching).
 pub fn usage(result: &GenerateResult) -> Value {
+    let prompt = result.prefill_tokens + result.prefix_reused_tokens;
     json!({
-        "prompt_tokens": result.prefill_tokens,
+        "prompt_tokens": prompt,
         "completion_tokens": result.tokens,
-        "total_tokens": result.prefill_tokens + result.tokens,
+        "total_tokens": prompt + result.tokens,
+        "prompt_tokens_details": {"cached_tokens": result.prefix_reused_tokens},
     })
 }
 
@@ -461,6 +465,8 @@ pub fn statistics(result: &GenerateResult, placement: Placement) -> Value {
         "placement": placement,
         "tokens_per_second": result.tokens_per_second,
         "prefill_ms": result.prefill_ms,
+        "prefill_tokens": result.prefill_tokens,
+        "prefix_reused_tokens": result.prefix_reused_tokens,
         "decode_ms": result.decode_ms,
         "stop_reason": result.stop_reason,
     })

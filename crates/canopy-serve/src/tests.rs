@@ -90,6 +90,7 @@ impl Backend for Fake {
             token_ids: Vec::new(),
             margins: Vec::new(),
             target_weights: None,
+            prefix_reused_tokens: 0,
         })
     }
 }
@@ -117,6 +118,7 @@ pub(crate) fn request_template() -> GenerateRequest {
         inexact_cache: false,
         rpc: Vec::new(),
         rpc_layers: None,
+        kv_cache_bytes: 0,
     }
 }
 

@@ -92,6 +92,11 @@ pub struct GenerateRequest {
     /// go to the helpers; `None` = in proportion to free memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_layers: Option<u32>,
+    /// Bytes of KV cache the worker may keep after this request, for later requests that share
+    /// the prompt's prefix (the conversation so far): 0 keeps nothing. The cache holds the target's
+    /// and the draft's contexts of recent conversations, least recently used evicted first.
+    #[serde(default)]
+    pub kv_cache_bytes: u64,
 }
 
 /// Largest context used when a request names none.
@@ -223,6 +228,10 @@ pub struct GenerateResult {
     /// Where llama.cpp put the target's weights, read from its log when the model was loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_weights: Option<WeightBuffers>,
+    /// Prompt tokens whose KV cache a previous request left and this one reused (not decoded
+    /// again); `prefill_tokens` counts only those decoded.
+    #[serde(default)]
+    pub prefix_reused_tokens: u64,
 }
 
 /// Where llama.cpp put a model's weights, in MiB, from the "model buffer size" lines of its log.
@@ -363,7 +372,8 @@ pub enum Event {
     },
     Done {
         id: u64,
-        result: JobResult,
+        /// Boxed: a result is far larger than the other events (serialised the same).
+        result: Box<JobResult>,
     },
     Error {
         id: u64,

@@ -197,7 +197,10 @@ pub fn serve(handler: &mut dyn Handler) -> io::Result<()> {
             cancelled,
         };
         let event = match handler.run(job, &mut sink) {
-            Ok(result) => Event::Done { id, result },
+            Ok(result) => Event::Done {
+                id,
+                result: Box::new(result),
+            },
             Err(err) => Event::Error {
                 id,
                 kind: err.kind,

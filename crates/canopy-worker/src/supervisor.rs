@@ -208,7 +208,7 @@ impl Supervisor {
             }
             match running.events.recv_timeout(Duration::from_millis(50)) {
                 Ok(Ok(event)) => match event {
-                    Event::Done { id: done, result } if done == id => return Ok(result),
+                    Event::Done { id: done, result } if done == id => return Ok(*result),
                     Event::Error {
                         id: failed,
                         kind,
