@@ -547,9 +547,20 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(_, c)| c.key == key)
-            .max_by_key(|(_, c)| c.target.reusable(&prompt))
-            .map(|(i, _)| i)
-            .map(|i| cache.remove(i));
+            .map(|(i, c)| (i, c.target.reusable(&prompt)))
+            .filter(|&(_, shared)| shared > 0)
+            .max_by_key(|&(_, shared)| shared)
+            .map(|(i, _)| cache.remove(i));
+        if found.is_none() {
+            // Room for the new contexts first: where the GPU holds the cache the budget is one
+            // conversation, and two at once might not fit.
+            let budget = if keep { req.kv_cache_bytes } else { 0 };
+            while !cache.is_empty()
+                && cache.iter().map(|c| c.bytes).sum::<u64>() as f64 + full_bytes > budget as f64
+            {
+                cache.remove(0);
+            }
+        }
         let (mut target, mut draft) = match found {
             Some(c) => (c.target, c.draft),
             None => {
