@@ -83,18 +83,21 @@ fn run(s: &mut Supervisor, r: GenerateRequest) -> GenerateResult {
         .expect("generation")
 }
 
-/// Three turns with the cache against each turn alone in a fresh context.
-fn conversation(draft: Option<PathBuf>, plan: Plan) {
-    let mut cached = supervisor();
-    let mut fresh = supervisor();
+/// Three turns with the cache against each turn alone in a fresh context (`fresh` keeps nothing).
+fn conversation(
+    cached: &mut Supervisor,
+    fresh: &mut Supervisor,
+    draft: Option<PathBuf>,
+    plan: Plan,
+) {
     let mut messages = vec![user("Name three trees.")];
     let questions = [
         "Which one grows fastest?",
         "Describe its leaves in one sentence.",
     ];
     for turn in 0..3 {
-        let with_cache = run(&mut cached, request(&messages, draft.clone(), plan, BUDGET));
-        let alone = run(&mut fresh, request(&messages, draft.clone(), plan, 0));
+        let with_cache = run(cached, request(&messages, draft.clone(), plan, BUDGET));
+        let alone = run(fresh, request(&messages, draft.clone(), plan, 0));
         assert_eq!(
             with_cache.token_ids,
             alone.token_ids,
@@ -123,12 +126,18 @@ fn conversation(draft: Option<PathBuf>, plan: Plan) {
 
 #[test]
 fn later_turns_reuse_the_cache_and_print_the_same_text() {
-    conversation(None, Plan::None);
+    // One worker each for every conversation: the models load once, `auto` calibrates once.
+    let (mut cached, mut fresh) = (supervisor(), supervisor());
     let smol = Some(common::smollm2());
-    conversation(smol.clone(), Plan::chain(4).unwrap());
-    conversation(smol.clone(), Plan::tree(16).unwrap());
-    conversation(smol, Plan::Auto);
-    conversation(Some(requantized()), Plan::tree(16).unwrap());
+    for (draft, plan) in [
+        (None, Plan::None),
+        (smol.clone(), Plan::chain(4).unwrap()),
+        (smol.clone(), Plan::tree(16).unwrap()),
+        (smol, Plan::Auto),
+        (Some(requantized()), Plan::tree(16).unwrap()),
+    ] {
+        conversation(&mut cached, &mut fresh, draft, plan);
+    }
 }
 
 #[test]
