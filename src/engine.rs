@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use canopy_core::{Core, CoreError, ErrorKind, ModelChoice, WorkerEngine};
-use canopy_types::{Placement, Plan, Sampling};
+use canopy_types::{Penalties, Placement, Plan, Sampling};
 use canopy_worker::{WorkerCommand, WorkerError};
 
 use crate::error::CliError;
@@ -60,27 +60,54 @@ pub fn rpc_endpoints(flag: Option<&str>) -> Result<Vec<String>, CliError> {
     }
 }
 
-/// Sampling flags shared by `generate`, `chat` and `bench`.
+/// The default of every sampling flag: the one every front end shares.
+const DEFAULT: Sampling = Sampling::chat_default();
+
+/// Sampling flags shared by `generate` and `chat`; their defaults are [`Sampling::chat_default`].
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
     /// Sampling temperature (0 to 2); 0 = greedy decoding.
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT.temperature(), allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep only the K most likely tokens (0 = off, at most 1000).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = DEFAULT.top_k())]
     pub top_k: u32,
     /// Keep the smallest set of tokens whose probability reaches P (1 = off).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = DEFAULT.top_p(), allow_negative_numbers = true)]
     pub top_p: f32,
+    /// Keep only the tokens at least P times as likely as the most likely one (0 = off, at most 1).
+    #[arg(long, default_value_t = DEFAULT.min_p(), allow_negative_numbers = true)]
+    pub min_p: f32,
+    /// Divide a repeated token's positive logit by this, multiply a negative one (1 = off, at most
+    /// 2).
+    #[arg(long, default_value_t = DEFAULT.penalties().repeat, allow_negative_numbers = true)]
+    pub repeat_penalty: f32,
+    /// How many of the latest tokens the penalties look at (0 = penalties off, at most 4096).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT.penalties().last_n)]
+    pub repeat_last_n: u32,
+    /// Subtract this from a token's logit per occurrence among the latest tokens (-2 to 2, 0 = off).
+    #[arg(long, default_value_t = DEFAULT.penalties().frequency, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Subtract this from the logit of every token among the latest tokens (-2 to 2, 0 = off).
+    #[arg(long, default_value_t = DEFAULT.penalties().presence, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
     /// Random seed for sampling (same seed, same output).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT.seed())]
     pub seed: u64,
 }
 
 impl SamplingArgs {
     /// Checked sampling settings; the error names the flag.
     pub fn sampling(&self) -> Result<Sampling, CliError> {
+        let penalties = Penalties {
+            last_n: self.repeat_last_n,
+            repeat: self.repeat_penalty,
+            frequency: self.frequency_penalty,
+            presence: self.presence_penalty,
+        };
         Sampling::new(self.temperature, self.top_k, self.top_p, self.seed)
+            .and_then(|s| s.with_min_p(self.min_p))
+            .and_then(|s| s.with_penalties(penalties))
             .map_err(|e| CliError::user(format!("--{e}")))
     }
 }

@@ -245,6 +245,15 @@ fn invalid_parameters_are_one_line_user_errors() {
         &["--plan", "bogus"],
         &["--plan", "chain:2"],
         &["--placement", "xyz"],
+        &["--min-p", "1.5"],
+        &["--min-p", "-0.1"],
+        &["--repeat-penalty", "0"],
+        &["--repeat-penalty", "2.5"],
+        &["--repeat-last-n", "5000"],
+        &["--repeat-last-n", "-1"],
+        &["--frequency-penalty", "2.5"],
+        &["--presence-penalty", "-3"],
+        &["--top-k", "1001"],
     ];
     for case in cases {
         let mut args = vec![
@@ -271,6 +280,66 @@ fn invalid_parameters_are_one_line_user_errors() {
     );
     let line = assert_user_error(&out, "--temperature=-1");
     assert!(line.contains("--temperature"), "{line}");
+    // Each sampling error names its flag.
+    for (flag, value) in [
+        ("--min-p", "2"),
+        ("--repeat-penalty", "3"),
+        ("--repeat-last-n", "4097"),
+        ("--frequency-penalty", "-2.5"),
+        ("--presence-penalty", "2.5"),
+    ] {
+        let out = canopy(
+            home.path(),
+            &[
+                "generate",
+                "--target",
+                smol.to_str().unwrap(),
+                "--prompt",
+                "hi",
+                flag,
+                value,
+            ],
+        );
+        let line = assert_user_error(&out, &format!("{flag} {value}"));
+        assert!(line.contains(flag), "{line}");
+    }
+}
+
+/// The penalty flags reach the engine: greedy decoding of a repetitive prompt repeats, a
+/// repetition penalty makes it stop repeating, and a window of 0 turns the penalty off again.
+#[test]
+fn penalty_flags_change_greedy_output_and_a_zero_window_turns_them_off() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let base = [
+        "--raw",
+        "--prompt",
+        "1, 1, 1, 1, 1, 1, 1, 1,",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "12",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        text(&generate(home.path(), &smol, &args)).to_owned()
+    };
+    let plain = with(&[]);
+    let penalised = with(&["--repeat-penalty", "2", "--presence-penalty", "1"]);
+    let windowless = with(&[
+        "--repeat-penalty",
+        "2",
+        "--presence-penalty",
+        "1",
+        "--repeat-last-n",
+        "0",
+    ]);
+    assert_ne!(plain, penalised, "the penalties changed nothing");
+    assert_eq!(
+        plain, windowless,
+        "a window of 0 must turn the penalties off"
+    );
 }
 
 /// Greedy speculation must reproduce the target's own greedy text. A difference is reported with

@@ -104,7 +104,7 @@ async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> 
     let prepared = core.prepare(
         &choice,
         Prompt::Raw(String::new()),
-        Sampling::default(),
+        Sampling::chat_default(),
         1,
         Vec::new(),
     )?;

@@ -40,7 +40,7 @@ pub fn run(args: Args) -> CliResult {
         .prepare(
             &args.model.choice()?,
             Prompt::Raw(String::new()),
-            Sampling::default(),
+            Sampling::chat_default(),
             1,
             Vec::new(),
         )

@@ -35,9 +35,11 @@ pub struct ChatSettings {
 }
 
 impl Default for ChatSettings {
+    /// [`Sampling::chat_default`], 512 tokens per reply, `auto` plan and placement, the model's
+    /// context, no RPC helpers.
     fn default() -> Self {
         ChatSettings {
-            sampling: Sampling::new(0.7, 40, 0.95, 0).unwrap_or_default(),
+            sampling: Sampling::chat_default(),
             max_tokens: 512,
             plan: Plan::Auto,
             placement: Placement::Auto,

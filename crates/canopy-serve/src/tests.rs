@@ -107,7 +107,7 @@ pub(crate) fn request_template() -> GenerateRequest {
         target: PathBuf::from("/models/smol.gguf"),
         draft: None,
         prompt: Prompt::Raw(String::new()),
-        sampling: Sampling::default(),
+        sampling: Sampling::chat_default(),
         max_tokens: 1,
         stop: Vec::new(),
         plan: canopy_worker::Plan::None,

@@ -228,6 +228,21 @@ impl Sampling {
         Ok(Sampling { penalties, ..self })
     }
 
+    /// The one default of every front end: `canopy chat` and `canopy generate`'s flags, the app's
+    /// chat settings, and the server's sampling extensions a request leaves out. llama.cpp's
+    /// defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalties (repeat 1 over
+    /// the last 64 tokens, frequency and presence 0), seed 0.
+    pub const fn chat_default() -> Sampling {
+        Sampling {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            penalties: Penalties::NONE,
+            seed: 0,
+        }
+    }
+
     /// Greedy decoding: always the target's most likely token.
     pub fn greedy() -> Sampling {
         Sampling {
@@ -276,21 +291,6 @@ impl Sampling {
     /// The same settings with another seed.
     pub fn with_seed(self, seed: u64) -> Sampling {
         Sampling { seed, ..self }
-    }
-}
-
-impl Default for Sampling {
-    /// Temperature 0.8, top-k 40, top-p 0.95, seed 0 (llama.cpp's defaults), no min-p, no
-    /// penalties.
-    fn default() -> Self {
-        Sampling {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.0,
-            penalties: Penalties::NONE,
-            seed: 0,
-        }
     }
 }
 
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn min_p_and_penalties_are_checked() {
-        let s = Sampling::default();
+        let s = Sampling::chat_default();
         assert_eq!(s.with_min_p(0.05).unwrap().min_p(), 0.05);
         for bad in [-0.1, 1.1, f32::NAN] {
             assert_eq!(s.with_min_p(bad).unwrap_err().setting(), "min-p");
@@ -411,6 +411,20 @@ mod tests {
         assert!(Penalties::NONE.is_off());
         assert!(Penalties { last_n: 0, ..ok }.is_off());
         assert!(!ok.is_off());
+    }
+
+    #[test]
+    fn the_default_is_llama_cpps_and_valid() {
+        let d = Sampling::chat_default();
+        assert_eq!(
+            (d.temperature(), d.top_k(), d.top_p(), d.min_p(), d.seed()),
+            (0.8, 40, 0.95, 0.05, 0)
+        );
+        assert_eq!(d.penalties(), Penalties::NONE);
+        assert!(d.penalties().is_off());
+        // Built without the checks, so checked here: it survives the checked way in.
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<Sampling>(&json).unwrap(), d);
     }
 
     #[test]
