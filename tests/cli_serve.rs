@@ -118,6 +118,12 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn penalties_and_llama_cpp_extensions_from_the_openai_client_are_honoured_or_refused_by_name() {
+    let served = Served::start(&[]);
+    served.python("sampling.py", &[]);
+}
+
+#[test]
 fn an_api_key_is_required_when_set() {
     let served = Served::start(&["--api-key", "open-sesame"]);
     served.python("api_key.py", &["open-sesame"]);

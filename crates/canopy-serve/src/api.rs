@@ -3,8 +3,14 @@
 //!
 //! Every parameter is either honoured, accepted at its neutral value (`n: 1`, `logprobs: false`,
 //! ...), or refused with a 400 that names it: nothing is silently ignored.
+//!
+//! Sampling: an omitted parameter that the OpenAI API defines takes the API's default
+//! (`temperature` 1, `top_p` 1, `presence_penalty` and `frequency_penalty` 0); an omitted
+//! extension (`top_k`, `min_p`, `repeat_penalty`, `repeat_last_n`), which the API leaves to the
+//! server, takes Canopy's one default, [`Sampling::chat_default`]'s (top-k 40, min-p 0.05, no
+//! repetition penalty, a window of 64 tokens).
 
-use canopy_types::SamplingError;
+use canopy_types::{Penalties, SamplingError, MAX_REPEAT_LAST_N, MAX_TOP_K};
 use canopy_worker::{
     ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt, Sampling, StopReason,
 };
@@ -130,6 +136,11 @@ const COMMON: &[&str] = &[
     "logprobs",
     "presence_penalty",
     "frequency_penalty",
+    // llama.cpp's extensions, sent by clients as extra fields.
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repeat_last_n",
     "logit_bias",
     "user",
 ];
@@ -177,8 +188,6 @@ fn check_neutral(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(), Ap
     let checks: &[Check<'_>] = &[
         ("n", &is_one, "more than one choice (n > 1)"),
         ("best_of", &is_one, "best_of > 1"),
-        ("presence_penalty", &is_zero, "a presence penalty"),
-        ("frequency_penalty", &is_zero, "a frequency penalty"),
         ("logit_bias", &is_empty, "logit_bias"),
         ("tools", &is_empty, "tool calling"),
         ("functions", &is_empty, "function calling"),
@@ -388,9 +397,23 @@ fn max_tokens(
 }
 
 fn sampling(body: &Map<String, Value>) -> Result<Sampling, ApiError> {
-    // OpenAI's defaults: temperature 1, no nucleus cut, no top-k.
-    let temperature = number(body, "temperature")?.unwrap_or(1.0) as f32;
-    let top_p = number(body, "top_p")?.unwrap_or(1.0) as f32;
+    let default = Sampling::chat_default();
+    let float = |name: &str, absent: f32| -> Result<f32, ApiError> {
+        Ok(number(body, name)?.map_or(absent, |v| v as f32))
+    };
+    // The API's own defaults: temperature 1, no nucleus cut, no penalties.
+    let temperature = float("temperature", 1.0)?;
+    let top_p = float("top_p", 1.0)?;
+    let penalties = Penalties {
+        frequency: float("frequency_penalty", 0.0)?,
+        presence: float("presence_penalty", 0.0)?,
+        // Extensions the API leaves to the server: Canopy's default.
+        repeat: float("repeat_penalty", default.penalties().repeat)?,
+        last_n: count(body, "repeat_last_n", MAX_REPEAT_LAST_N)?
+            .unwrap_or(default.penalties().last_n),
+    };
+    let top_k = count(body, "top_k", MAX_TOP_K)?.unwrap_or(default.top_k());
+    let min_p = float("min_p", default.min_p())?;
     // Without a seed every request samples differently, as OpenAI's does.
     let seed = match integer(body, "seed")? {
         Some(seed) => seed as u64,
@@ -399,13 +422,45 @@ fn sampling(body: &Map<String, Value>) -> Result<Sampling, ApiError> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0),
     };
-    Sampling::new(temperature, 0, top_p, seed).map_err(|e| {
-        let param = match e {
-            SamplingError::TopP(_) => "top_p",
-            _ => "temperature",
-        };
-        ApiError::param(param, e.to_string().replace("top-p", "top_p"))
-    })
+    Sampling::new(temperature, top_k, top_p, seed)
+        .and_then(|s| s.with_min_p(min_p))
+        .and_then(|s| s.with_penalties(penalties))
+        .map_err(|e| {
+            let param = sampling_param(&e);
+            ApiError::param(param, e.to_string().replacen(e.setting(), param, 1))
+        })
+}
+
+/// The request parameter a sampling setting is read from.
+fn sampling_param(e: &SamplingError) -> &'static str {
+    match e {
+        SamplingError::Temperature(_) => "temperature",
+        SamplingError::TopK(_) => "top_k",
+        SamplingError::TopP(_) => "top_p",
+        SamplingError::MinP(_) => "min_p",
+        SamplingError::RepeatPenalty(_) => "repeat_penalty",
+        SamplingError::FrequencyPenalty(_) => "frequency_penalty",
+        SamplingError::PresencePenalty(_) => "presence_penalty",
+        SamplingError::RepeatLastN(_) => "repeat_last_n",
+    }
+}
+
+/// A whole number of at least 0, or absent; `max` is the largest the setting takes, for the
+/// message (the setting's own check refuses more).
+fn count(body: &Map<String, Value>, name: &str, max: u32) -> Result<Option<u32>, ApiError> {
+    let Some(value) = body.get(name) else {
+        return Ok(None);
+    };
+    value
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::param(
+                name,
+                format!("{name} must be a whole number from 0 (off) to {max}, got {value}"),
+            )
+        })
 }
 
 fn stops(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
@@ -541,8 +596,12 @@ mod tests {
     fn defaults_follow_openai() {
         let parsed = chat(json!({})).unwrap();
         assert_eq!(parsed.request.max_tokens, 128, "half the context of 256");
-        assert_eq!(parsed.request.sampling.temperature(), 1.0);
-        assert_eq!(parsed.request.sampling.top_p(), 1.0);
+        // The API's defaults where it has them, Canopy's one default for the extensions.
+        let s = parsed.request.sampling;
+        let default = Sampling::chat_default();
+        assert_eq!((s.temperature(), s.top_p()), (1.0, 1.0));
+        assert_eq!((s.top_k(), s.min_p()), (default.top_k(), default.min_p()));
+        assert_eq!(s.penalties(), default.penalties());
         assert!(!parsed.stream);
         let parsed = run(
             Endpoint::Completions,
@@ -569,7 +628,7 @@ mod tests {
                 json!({"response_format": {"type": "json_object"}}),
                 "response_format",
             ),
-            (json!({"presence_penalty": 0.5}), "presence_penalty"),
+            (json!({"logit_bias": {"42": 5}}), "logit_bias"),
             (json!({"store": true}), "store"),
             (json!({"prompt": "x"}), "prompt"),
             (
@@ -594,6 +653,70 @@ mod tests {
                     "presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}}),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn penalties_and_the_extensions_are_honoured() {
+        let parsed = chat(json!({
+            "presence_penalty": 0.5, "frequency_penalty": -0.25, "top_k": 7, "min_p": 0.1,
+            "repeat_penalty": 1.1, "repeat_last_n": 128, "temperature": 0.6, "top_p": 0.9,
+        }))
+        .unwrap();
+        let s = parsed.request.sampling;
+        assert_eq!(
+            (s.temperature(), s.top_k(), s.top_p(), s.min_p()),
+            (0.6, 7, 0.9, 0.1)
+        );
+        assert_eq!(
+            s.penalties(),
+            Penalties {
+                last_n: 128,
+                repeat: 1.1,
+                frequency: -0.25,
+                presence: 0.5,
+            }
+        );
+        // 0 turns top-k, min-p and the penalty window off; null is the same as absent.
+        let parsed =
+            chat(json!({"top_k": 0, "min_p": 0, "repeat_last_n": 0, "repeat_penalty": null}))
+                .unwrap();
+        let s = parsed.request.sampling;
+        assert_eq!((s.top_k(), s.min_p()), (0, 0.0));
+        assert!(s.penalties().is_off());
+        // Completions take them too.
+        let parsed = run(
+            Endpoint::Completions,
+            json!({"model": "smol", "prompt": "Once", "min_p": 0.2, "presence_penalty": 1}),
+        )
+        .unwrap();
+        assert_eq!(parsed.request.sampling.min_p(), 0.2);
+        assert_eq!(parsed.request.sampling.penalties().presence, 1.0);
+    }
+
+    #[test]
+    fn out_of_range_sampling_is_refused_by_its_parameter_name() {
+        for (body, param) in [
+            (json!({"temperature": 2.5}), "temperature"),
+            (json!({"top_p": 1.5}), "top_p"),
+            (json!({"top_k": 1001}), "top_k"),
+            (json!({"top_k": -1}), "top_k"),
+            (json!({"top_k": 2.5}), "top_k"),
+            (json!({"min_p": 1.5}), "min_p"),
+            (json!({"min_p": -0.1}), "min_p"),
+            (json!({"repeat_penalty": 0}), "repeat_penalty"),
+            (json!({"repeat_penalty": 3}), "repeat_penalty"),
+            (json!({"repeat_last_n": 5000}), "repeat_last_n"),
+            (json!({"repeat_last_n": -1}), "repeat_last_n"),
+            (json!({"frequency_penalty": 2.5}), "frequency_penalty"),
+            (json!({"presence_penalty": -3}), "presence_penalty"),
+            (json!({"presence_penalty": "high"}), "presence_penalty"),
+        ] {
+            let err = refused(chat(body.clone()), param);
+            assert_eq!(err.code, "invalid_request", "{body}");
+            // The message speaks the API's name, not the flag's.
+            let flag = param.replace('_', "-");
+            assert!(flag == param || !err.message.contains(&flag), "{err:?}");
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ struct Fake {
     gate: Arc<Mutex<mpsc::Receiver<()>>>,
     /// How each job ended.
     ended: mpsc::Sender<StopReason>,
+    /// The sampling each job was asked for.
+    sampled: mpsc::Sender<Sampling>,
 }
 
 impl Backend for Fake {
@@ -33,6 +35,7 @@ impl Backend for Fake {
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<GenerateResult, WorkerError> {
+        let _ = self.sampled.send(request.sampling);
         let prompt = match &request.prompt {
             Prompt::Chat(m) => m.last().map(|m| m.content.clone()).unwrap_or_default(),
             Prompt::Raw(s) => s.clone(),
@@ -99,6 +102,7 @@ struct Harness {
     app: Router,
     release: mpsc::Sender<()>,
     ended: mpsc::Receiver<StopReason>,
+    sampled: mpsc::Receiver<Sampling>,
 }
 
 /// The request every test server fills in: a raw prompt for one token of a small model.
@@ -139,9 +143,11 @@ fn config() -> ServeConfig {
 fn harness(config: ServeConfig) -> Harness {
     let (release, gate) = mpsc::channel();
     let (ended_tx, ended) = mpsc::channel();
+    let (sampled_tx, sampled) = mpsc::channel();
     let fake = Fake {
         gate: Arc::new(Mutex::new(gate)),
         ended: ended_tx,
+        sampled: sampled_tx,
     };
     let (queue, _worker) = queue::start(Box::new(fake), config.queue);
     let app = routes::router(config, "127.0.0.1:8080".parse().unwrap(), queue);
@@ -149,6 +155,7 @@ fn harness(config: ServeConfig) -> Harness {
         app,
         release,
         ended,
+        sampled,
     }
 }
 
@@ -379,6 +386,75 @@ async fn bad_requests_get_openai_errors() {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+/// The standard penalties and llama.cpp's extensions reach the backend; an out-of-range one is a
+/// 400 naming it, and reaches nothing.
+#[tokio::test]
+async fn sampling_parameters_reach_the_backend_or_are_refused_by_name() {
+    let h = harness(config());
+    let extra = json!({
+        "temperature": 0.5, "top_p": 0.9, "top_k": 20, "min_p": 0.1, "repeat_penalty": 1.2,
+        "repeat_last_n": 32, "frequency_penalty": 0.3, "presence_penalty": -0.4, "seed": 9,
+    });
+    let (status, body) = send_json(
+        &h.app,
+        post("/v1/chat/completions", &chat_body("hi", extra)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let s = h.sampled.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (s.temperature(), s.top_p(), s.top_k(), s.min_p(), s.seed()),
+        (0.5, 0.9, 20, 0.1, 9)
+    );
+    let p = s.penalties();
+    assert_eq!(
+        (p.repeat, p.last_n, p.frequency, p.presence),
+        (1.2, 32, 0.3, -0.4)
+    );
+
+    // Omitted: the API's defaults, and Canopy's for the extensions.
+    let (status, _) = send_json(
+        &h.app,
+        post("/v1/completions", &json!({"model": "smol", "prompt": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let s = h.sampled.recv_timeout(Duration::from_secs(10)).unwrap();
+    let default = Sampling::chat_default();
+    assert_eq!((s.temperature(), s.top_p()), (1.0, 1.0));
+    assert_eq!((s.top_k(), s.min_p()), (default.top_k(), default.min_p()));
+    assert_eq!(s.penalties(), default.penalties());
+
+    for (param, value) in [
+        ("min_p", json!(2)),
+        ("top_k", json!(5000)),
+        ("repeat_penalty", json!(-1)),
+        ("repeat_last_n", json!(100_000)),
+        ("frequency_penalty", json!(9)),
+        ("presence_penalty", json!(-9)),
+    ] {
+        let body = chat_body("hi", json!({ param: value }));
+        let (status, body) = send_json(&h.app, post("/v1/chat/completions", &body)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{param}"
+        );
+        assert_eq!(body["error"]["param"], param, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(param),
+            "{body}"
+        );
+    }
+    assert!(
+        h.sampled.try_recv().is_err(),
+        "a refused request reached the backend"
+    );
 }
 
 #[tokio::test]
