@@ -1,7 +1,9 @@
 //! The front end's types are generated from the Rust types they mirror (`ui/src/bindings.ts`), and
 //! the command names the front end calls, the commands this crate registers and the permissions
 //! its window holds are one list. Both are checked by tests, so neither side can drift;
-//! `CANOPY_BLESS=1 cargo test -p canopy-app bindings` rewrites the file after a change.
+//! `CANOPY_BLESS=1 cargo test -p canopy-app bindings` rewrites the file after a change. The chat
+//! settings' defaults and the sampling bounds are generated into the same file, so the front end
+//! has no copy of its own.
 
 #[cfg(test)]
 mod tests {
@@ -68,7 +70,34 @@ mod tests {
             crate::error::ErrorKind,
             crate::error::CommandError,
         );
+        out.push_str(&values());
         out
+    }
+
+    /// The values the front end shares with the back end: the chat settings' defaults and the
+    /// sampling settings' bounds.
+    fn values() -> String {
+        use canopy_types::{
+            MAX_PRESENCE_FREQUENCY_PENALTY, MAX_REPEAT_LAST_N, MAX_REPEAT_PENALTY, MAX_TEMPERATURE,
+            MAX_TOP_K,
+        };
+        let defaults = serde_json::to_string_pretty(&canopy_core::ChatSettings::default())
+            .expect("the default settings serialise");
+        let limits = serde_json::to_string_pretty(&serde_json::json!({
+            "temperature": MAX_TEMPERATURE,
+            "top_k": MAX_TOP_K,
+            "repeat_penalty": MAX_REPEAT_PENALTY,
+            "presence_frequency_penalty": MAX_PRESENCE_FREQUENCY_PENALTY,
+            "repeat_last_n": MAX_REPEAT_LAST_N,
+        }))
+        .expect("the limits serialise");
+        format!(
+            "\n/** The chat settings' defaults (`ChatSettings::default`; the sampling is \
+             `Sampling::chat_default`). */\n\
+             export const DEFAULT_CHAT_SETTINGS: ChatSettings = {defaults};\n\
+             \n/** The largest value of each sampling setting (canopy-types' `MAX_*`). */\n\
+             export const SAMPLING_LIMITS = {limits} as const;\n"
+        )
     }
 
     fn repo_file(path: &str) -> PathBuf {

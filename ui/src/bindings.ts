@@ -28,7 +28,27 @@ top_p: number,
 /**
  * Same seed, same output.
  */
-seed: number, };
+seed: number, 
+/**
+ * Keep the tokens at least P times as likely as the most likely one; 0 turns it off.
+ */
+min_p: number, 
+/**
+ * Repetition penalty over the last `repeat_last_n` tokens; 1 turns it off; at most 2.
+ */
+repeat_penalty: number, 
+/**
+ * The window of the three penalties, in tokens; 0 turns them off; 64 when absent.
+ */
+repeat_last_n: number, 
+/**
+ * Subtracted per occurrence in the window; 0 turns it off; between -2 and 2.
+ */
+frequency_penalty: number, 
+/**
+ * Subtracted once for any occurrence in the window; 0 turns it off; between -2 and 2.
+ */
+presence_penalty: number, };
 
 /**
  * How a chat generates its replies.
@@ -65,7 +85,27 @@ top_p: number,
 /**
  * Same seed, same output.
  */
-seed: number, };
+seed: number, 
+/**
+ * Keep the tokens at least P times as likely as the most likely one; 0 turns it off.
+ */
+min_p: number, 
+/**
+ * Repetition penalty over the last `repeat_last_n` tokens; 1 turns it off; at most 2.
+ */
+repeat_penalty: number, 
+/**
+ * The window of the three penalties, in tokens; 0 turns them off; 64 when absent.
+ */
+repeat_last_n: number, 
+/**
+ * Subtracted per occurrence in the window; 0 turns it off; between -2 and 2.
+ */
+frequency_penalty: number, 
+/**
+ * Subtracted once for any occurrence in the window; 0 turns it off; between -2 and 2.
+ */
+presence_penalty: number, };
 
 /**
  * The target and draft models a new conversation starts with: library ids or file paths.
@@ -409,3 +449,30 @@ export type ErrorKind = "user" | "crashed" | "internal" | "busy" | "not_found" |
  * A command failure as the front end receives it: `{ "kind": ..., "message": ... }`.
  */
 export type CommandError = { kind: ErrorKind, message: string, };
+
+/** The chat settings' defaults (`ChatSettings::default`; the sampling is `Sampling::chat_default`). */
+export const DEFAULT_CHAT_SETTINGS: ChatSettings = {
+  "temperature": 0.8,
+  "top_k": 40,
+  "top_p": 0.95,
+  "seed": 0,
+  "min_p": 0.05,
+  "repeat_penalty": 1.0,
+  "repeat_last_n": 64,
+  "frequency_penalty": 0.0,
+  "presence_penalty": 0.0,
+  "max_tokens": 512,
+  "plan": "auto",
+  "placement": "auto",
+  "context": null,
+  "rpc": []
+};
+
+/** The largest value of each sampling setting (canopy-types' `MAX_*`). */
+export const SAMPLING_LIMITS = {
+  "presence_frequency_penalty": 2.0,
+  "repeat_last_n": 4096,
+  "repeat_penalty": 2.0,
+  "temperature": 2.0,
+  "top_k": 1000
+} as const;

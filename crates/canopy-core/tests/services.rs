@@ -9,7 +9,7 @@ use canopy_core::{ChatObserver, ChatSettings, Core, ErrorKind, Inference, ModelC
 use canopy_gguf::{GgmlType, GgufWriter};
 use canopy_hw::PlacementDecision;
 use canopy_store::{MessageStatus, Role};
-use canopy_types::{Placement, Plan, Sampling, Source, StopReason};
+use canopy_types::{Penalties, Placement, Plan, Sampling, Source, StopReason};
 use canopy_worker::{
     CancelFlag, Event, GenerateRequest, GenerateResult, Job, JobResult, WorkerError,
 };
@@ -531,4 +531,63 @@ fn settings_round_trip_through_the_store() {
     let mut bad = settings.clone();
     bad.max_tokens = 40_000;
     assert!(w.core.save_chat_settings(&bad).is_err());
+}
+
+/// Min-p and the penalties are saved with the rest; out of range, settings a front end sends are
+/// refused when read, naming the setting.
+#[test]
+fn sampling_settings_are_checked_when_read() {
+    let w = world(Script::Reply(vec!["x"]));
+    let sampling = Sampling::chat_default()
+        .with_min_p(0.2)
+        .unwrap()
+        .with_penalties(Penalties {
+            last_n: 32,
+            repeat: 1.3,
+            frequency: 0.1,
+            presence: -0.1,
+        })
+        .unwrap();
+    let settings = ChatSettings {
+        sampling,
+        ..ChatSettings::default()
+    };
+    w.core.save_chat_settings(&settings).unwrap();
+    assert_eq!(w.core.chat_settings().unwrap(), settings);
+
+    let json = serde_json::to_value(&settings).unwrap();
+    for (field, value, setting) in [
+        ("min_p", serde_json::json!(1.5), "min-p"),
+        ("repeat_penalty", serde_json::json!(0), "repeat-penalty"),
+        ("repeat_last_n", serde_json::json!(5000), "repeat-last-n"),
+        (
+            "frequency_penalty",
+            serde_json::json!(3),
+            "frequency-penalty",
+        ),
+        (
+            "presence_penalty",
+            serde_json::json!(-3),
+            "presence-penalty",
+        ),
+    ] {
+        let mut bad = json.clone();
+        bad[field] = value;
+        let err = serde_json::from_value::<ChatSettings>(bad).unwrap_err();
+        assert!(err.to_string().contains(setting), "{field}: {err}");
+    }
+    // Settings saved before min-p and the penalties existed read as having them off.
+    let mut old = json;
+    for field in [
+        "min_p",
+        "repeat_penalty",
+        "repeat_last_n",
+        "frequency_penalty",
+        "presence_penalty",
+    ] {
+        old.as_object_mut().unwrap().remove(field);
+    }
+    let read: ChatSettings = serde_json::from_value(old).unwrap();
+    assert_eq!(read.sampling.min_p(), 0.0);
+    assert!(read.sampling.penalties().is_off());
 }

@@ -98,7 +98,8 @@ pub struct Sampling {
 }
 
 /// The serialised form of [`Sampling`], checked on the way in. The fields added after the first
-/// four may be absent; absent, they change nothing.
+/// four may be absent; absent, they change nothing. They are always written, so the front end's
+/// type has every field.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 struct Fields {
@@ -113,23 +114,23 @@ struct Fields {
     seed: u64,
     /// Keep the tokens at least P times as likely as the most likely one; 0 turns it off.
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     min_p: Option<f32>,
     /// Repetition penalty over the last `repeat_last_n` tokens; 1 turns it off; at most 2.
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     repeat_penalty: Option<f32>,
     /// The window of the three penalties, in tokens; 0 turns them off; 64 when absent.
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     repeat_last_n: Option<u32>,
     /// Subtracted per occurrence in the window; 0 turns it off; between -2 and 2.
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     frequency_penalty: Option<f32>,
     /// Subtracted once for any occurrence in the window; 0 turns it off; between -2 and 2.
     #[serde(default)]
-    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     presence_penalty: Option<f32>,
 }
 

@@ -21,6 +21,27 @@ describe("validateSettings", () => {
     expect(Object.keys(e).sort()).toEqual(["context", "max_tokens", "placement", "plan", "seed", "temperature", "top_k", "top_p"]);
   });
 
+  it("has the back end's defaults: llama.cpp's sampling", () => {
+    expect(DEFAULT_SETTINGS).toMatchObject({
+      temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1, repeat_last_n: 64,
+      frequency_penalty: 0, presence_penalty: 0,
+    });
+  });
+
+  it("bounds min-p and the penalties as the back end does", () => {
+    const ok = typed({ min_p: 1, repeat_penalty: 2, repeat_last_n: 4096, frequency_penalty: -2, presence_penalty: 2 });
+    expect(validateSettings(ok)).toEqual({});
+    expect(validateSettings(typed({ min_p: 0, repeat_penalty: 0.5, repeat_last_n: 0 }))).toEqual({});
+    const e = validateSettings(typed({
+      min_p: 1.01, repeat_penalty: 0, repeat_last_n: 4097, frequency_penalty: 2.5, presence_penalty: -2.5,
+    }));
+    expect(Object.keys(e).sort()).toEqual(["frequency_penalty", "min_p", "presence_penalty", "repeat_last_n", "repeat_penalty"]);
+    expect(validateSettings(typed({ min_p: -0.1, repeat_penalty: 2.1, repeat_last_n: 1.5 }))).toMatchObject({
+      min_p: expect.any(String), repeat_penalty: expect.stringMatching(/at most 2/), repeat_last_n: expect.any(String),
+    });
+    expect(validateSettings(typed({ min_p: parseNumber("") })).min_p).toBeDefined();
+  });
+
   it("accepts plans within the engine's limits", () => {
     for (const plan of ["none", "auto", "chain:1", "chain:4", "chain:255", "tree:2", "tree:64", "tree:1024"]) {
       expect(validateSettings(typed({ plan }))).toEqual({});

@@ -1,21 +1,12 @@
 // Validation of what the user types, before anything is sent to the app.
 
+import { DEFAULT_CHAT_SETTINGS, SAMPLING_LIMITS } from "../bindings";
 import type { ChatSettings, Placement, Plan, ServerSettings } from "../types";
 
 export type Errors<T> = Partial<Record<keyof T, string>>;
 
-/** The back end's defaults (canopy-core's `ChatSettings::default`). */
-export const DEFAULT_SETTINGS: ChatSettings = {
-  temperature: 0.7,
-  top_k: 40,
-  top_p: 0.95,
-  seed: 0,
-  max_tokens: 512,
-  plan: "auto",
-  placement: "auto",
-  context: null,
-  rpc: [],
-};
+/** The back end's defaults (canopy-core's `ChatSettings::default`, generated into bindings.ts). */
+export const DEFAULT_SETTINGS: ChatSettings = DEFAULT_CHAT_SETTINGS;
 
 /** `host:port[,host:port]` as typed → the list the back end checks again. */
 export function parseRpc(text: string): string[] {
@@ -58,14 +49,32 @@ export function planBudget(plan: string): string {
 /** Checks chat settings with the back end's bounds; returns one message per bad field (empty when all are fine). */
 export function validateSettings(s: ChatSettings): Errors<ChatSettings> {
   const e: Errors<ChatSettings> = {};
-  if (!Number.isFinite(s.temperature) || s.temperature < 0 || s.temperature > 2) {
-    e.temperature = "Temperature must be between 0 and 2.";
+  const L = SAMPLING_LIMITS;
+  const within = (x: number, low: number, high: number) => Number.isFinite(x) && x >= low && x <= high;
+  if (!within(s.temperature, 0, L.temperature)) {
+    e.temperature = `Temperature must be between 0 and ${L.temperature}.`;
   }
-  if (!Number.isInteger(s.top_k) || s.top_k < 0 || s.top_k > 1000) {
-    e.top_k = "Top-k must be a whole number from 0 (off) to 1000.";
+  if (!Number.isInteger(s.top_k) || !within(s.top_k, 0, L.top_k)) {
+    e.top_k = `Top-k must be a whole number from 0 (off) to ${L.top_k}.`;
   }
-  if (!Number.isFinite(s.top_p) || s.top_p <= 0 || s.top_p > 1) {
+  if (!within(s.top_p, 0, 1) || s.top_p === 0) {
     e.top_p = "Top-p must be above 0 and at most 1.";
+  }
+  if (!within(s.min_p, 0, 1)) {
+    e.min_p = "Min-p must be between 0 (off) and 1.";
+  }
+  if (!within(s.repeat_penalty, 0, L.repeat_penalty) || s.repeat_penalty === 0) {
+    e.repeat_penalty = `Repetition penalty must be above 0 and at most ${L.repeat_penalty} (1 turns it off).`;
+  }
+  if (!Number.isInteger(s.repeat_last_n) || !within(s.repeat_last_n, 0, L.repeat_last_n)) {
+    e.repeat_last_n = `The penalty window must be a whole number of tokens from 0 (off) to ${L.repeat_last_n}.`;
+  }
+  const pf = L.presence_frequency_penalty;
+  if (!within(s.frequency_penalty, -pf, pf)) {
+    e.frequency_penalty = `Frequency penalty must be between -${pf} and ${pf}.`;
+  }
+  if (!within(s.presence_penalty, -pf, pf)) {
+    e.presence_penalty = `Presence penalty must be between -${pf} and ${pf}.`;
   }
   if (!Number.isInteger(s.seed) || s.seed < 0 || s.seed > Number.MAX_SAFE_INTEGER) {
     e.seed = "Seed must be a whole number of at least 0.";

@@ -34,7 +34,8 @@ function conversation(id: number, target: string | null, draft: string | null): 
 }
 
 const settings: ChatSettings = {
-  temperature: 0.7, top_k: 40, top_p: 0.95, seed: 0, max_tokens: 512, plan: "auto", placement: "auto", context: null, rpc: [],
+  temperature: 0.7, top_k: 40, top_p: 0.95, min_p: 0.1, repeat_penalty: 1.1, repeat_last_n: 64, frequency_penalty: 0.2,
+  presence_penalty: 0, seed: 0, max_tokens: 512, plan: "auto", placement: "auto", context: null, rpc: [],
 };
 
 function decision(summary: string): PlacementDecision {
@@ -116,6 +117,35 @@ describe("ChatScreen", () => {
     await flush();
     expect(calls.map((c) => c.command)).not.toContain("set_conversation_models");
     expect(calls.find((c) => c.command === "set_model_pair")?.args).toEqual({ pair: { target: "1", draft: "2" } });
+  });
+
+  it("edits min-p and the repetition penalty, refuses what the back end would, and keeps the other penalties", async () => {
+    const chat = new ChatScreen(() => {});
+    await chat.show();
+    q(chat.root, "toggle-settings").click();
+    const minP = q(chat.root, "setting-min_p") as HTMLInputElement;
+    const repeat = q(chat.root, "setting-repeat_penalty") as HTMLInputElement;
+    const save = q(chat.root, "save-settings") as HTMLButtonElement;
+    expect([minP.value, repeat.value]).toEqual(["0.1", "1.1"]);
+    const type = (input: HTMLInputElement, text: string) => {
+      input.value = text;
+      input.dispatchEvent(new Event("input"));
+    };
+    type(minP, "1.5");
+    expect(save.disabled).toBe(true);
+    expect(minP.parentElement?.querySelector(".field-error")?.textContent).toMatch(/Min-p/);
+    type(minP, "0.2");
+    type(repeat, "0");
+    expect(save.disabled).toBe(true);
+    expect(repeat.parentElement?.querySelector(".field-error")?.textContent).toMatch(/Repetition penalty/);
+    type(repeat, "1.3");
+    expect(save.disabled).toBe(false);
+    handlers.save_settings = () => undefined;
+    save.click();
+    await flush();
+    expect(calls.find((c) => c.command === "save_settings")?.args).toEqual({
+      settings: { ...settings, min_p: 0.2, repeat_penalty: 1.3 },
+    });
   });
 
   it("shows the local server's address in the settings panel", async () => {

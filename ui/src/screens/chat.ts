@@ -691,6 +691,9 @@ export class ChatScreen {
     type Key = keyof ChatSettings;
     const draft: Record<Key, string> = {
       temperature: String(this.settings.temperature), top_k: String(this.settings.top_k), top_p: String(this.settings.top_p),
+      min_p: String(this.settings.min_p), repeat_penalty: String(this.settings.repeat_penalty),
+      repeat_last_n: String(this.settings.repeat_last_n), frequency_penalty: String(this.settings.frequency_penalty),
+      presence_penalty: String(this.settings.presence_penalty),
       seed: String(this.settings.seed), max_tokens: String(this.settings.max_tokens), plan: this.settings.plan,
       placement: this.settings.placement, context: this.settings.context === null ? "" : String(this.settings.context),
       rpc: this.settings.rpc.join(", "),
@@ -700,6 +703,9 @@ export class ChatScreen {
     // Typed text becomes a plan or a placement only once validateSettings accepts it.
     const current = (): ChatSettings => ({
       temperature: parseNumber(draft.temperature), top_k: parseNumber(draft.top_k), top_p: parseNumber(draft.top_p),
+      min_p: parseNumber(draft.min_p), repeat_penalty: parseNumber(draft.repeat_penalty),
+      repeat_last_n: parseNumber(draft.repeat_last_n), frequency_penalty: parseNumber(draft.frequency_penalty),
+      presence_penalty: parseNumber(draft.presence_penalty),
       seed: parseNumber(draft.seed), max_tokens: parseNumber(draft.max_tokens), plan: draft.plan.trim() as Plan,
       placement: draft.placement.trim() as Placement, context: draft.context.trim() === "" ? null : parseNumber(draft.context),
       rpc: parseRpc(draft.rpc),
@@ -737,6 +743,8 @@ export class ChatScreen {
       field("temperature", "Temperature", "0 = greedy (identical to the target's own greedy output)"),
       field("top_k", "Top-k", "0 turns it off"),
       field("top_p", "Top-p", "1 turns it off"),
+      field("min_p", "Min-p", "drop tokens less likely than this share of the most likely one; 0 turns it off"),
+      field("repeat_penalty", "Repetition penalty", `above 1 discourages repeating the last ${this.settings.repeat_last_n} tokens; 1 turns it off`),
       field("seed", "Seed", "same seed, same reply"),
       field("max_tokens", "Max tokens", "per reply, up to 32768"),
       field("context", "Context", "tokens; empty = the model's own, at most 4096", "model's own"),
