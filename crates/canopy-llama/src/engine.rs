@@ -767,8 +767,12 @@ impl Engine {
             tree.prefill(&prefix)
                 .map_err(|e| HandlerError::internal(e.to_string()))
         };
-        let mut target = self.context(model, req.placement, n_ctx, n_batch)?;
-        prefill(&mut target)?;
+        let mut target = None;
+        if !req.target_grid.is_empty() {
+            let mut tree = self.context(model, req.placement, n_ctx, n_batch)?;
+            prefill(&mut tree)?;
+            target = Some(tree);
+        }
         let total =
             (req.target_grid.len() + req.host_path_grid.len() + req.draft_grid.len()).max(1) as f64;
         let mut done = 0.0;
@@ -777,7 +781,9 @@ impl Engine {
             if events.is_cancelled() {
                 return Err(user("cancelled"));
             }
-            target_points.push(time_pass(&mut target, &probe, n, req.repeats)?);
+            if let Some(tree) = target.as_mut() {
+                target_points.push(time_pass(tree, &probe, n, req.repeats)?);
+            }
             done += 1.0;
             events.progress("target passes", done / total);
         }

@@ -300,13 +300,7 @@ impl<'m> LlamaTree<'m> {
         self.tips.clear();
         self.rows.clear();
         self.backlog.clear();
-        for s in 1..self.n_seq as u32 {
-            if self.ctx.kv_cache_seq_pos_max(s as i32) >= 0 {
-                self.ctx
-                    .clear_kv_cache_seq(Some(s), None, None)
-                    .map_err(|e| ModelError::Decode(e.to_string()))?;
-            }
-        }
+        self.clear_leaf_seqs()?;
         self.ctx
             .clear_kv_cache_seq(Some(0), Some(keep as u32), None)
             .map_err(|e| ModelError::Decode(e.to_string()))?;
@@ -329,6 +323,18 @@ impl<'m> LlamaTree<'m> {
     /// Number of sequence ids the context was created with.
     pub fn n_seq(&self) -> usize {
         self.n_seq
+    }
+
+    /// Empties every leaf sequence (1..), leaving the committed prefix in sequence 0.
+    fn clear_leaf_seqs(&mut self) -> Result<(), ModelError> {
+        for s in 1..self.n_seq as u32 {
+            if self.ctx.kv_cache_seq_pos_max(s as i32) >= 0 {
+                self.ctx
+                    .clear_kv_cache_seq(Some(s), None, None)
+                    .map_err(|e| ModelError::Decode(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     fn free_seq(&self, claimed: &[i32]) -> Option<i32> {
@@ -576,13 +582,7 @@ impl TreeModel for LlamaTree<'_> {
                 .copy_kv_cache_seq(seq, 0, Some(self.n_past as u32), Some(end))
                 .map_err(|e| ModelError::Decode(e.to_string()))?;
         }
-        for s in 1..self.n_seq as u32 {
-            if self.ctx.kv_cache_seq_pos_max(s as i32) >= 0 {
-                self.ctx
-                    .clear_kv_cache_seq(Some(s), None, None)
-                    .map_err(|e| ModelError::Decode(e.to_string()))?;
-            }
-        }
+        self.clear_leaf_seqs()?;
         self.backlog
             .extend(path[kept..].iter().map(|&v| self.pending[v].token));
         self.history
