@@ -7,6 +7,7 @@
 //! * [`optimal_tree`]: the tree of at most `budget` nodes with the most expected tokens per pass, under
 //!   limits on depth, children per node and leaves; [`optimal_tree_bounded`] adds a proven upper bound.
 //! * [`choose`]: the budget and depth with the most predicted tokens per second, given [`Costs`].
+//! * [`choose_ladder`]: the best tree of every range of budgets.
 //! * [`chain`] and [`fixed_budget`]: baselines.
 //! * [`Planner`]: the same, cached by input.
 //!
@@ -30,7 +31,7 @@ mod relax;
 mod tree;
 
 pub use acceptance::{Acceptance, Limits, LLAMA_MAX_LEAVES, MAX_BUDGET, SUM_TOLERANCE};
-pub use cost::{choose, Choice, CostTable, Costs};
+pub use cost::{choose, choose_ladder, Choice, CostTable, Costs};
 pub use error::PlanError;
 pub use planner::Planner;
 pub use tree::{BoundedPlan, Level, PlanNode, TreePlan};
