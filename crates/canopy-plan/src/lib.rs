@@ -8,6 +8,7 @@
 //!   limits on depth, children per node and leaves; [`optimal_tree_bounded`] adds a proven upper bound.
 //! * [`choose`]: the budget and depth with the most predicted tokens per second, given [`Costs`].
 //! * [`choose_ladder`]: the best tree of every range of budgets.
+//! * [`LiveCostTable`]: a cost table corrected by the pass times measured while running.
 //! * [`chain`] and [`fixed_budget`]: baselines.
 //! * [`Planner`]: the same, cached by input.
 //!
@@ -26,6 +27,7 @@ mod acceptance;
 mod cost;
 mod dp;
 mod error;
+mod live;
 mod planner;
 mod relax;
 mod tree;
@@ -33,6 +35,7 @@ mod tree;
 pub use acceptance::{Acceptance, Limits, LLAMA_MAX_LEAVES, MAX_BUDGET, SUM_TOLERANCE};
 pub use cost::{choose, choose_ladder, Choice, CostTable, Costs};
 pub use error::PlanError;
+pub use live::{LiveCostTable, LivePoint};
 pub use planner::Planner;
 pub use tree::{BoundedPlan, Level, PlanNode, TreePlan};
 
