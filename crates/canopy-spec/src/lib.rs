@@ -6,6 +6,8 @@
 //!   (lookup, removal, residual, sampling), each touching only the entries it must.
 //! - [`draft`]: choosing a node's children from the draft without replacement (top-k when greedy,
 //!   Gumbel-top-k when sampling).
+//! - [`lookup`]: candidates matched in the conversation itself (prompt lookup, n-grams), at no
+//!   model cost, from an index updated as tokens are committed.
 //! - [`verify`]: the verification walk that keeps the target's output distribution exactly.
 //! - [`model`]: the [`TreeModel`] trait the engine implements for llama.cpp (and tests implement
 //!   with deterministic fakes).
@@ -22,6 +24,7 @@ pub mod acceptance;
 pub mod dist;
 pub mod draft;
 pub mod driver;
+pub mod lookup;
 pub mod model;
 #[cfg(feature = "verifier-mutants")]
 pub mod mutants;
@@ -32,6 +35,7 @@ pub mod verify;
 pub use driver::{
     generate, Flow, GenConfig, GenError, GenStats, PlanPolicy, Source, StopReason, TokenSink,
 };
+pub use lookup::{LookupConfig, LookupError, LookupIndex, LookupProposal};
 pub use model::{ModelError, NodeIn, TreeModel};
 pub use policy::{AcceptanceTracker, AutoPolicy, FixedPolicy};
 pub use sampling::{Dist, Penalties, SamplingConfig, TokenCounts};
