@@ -8,7 +8,8 @@
 //!   Gumbel-top-k when sampling).
 //! - [`lookup`]: candidates matched in the conversation itself (prompt lookup, n-grams), at no
 //!   model cost, from an index updated as tokens are committed.
-//! - [`verify`]: the verification walk that keeps the target's output distribution exactly.
+//! - [`verify`]: the verification walk that keeps the target's output distribution exactly, with
+//!   lookup candidates (point masses) tried before the draft's at every node.
 //! - [`model`]: the [`TreeModel`] trait the engine implements for llama.cpp (and tests implement
 //!   with deterministic fakes).
 //! - [`driver`]: the generation loop: draft a tree level by level following a plan, verify it in
@@ -39,6 +40,7 @@ pub use lookup::{LookupConfig, LookupError, LookupIndex, LookupProposal};
 pub use model::{ModelError, NodeIn, TreeModel};
 pub use policy::{AcceptanceTracker, AutoPolicy, FixedPolicy};
 pub use sampling::{Dist, Penalties, SamplingConfig, TokenCounts};
+pub use verify::{LookupVisit, NodeKind, Walk};
 
 /// A token id, as llama.cpp numbers them.
 pub type Token = i32;
