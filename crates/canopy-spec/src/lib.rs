@@ -12,8 +12,12 @@
 //!   lookup candidates (point masses) tried before the draft's at every node.
 //! - [`model`]: the [`TreeModel`] trait the engine implements for llama.cpp (and tests implement
 //!   with deterministic fakes).
-//! - [`driver`]: the generation loop: draft a tree level by level following a plan, verify it in
-//!   one target decode, commit the accepted path and the target's bonus token.
+//! - [`driver`]: the generation loop: build each step's tree (lookup candidates under the root,
+//!   the draft's tree drafted level by level beside them), verify it in one target decode, commit
+//!   the accepted path and the target's bonus token.
+//! - [`policy`]: what each step's tree holds: a fixed plan, or `auto`, which values the draft's
+//!   and lookup's candidates each with its own measured acceptance and corrects its cost curves
+//!   with the measured pass times.
 //! - [`acceptance`]: estimating the positional acceptance vector of a draft/target pair.
 //! - `mutants` (only with the `verifier-mutants` feature, which this crate's own tests turn on):
 //!   deliberately broken verifiers for the mutation control of the exactness tests.
@@ -34,11 +38,14 @@ pub mod sampling;
 pub mod verify;
 
 pub use driver::{
-    generate, Flow, GenConfig, GenError, GenStats, PlanPolicy, Source, StopReason, TokenSink,
+    generate, Flow, GenConfig, GenError, GenStats, PlanPolicy, Source, StepInput, StepPlan,
+    StepReport, StopReason, TokenSink,
 };
 pub use lookup::{LookupConfig, LookupError, LookupIndex, LookupProposal};
 pub use model::{ModelError, NodeIn, TreeModel};
-pub use policy::{AcceptanceTracker, AutoPolicy, FixedPolicy};
+pub use policy::{
+    AcceptanceTracker, AutoPolicy, FixedPolicy, LiveCosts, LookupTracker, StepCounts,
+};
 pub use sampling::{Dist, Penalties, SamplingConfig, TokenCounts};
 pub use verify::{LookupVisit, NodeKind, Walk};
 
