@@ -27,6 +27,9 @@
 //! [`choose_step`] takes the draft trees of a ladder ([`crate::choose_ladder`]) and every prefix of
 //! the lookup nodes in decreasing weight (a prefix is a trie: a child weighs at most its parent)
 //! and returns the pair with the most tokens per second; plain decoding is always a candidate.
+//! (Candidates matched after the draft tree's leaves, known only once the draft has drawn them,
+//! are left to the policy's per-node rule: one pays when its weight beats the cost of its token at
+//! the step's rate.)
 
 use serde::{Deserialize, Serialize};
 

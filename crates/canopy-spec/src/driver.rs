@@ -45,6 +45,16 @@ pub trait PlanPolicy {
     /// The tree of the next step. The driver prunes it to fit the context and the tokens still
     /// wanted (lookup nodes first), and ignores its draft part without a draft model.
     fn next_step(&mut self, input: &StepInput<'_>) -> StepPlan;
+    /// After drafting, for a leaf of the step's draft plan (`plan_node`, an index into
+    /// [`StepPlan::draft`]) that the draft filled, when [`StepPlan::lookup_under_leaves`] asked for
+    /// it: which of the lookup candidates matched after the leaf's path to hang under it (indices
+    /// into `proposal`, parents first). None by default. It takes `&self`: what a leaf gets must
+    /// depend only on its own path and on what was decided before drafting, never on other
+    /// branches (the walk's exactness needs it, see [`crate::verify`]).
+    fn lookup_under(&self, plan_node: usize, proposal: &LookupProposal) -> Vec<usize> {
+        let _ = (plan_node, proposal);
+        Vec::new()
+    }
     /// Called after every step with what happened and what it cost.
     fn observe(&mut self, report: &StepReport<'_>);
     /// A short description such as `tree:64 (depth 7)`.
@@ -60,14 +70,17 @@ pub struct StepInput<'a> {
     pub lookup: &'a LookupProposal,
 }
 
-/// The tree of one step: the draft's shape (node 0 is the root) and the lookup candidates hung
-/// under the root, tried before the draft's children.
+/// The tree of one step: the draft's shape (node 0 is the root), the lookup candidates hung under
+/// the root, tried before the draft's children, and whether to look up after the draft's leaves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepPlan {
     pub draft: TreePlan,
     /// Indices into the step's [`LookupProposal`], parents before children; a node whose parent
     /// is not listed is dropped.
     pub lookup: Vec<usize>,
+    /// Whether to match the path to every leaf of the draft's tree and ask
+    /// [`PlanPolicy::lookup_under`] what to hang there.
+    pub lookup_under_leaves: bool,
 }
 
 impl StepPlan {
@@ -76,6 +89,7 @@ impl StepPlan {
         StepPlan {
             draft: TreePlan::plain(),
             lookup: Vec::new(),
+            lookup_under_leaves: false,
         }
     }
 }
@@ -215,7 +229,8 @@ impl Emitter<'_> {
 /// Every step the policy chooses a tree: lookup candidates (when [`PlanPolicy::lookup`] gives
 /// settings, matched in the prompt and output so far at no model cost) hung under the root, and
 /// the draft's tree (with a draft model) beside them, drafted level by level (one draft decode per
-/// level). The tree is verified in one target decode and the accepted path plus the target's bonus
+/// level), with more lookup candidates under its leaves where the policy wants them
+/// ([`PlanPolicy::lookup_under`]). The tree is verified in one target decode and the accepted path plus the target's bonus
 /// token are committed in both models. With neither (no draft model and no lookup match, or a plain
 /// plan), a step is one plain target decode. The output is the target's: identical tokens at
 /// temperature 0 (given batch-invariant logits), the same distribution when sampling (see
@@ -347,6 +362,19 @@ pub(crate) fn generate_with(
                     )
                     .map_err(GenError::Draft)?;
                     let t1 = Instant::now();
+                    if let (Some(ix), true) = (index.as_ref(), step.lookup_under_leaves) {
+                        let spare = limit - lookup_nodes - plan.nodes.len();
+                        hang_lookup_under_leaves(
+                            &mut drafted,
+                            &plan,
+                            ix,
+                            &*policy,
+                            spare,
+                            max_depth,
+                            vocab,
+                        );
+                    }
+                    let t2 = Instant::now();
                     let walk = verify_tree(
                         target,
                         &drafted.tree,
@@ -356,8 +384,7 @@ pub(crate) fn generate_with(
                         rejection,
                         &mut rng,
                     )?;
-                    let verify_secs = t1.elapsed().as_secs_f64();
-                    stats.max_depth = stats.max_depth.max(plan.depth());
+                    let verify_secs = t2.elapsed().as_secs_f64();
                     // Commit in the draft: its pending chain plus the accepted nodes it decoded.
                     let mut draft_path: Vec<usize> = (0..drafted.chain_len).collect();
                     let mut rest = Vec::new();
@@ -396,13 +423,13 @@ pub(crate) fn generate_with(
         stats.draft_secs += draft_secs;
         stats.verify_secs += verify_secs;
         stats.max_budget = stats.max_budget.max(tree.len());
-        let lookup_depth = (1..tree.len())
-            .filter(|&v| tree.kinds[v] == NodeKind::Lookup)
-            .map(|v| tree.lookup_depth_below(v) as usize - 1)
-            .max()
-            .unwrap_or(0);
-        stats.max_depth = stats.max_depth.max(lookup_depth);
-        stats.lookup_tokens += lookup_nodes;
+        let depth = (0..tree.len()).map(|v| tree.depth(v)).max().unwrap_or(0);
+        stats.max_depth = stats.max_depth.max(depth);
+        stats.lookup_tokens += tree
+            .kinds
+            .iter()
+            .filter(|&&k| k == NodeKind::Lookup)
+            .count();
         policy.observe(&StepReport {
             walk: &walk,
             target_tokens: tree.len(),
@@ -472,6 +499,8 @@ struct Drafted {
     draft_index: Vec<Option<usize>>,
     /// Length of the pending chain decoded before the tree (its last node is the root).
     chain_len: usize,
+    /// The tree node of every plan node (`None` when the draft had fewer candidates than planned).
+    at: Vec<Option<usize>>,
 }
 
 /// Grows the tree of `plan` under the root of `tree` (which may already hold lookup nodes) level by
@@ -582,7 +611,61 @@ fn draft_tree(
         q,
         draft_index,
         chain_len,
+        at,
     })
+}
+
+/// Hangs lookup candidates under the draft's leaves: for every leaf of `plan` the draft filled,
+/// the candidates matched after its path that `policy` picks, at most `spare / leaves of the plan`
+/// under each (a share fixed before drafting) and none deeper than `max_depth`. What a leaf gets
+/// depends only on its own path, as the walk's exactness requires (see [`crate::verify`]).
+fn hang_lookup_under_leaves(
+    drafted: &mut Drafted,
+    plan: &TreePlan,
+    index: &LookupIndex,
+    policy: &dyn PlanPolicy,
+    spare: usize,
+    max_depth: usize,
+    vocab: usize,
+) {
+    let cap = spare / plan.leaves().max(1);
+    if cap == 0 {
+        return;
+    }
+    for (p, node) in plan.nodes.iter().enumerate().skip(1) {
+        let (0, Some(v)) = (node.children, drafted.at[p]) else {
+            continue;
+        };
+        let room = max_depth.saturating_sub(node.depth as usize);
+        if room == 0 {
+            continue;
+        }
+        let proposal = index.propose(&drafted.tree.path_tokens(v));
+        if proposal.is_empty() {
+            continue;
+        }
+        let chosen = policy.lookup_under(p, &proposal);
+        let mut at = vec![None; proposal.len()];
+        let mut added = 0;
+        for i in chosen {
+            let Some(shape) = proposal.shape().get(i) else {
+                continue;
+            };
+            let parent = match shape.parent {
+                None => Some(v),
+                Some(q) => at.get(q).copied().flatten(),
+            };
+            let token = proposal.tokens()[i];
+            let fits = added < cap && (shape.depth as usize) <= room;
+            if let (Some(parent), true, true) = (parent, fits, (0..vocab as Token).contains(&token))
+            {
+                at[i] = Some(drafted.tree.push_lookup(parent, token));
+                drafted.q.push(None);
+                drafted.draft_index.push(None);
+                added += 1;
+            }
+        }
+    }
 }
 
 /// The penalty window of the position after tree node `v` (empty when the penalties are off).

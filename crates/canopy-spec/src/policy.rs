@@ -13,7 +13,7 @@ use canopy_plan::{
 use serde::Serialize;
 
 use crate::driver::{PlanPolicy, StepInput, StepPlan, StepReport};
-use crate::lookup::{LookupConfig, MAX_SITES};
+use crate::lookup::{LookupConfig, LookupProposal, MAX_SITES};
 use crate::verify::LookupVisit;
 
 /// Positional acceptance counts from verification walks, with an optional prior.
@@ -143,6 +143,7 @@ pub struct FixedPolicy {
     label: String,
     tracker: AcceptanceTracker,
     lookup: Option<(LookupConfig, usize)>,
+    under_leaves: usize,
     lookup_tracker: LookupTracker,
 }
 
@@ -154,6 +155,7 @@ impl FixedPolicy {
             label: label.into(),
             tracker: AcceptanceTracker::new(8, &[], 0.0),
             lookup: None,
+            under_leaves: 0,
             lookup_tracker: LookupTracker::new(&[], 0.0),
         }
     }
@@ -163,6 +165,13 @@ impl FixedPolicy {
     /// the draft's children. With [`TreePlan::plain`] (or no draft model) that is lookup alone.
     pub fn with_lookup(mut self, config: LookupConfig, nodes: usize) -> Self {
         self.lookup = Some((config, nodes));
+        self
+    }
+
+    /// Also hangs up to `nodes` lookup candidates under every leaf of the draft's tree, matched
+    /// after the leaf's path (no effect without [`FixedPolicy::with_lookup`]).
+    pub fn with_lookup_under_leaves(mut self, nodes: usize) -> Self {
+        self.under_leaves = nodes;
         self
     }
 
@@ -190,16 +199,26 @@ impl PlanPolicy for FixedPolicy {
                 TreePlan::plain()
             },
             lookup: (0..nodes).collect(),
+            lookup_under_leaves: self.lookup.is_some() && self.under_leaves > 0,
         }
+    }
+    fn lookup_under(&self, _: usize, proposal: &LookupProposal) -> Vec<usize> {
+        (0..self.under_leaves.min(proposal.len())).collect()
     }
     fn observe(&mut self, report: &StepReport<'_>) {
         self.tracker.record(&report.walk.visits);
         self.lookup_tracker.record(&report.walk.lookup_visits);
     }
     fn describe(&self) -> String {
-        match self.lookup {
-            Some((_, nodes)) => format!("{} + lookup:{nodes}", self.label),
-            None => self.label.clone(),
+        match (self.lookup, self.under_leaves) {
+            (Some((_, nodes)), 0) => format!("{} + lookup:{nodes}", self.label),
+            (Some((_, nodes)), leaves) => {
+                format!(
+                    "{} + lookup:{nodes} (and {leaves} under each leaf)",
+                    self.label
+                )
+            }
+            (None, _) => self.label.clone(),
         }
     }
 }
@@ -235,7 +254,12 @@ pub struct LiveCosts {
 /// At every re-plan it computes a ladder of draft trees, the best of every range of budgets for
 /// the draft's measured acceptance and the live costs ([`choose_ladder`]); at every step it picks
 /// one of them, or none, and a prefix of the lookup candidates, with the most predicted tokens per
-/// second ([`choose_step`]). Every step's measured target and draft pass times correct the cost
+/// second ([`choose_step`]). Under the chosen draft tree's leaves it hangs the lookup candidates
+/// matched after each leaf's path whose weight (the leaf's reach times their lookup weight) pays
+/// for their token at the step's predicted rate: a node of weight `w` costs `t′ + w·(t′ + d′)`
+/// seconds (its token, its re-decoding off the first-choice chain, the draft's catching up) and
+/// adds `w` tokens, which raises the rate `R` exactly when `w > t′R / (1 − R(t′ + d′))`. Every
+/// step's measured target and draft pass times correct the cost
 /// curves ([`LiveCostTable`]); plain decoding is measured now and then (early, while the profile's
 /// plain time is unconfirmed) so that a curve wrong at one end cannot hide a slower tree. It
 /// re-plans when the draft's acceptance drifts or the costs move.
@@ -257,6 +281,17 @@ pub struct AutoPolicy {
     since_plain: usize,
     history: Vec<String>,
     counts: StepCounts,
+    /// What the current step decided for lookup under the draft's leaves.
+    leaf: Option<LeafLookup>,
+}
+
+/// The current step's terms for lookup under the draft's leaves.
+struct LeafLookup {
+    /// The probability of reaching every node of the step's draft plan.
+    reach: Vec<f64>,
+    acc: LookupAcceptance,
+    /// The least weight a candidate must have to pay for its token.
+    threshold: f64,
 }
 
 /// Steps between drift checks, and the L1 drift of acceptance that triggers a new plan.
@@ -307,6 +342,7 @@ impl AutoPolicy {
             since_plain: 0,
             history: Vec::new(),
             counts: StepCounts::default(),
+            leaf: None,
         };
         policy.replan();
         policy
@@ -441,24 +477,25 @@ impl PlanPolicy for AutoPolicy {
     }
 
     fn next_step(&mut self, input: &StepInput<'_>) -> StepPlan {
+        self.leaf = None;
         let with_draft = input.has_draft && self.draft_now.is_some();
         let options: &[DraftOption] = if with_draft { &self.ladder } else { &[] };
-        let (shape, acc) = match &self.lookup {
-            Some((_, tracker)) if !input.lookup.is_empty() => {
-                (input.lookup.shape(), tracker.estimate())
-            }
-            _ => (
+        let lookup_acc = self.lookup.as_ref().map(|(_, tracker)| tracker.estimate());
+        let (shape, acc) = match &lookup_acc {
+            Some(acc) => (input.lookup.shape(), acc.clone()),
+            None => (
                 &[][..],
                 LookupAcceptance::new(vec![vec![0.0]]).expect("a valid vector"),
             ),
         };
+        let draft_marginal = self
+            .draft_now
+            .as_ref()
+            .filter(|_| input.has_draft)
+            .map(|d| d.marginal(1));
         let costs = StepCosts {
             target: &self.target_now,
-            draft_marginal: self
-                .draft_now
-                .as_ref()
-                .filter(|_| input.has_draft)
-                .map(|d| d.marginal(1)),
+            draft_marginal,
             max_nodes: self.limits.budget,
         };
         let Ok(choice) = choose_step(options, shape, &acc, &costs) else {
@@ -467,12 +504,59 @@ impl PlanPolicy for AutoPolicy {
         if (choice.draft.is_some() || !choice.lookup.is_empty()) && self.explore_plain() {
             return StepPlan::plain();
         }
+        let draft = choice
+            .draft
+            .map_or_else(TreePlan::plain, |i| options[i].plan.clone());
+        // Lookup under the draft's leaves: a candidate there pays when its weight (the leaf's
+        // reach times its own lookup weight) beats what its token costs at this step's rate.
+        if let (Some(acc), true) = (lookup_acc, draft.budget() > 1) {
+            let weights = acc.weights(shape);
+            let root_lookup: f64 = choice
+                .lookup
+                .iter()
+                .filter(|&&i| shape[i].parent.is_none())
+                .map(|&i| weights[i])
+                .sum();
+            let draft_acc = Acceptance::new(self.used.clone()).ok();
+            let mut reach = vec![1.0; draft.nodes.len()];
+            for (i, node) in draft.nodes.iter().enumerate().skip(1) {
+                let parent = node.parent.unwrap_or(0);
+                let p = draft_acc
+                    .as_ref()
+                    .map_or(0.0, |a| a.get(node.rank as usize));
+                let below_lookup = if parent == 0 { 1.0 - root_lookup } else { 1.0 };
+                reach[i] = reach[parent] * p * below_lookup;
+            }
+            let rate = choice.tokens_per_second();
+            let nodes = draft.budget() + choice.lookup.len();
+            let token = self.target_now.marginal(nodes);
+            let per_weight = token + draft_marginal.unwrap_or(0.0);
+            let room = 1.0 - rate * per_weight;
+            if room > 0.0 {
+                self.leaf = Some(LeafLookup {
+                    reach,
+                    acc,
+                    threshold: token * rate / room,
+                });
+            }
+        }
         StepPlan {
-            draft: choice
-                .draft
-                .map_or_else(TreePlan::plain, |i| options[i].plan.clone()),
+            lookup_under_leaves: self.leaf.is_some(),
+            draft,
             lookup: choice.lookup,
         }
+    }
+
+    fn lookup_under(&self, plan_node: usize, proposal: &LookupProposal) -> Vec<usize> {
+        let Some(leaf) = &self.leaf else {
+            return Vec::new();
+        };
+        let reach = leaf.reach.get(plan_node).copied().unwrap_or(0.0);
+        let weights = leaf.acc.weights(proposal.shape());
+        // A child weighs at most its parent, so the chosen nodes form a trie.
+        (0..proposal.len())
+            .filter(|&i| reach * weights[i] > leaf.threshold)
+            .collect()
     }
 
     fn observe(&mut self, report: &StepReport<'_>) {
@@ -536,7 +620,7 @@ impl PlanPolicy for AutoPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lookup::{LookupIndex, LookupProposal};
+    use crate::lookup::LookupIndex;
     use crate::verify::Walk;
 
     #[test]
@@ -859,5 +943,51 @@ mod tests {
         let prior = LookupTracker::default().estimate();
         assert_eq!(prior.get(1, 1), 0.4);
         assert_eq!(prior.get(7, 1), 0.8);
+    }
+
+    #[test]
+    fn auto_hangs_lookup_under_leaves_only_where_it_pays() {
+        let proposal = repetitive_proposal();
+        let empty = LookupProposal::empty();
+        // A flat target: a token in the pass costs 5 % of a pass.
+        let flat = |s: f64| CostTable::new(vec![(1, s), (64, s * 1.05)]).unwrap();
+        let costs = Costs {
+            target: flat(0.1),
+            draft: flat(0.002),
+        };
+        let mut policy = AutoPolicy::new(costs, limits(), &[0.7, 0.1, 0.05], 8.0)
+            .with_lookup(LookupConfig::default());
+        let step = policy.next_step(&StepInput {
+            has_draft: true,
+            lookup: &empty,
+        });
+        assert!(step.draft.budget() > 1 && step.lookup_under_leaves);
+        // The end of the draft's first-choice chain is the likeliest leaf.
+        let mut first_leaf = 0;
+        while step.draft.nodes[first_leaf].children > 0 {
+            first_leaf = step.draft.children(first_leaf).start;
+        }
+        let under = policy.lookup_under(first_leaf, &proposal);
+        assert!(!under.is_empty());
+        assert_eq!(under, (0..under.len()).collect::<Vec<_>>(), "a trie prefix");
+        // The least likely leaf (reached rarely) gets less, if anything.
+        let least = (1..step.draft.nodes.len())
+            .rev()
+            .find(|&i| step.draft.nodes[i].children == 0)
+            .unwrap();
+        assert!(policy.lookup_under(least, &proposal).len() <= under.len());
+        // Where tokens in the pass are dear, no tree and nothing under leaves.
+        let steep = Costs {
+            target: curve(|n| 0.1 * n as f64),
+            draft: curve(|_| 0.002),
+        };
+        let mut policy = AutoPolicy::new(steep, limits(), &[0.7, 0.1, 0.05], 8.0)
+            .with_lookup(LookupConfig::default());
+        let step = policy.next_step(&StepInput {
+            has_draft: true,
+            lookup: &empty,
+        });
+        assert!(step.draft.budget() == 1 && !step.lookup_under_leaves);
+        assert!(policy.lookup_under(1, &proposal).is_empty());
     }
 }

@@ -36,6 +36,13 @@
 //!   randomness independent of the walk's coins, so given the earlier candidates and their
 //!   rejections, the next one is drawn from `q′` without the earlier ones: the `q′` of step 2.
 //!
+//! Lookup candidates may hang under any node: under the root (then they come first among its
+//! children) or under a leaf of the draft's tree, where the conversation is matched after the
+//! leaf's path. What a node is given must depend only on the path to it and on what was fixed
+//! before the step (the plan, the settings), never on the contents of other branches: otherwise
+//! reaching a node (which depends on its elder siblings' rejections) would say something about
+//! what it holds, and the stages above would no longer see candidates drawn as they assume.
+//!
 //! Removing the lookup tokens from `q` before drawing is what makes the draft's stages exact
 //! *after* the lookup stages changed `P`: any `r` works as long as the candidate really is drawn
 //! from it. The accepted child's subtree was drawn the same way given its path, so the walk below
@@ -135,6 +142,16 @@ impl DraftTree {
                 Some(p) => v = p,
                 None => break,
             }
+        }
+        depth
+    }
+
+    /// Nodes above `v` (0 for the root).
+    pub fn depth(&self, mut v: usize) -> usize {
+        let mut depth = 0;
+        while let Some(p) = self.parents[v] {
+            depth += 1;
+            v = p;
         }
         depth
     }

@@ -1,6 +1,7 @@
 //! Exactness with lookup candidates (matches in the conversation, verified as point masses): greedy
 //! output equals the target's greedy output with lookup alone, the draft alone and both merged in
-//! one tree, under chains and trees, fixed and `auto` policies; sampled output follows the target's
+//! one tree (lookup under the root, under the draft's leaves, or both), under chains and trees,
+//! fixed and `auto` policies; sampled output follows the target's
 //! distribution (chi-square over the joint distribution of the first tokens); and the mutation
 //! control: verifiers that keep a rejected lookup candidate in the target's distribution, or verify
 //! it as if it had been drawn from the draft, fail the same check.
@@ -72,6 +73,8 @@ enum Kind {
     Draft(TreePlan),
     /// Both: lookup candidates first, the draft's tree beside them.
     Both(TreePlan, usize),
+    /// Both, and up to this many lookup candidates under every leaf of the draft's tree.
+    Leaves(TreePlan, usize, usize),
 }
 
 fn policy(kind: &Kind) -> FixedPolicy {
@@ -80,11 +83,14 @@ fn policy(kind: &Kind) -> FixedPolicy {
         Kind::Lookup(n) => FixedPolicy::new(TreePlan::plain(), "none").with_lookup(lookup(), *n),
         Kind::Draft(plan) => FixedPolicy::new(plan.clone(), "draft"),
         Kind::Both(plan, n) => FixedPolicy::new(plan.clone(), "both").with_lookup(lookup(), *n),
+        Kind::Leaves(plan, n, under) => FixedPolicy::new(plan.clone(), "leaves")
+            .with_lookup(lookup(), *n)
+            .with_lookup_under_leaves(*under),
     }
 }
 
 fn has_draft(kind: &Kind) -> bool {
-    matches!(kind, Kind::Draft(_) | Kind::Both(..))
+    matches!(kind, Kind::Draft(_) | Kind::Both(..) | Kind::Leaves(..))
 }
 
 /// One generation after `prompt`, with the real verifier or a broken one.
@@ -165,12 +171,14 @@ fn greedy_output_is_the_targets_with_lookup_draft_or_both() {
         Kind::Both(chain(&acc, 4), 4),
         Kind::Both(tree(16, 4, 4), 8),
         Kind::Both(tree(32, 6, 4), 16),
+        Kind::Leaves(chain(&acc, 1), 0, 4),
+        Kind::Leaves(tree(16, 4, 4), 4, 3),
     ];
     for kind in kinds {
         let (out, stats) = run(&kind, SamplingConfig::GREEDY, 0, 200);
         assert_eq!(out.tokens, plain.tokens, "{kind:?}");
         let (drafted, looked_up) = (count(&out, Source::Draft), count(&out, Source::Lookup));
-        if matches!(kind, Kind::Lookup(_) | Kind::Both(..)) {
+        if matches!(kind, Kind::Lookup(_) | Kind::Both(..) | Kind::Leaves(..)) {
             // Lookup was accepted, and rejected too.
             assert!(looked_up > 0, "{kind:?}: no lookup token accepted");
             assert_eq!(looked_up, stats.lookup_accepted);
@@ -303,13 +311,17 @@ fn check_distribution(kind: &Kind, sampling: SamplingConfig, len: usize, n: u64)
     );
 }
 
-fn lookup_kinds() -> [Kind; 4] {
+/// Lookup alone, beside a chain or a tree, and (within the first tokens, so the draft's trees are
+/// shallow) under the draft's leaves only or as well.
+fn lookup_kinds() -> [Kind; 6] {
     let acc = Acceptance::new(vec![0.5, 0.2]).unwrap();
     [
         Kind::Lookup(1),
         Kind::Lookup(8),
         Kind::Both(chain(&acc, 3), 6),
         Kind::Both(tree(10, 3, 3), 8),
+        Kind::Leaves(chain(&acc, 1), 0, 2),
+        Kind::Leaves(tree(4, 1, 3), 4, 2),
     ]
 }
 
@@ -343,6 +355,10 @@ fn the_chi_square_test_rejects_broken_lookup_verifiers() {
         (
             Kind::Both(tree(10, 3, 3), 8),
             vec![Mutant::SkipLookupResidual, Mutant::LookupAsDraft],
+        ),
+        (
+            Kind::Leaves(tree(4, 1, 3), 0, 2),
+            vec![Mutant::SkipLookupResidual],
         ),
     ];
     for (kind, broken) in cases {
