@@ -221,32 +221,97 @@ pub struct Choice {
 /// Fails when the limits are invalid or when the target table does not cover `n = 1`.
 pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice, PlanError> {
     limits.validate()?;
+    let plain = plain_choice(costs)?;
+    let mut best = Best(plain);
+    search(acc, costs, limits, &mut best)?;
+    Ok(best.0)
+}
+
+/// The best plan of every range of budgets, as [`choose`] would pick it were the budget capped at
+/// the top of that range: plain decoding first, then one [`Choice`] per range that holds a tree
+/// faster than plain, by increasing budget. The ranges are 2, 3, 4, 5 and 6 nodes, then
+/// 7–8, 9–10, 11–12, 13–16, … (8, 10 and 12 times a power of two).
+///
+/// A step that adds other candidates to the draft's tree (lookup, [`crate::choose_step`]) picks
+/// its draft part from this ladder: where lookup is likely to be accepted, a smaller draft tree
+/// than [`choose`]'s may pay better. One search, the cost of one [`choose`].
+///
+/// Fails as [`choose`] does.
+pub fn choose_ladder(
+    acc: &Acceptance,
+    costs: &Costs,
+    limits: &Limits,
+) -> Result<Vec<Choice>, PlanError> {
+    limits.validate()?;
+    let plain = plain_choice(costs)?;
+    let mut ladder = Ladder {
+        bars: Vec::new(),
+        best: Vec::new(),
+        plain_tps: plain.predicted_tokens_per_second,
+    };
+    let mut top = 1;
+    while top < limits.budget.min(crate::MAX_BUDGET) {
+        top = ladder_step(top);
+        ladder.bars.push(top);
+        ladder.best.push(None);
+    }
+    search(acc, costs, limits, &mut ladder)?;
+    let mut out = vec![plain];
+    out.extend(ladder.best.into_iter().flatten());
+    Ok(out)
+}
+
+/// The top of the budget range after the one ending at `top`.
+fn ladder_step(top: usize) -> usize {
+    if top < 6 {
+        return top + 1;
+    }
+    // 6 → 8 → 10 → 12 → 16 → 20 → 24 → 32 …
+    let mut scale = 1;
+    while top >= 12 * scale {
+        scale *= 2;
+    }
+    [8, 10, 12, 16]
+        .into_iter()
+        .map(|m| m * scale)
+        .find(|&m| m > top)
+        .unwrap_or(16 * scale)
+}
+
+/// Plain decoding as a choice: `t_target(1)` per token.
+fn plain_choice(costs: &Costs) -> Result<Choice, PlanError> {
     let plain_seconds = costs.target.at(1).map_err(|e| rename(e, "target"))?;
     let plain_tps = 1.0 / plain_seconds;
-    let mut best = Choice {
+    Ok(Choice {
         plan: TreePlan::plain(),
         predicted_tokens_per_second: plain_tps,
         plain_tokens_per_second: plain_tps,
         speedup: 1.0,
         step_seconds: plain_seconds,
         upper_bound: 1.0,
-    };
-    let budget = limits.budget.min(costs.target.max_n());
-    let dims = Dims::new(acc, budget, limits.max_depth, limits.max_branch);
-    if dims.depth == 0 {
-        return Ok(best);
+    })
+}
+
+/// What a search keeps of the plans it meets.
+trait Keep {
+    /// The tokens per second a plan of `budget` nodes must beat to be kept.
+    fn bar(&self, budget: usize) -> f64;
+    /// A plan with its predicted step time and the upper bound of its budget and depth.
+    fn offer(&mut self, plan: TreePlan, step: f64, upper_bound: f64);
+}
+
+/// [`choose`]: the fastest plan.
+struct Best(Choice);
+
+impl Keep for Best {
+    fn bar(&self, _: usize) -> f64 {
+        self.0.predicted_tokens_per_second
     }
-    let table = Table::build(acc, dims);
-    let max_leaves = limits.max_leaves;
-    let exact_leaves = LeafTable::work(dims, max_leaves) <= EXACT_LEAF_WORK;
-    let mut leaf_table: Option<LeafTable> = None;
-    // Per depth, the budgets at which the leaf limit binds and the relaxation must plan.
-    let mut binding: Vec<Vec<usize>> = vec![Vec::new(); dims.depth + 1];
-    let (mut expanded, mut queue) = (Vec::new(), Vec::new());
-    let consider = |plan: TreePlan, step: f64, upper_bound: f64, best: &mut Choice| {
+    fn offer(&mut self, plan: TreePlan, step: f64, upper_bound: f64) {
         let tps = plan.expected_tokens / step;
-        if tps > best.predicted_tokens_per_second {
-            *best = Choice {
+        if tps > self.0.predicted_tokens_per_second {
+            let plain_tps = self.0.plain_tokens_per_second;
+            self.0 = Choice {
                 predicted_tokens_per_second: tps,
                 plain_tokens_per_second: plain_tps,
                 speedup: tps / plain_tps,
@@ -255,7 +320,70 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
                 plan,
             };
         }
-    };
+    }
+}
+
+/// [`choose_ladder`]: the fastest plan of each budget range that beats plain decoding.
+struct Ladder {
+    /// The top of every range, ascending.
+    bars: Vec<usize>,
+    best: Vec<Option<Choice>>,
+    plain_tps: f64,
+}
+
+impl Ladder {
+    fn slot(&self, budget: usize) -> usize {
+        self.bars
+            .partition_point(|&top| top < budget)
+            .min(self.bars.len().saturating_sub(1))
+    }
+}
+
+impl Keep for Ladder {
+    fn bar(&self, budget: usize) -> f64 {
+        self.best
+            .get(self.slot(budget))
+            .and_then(Option::as_ref)
+            .map_or(self.plain_tps, |c| c.predicted_tokens_per_second)
+    }
+    fn offer(&mut self, plan: TreePlan, step: f64, upper_bound: f64) {
+        let tps = plan.expected_tokens / step;
+        if self.bars.is_empty() || tps <= self.bar(plan.budget()) {
+            return;
+        }
+        let slot = self.slot(plan.budget());
+        self.best[slot] = Some(Choice {
+            predicted_tokens_per_second: tps,
+            plain_tokens_per_second: self.plain_tps,
+            speedup: tps / self.plain_tps,
+            step_seconds: step,
+            upper_bound: upper_bound.max(plan.expected_tokens),
+            plan,
+        });
+    }
+}
+
+/// Offers `keep` the optimal tree of every budget and depth within `limits` that may beat its bar
+/// (see [`choose`] for which ones, and for the leaf-limited sampling).
+fn search(
+    acc: &Acceptance,
+    costs: &Costs,
+    limits: &Limits,
+    keep: &mut impl Keep,
+) -> Result<(), PlanError> {
+    limits.validate()?;
+    let budget = limits.budget.min(costs.target.max_n());
+    let dims = Dims::new(acc, budget, limits.max_depth, limits.max_branch);
+    if dims.depth == 0 {
+        return Ok(());
+    }
+    let table = Table::build(acc, dims);
+    let max_leaves = limits.max_leaves;
+    let exact_leaves = LeafTable::work(dims, max_leaves) <= EXACT_LEAF_WORK;
+    let mut leaf_table: Option<LeafTable> = None;
+    // Per depth, the budgets at which the leaf limit binds and the relaxation must plan.
+    let mut binding: Vec<Vec<usize>> = vec![Vec::new(); dims.depth + 1];
+    let (mut expanded, mut queue) = (Vec::new(), Vec::new());
     for (d, binding) in binding.iter_mut().enumerate().skip(1) {
         // Whether the unconstrained optimum of (d, n) has too many leaves; a budget whose optimum is
         // that of the budget below inherits it.
@@ -275,10 +403,10 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
                         continue;
                     };
                     let value = table.value(d, n);
-                    if value / step > best.predicted_tokens_per_second {
+                    if value / step > keep.bar(nodes) {
                         let plan = table.plan(acc, d, n);
                         if let Ok(step) = costs.step_seconds(&plan, acc) {
-                            consider(plan, step, value, &mut best);
+                            keep.offer(plan, step, value);
                         }
                     }
                     continue;
@@ -294,7 +422,7 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
             let plan = leafy.plan(acc, d, n, max_leaves);
             if let Ok(step) = costs.step_seconds(&plan, acc) {
                 let value = plan.expected_tokens;
-                consider(plan, step, value, &mut best);
+                keep.offer(plan, step, value);
             }
         }
     }
@@ -315,11 +443,11 @@ pub fn choose(acc: &Acceptance, costs: &Costs, limits: &Limits) -> Result<Choice
             }
             depth_hint = Some(relaxed.lambda);
             if let Ok(step) = costs.step_seconds(&relaxed.plan, acc) {
-                consider(relaxed.plan, step, relaxed.upper_bound, &mut best);
+                keep.offer(relaxed.plan, step, relaxed.upper_bound);
             }
         }
     }
-    Ok(best)
+    Ok(())
 }
 
 /// From the budgets `ns` (ascending) at which the leaf limit binds at one depth, the ones to plan,

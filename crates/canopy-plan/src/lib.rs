@@ -7,6 +7,10 @@
 //! * [`optimal_tree`]: the tree of at most `budget` nodes with the most expected tokens per pass, under
 //!   limits on depth, children per node and leaves; [`optimal_tree_bounded`] adds a proven upper bound.
 //! * [`choose`]: the budget and depth with the most predicted tokens per second, given [`Costs`].
+//! * [`choose_ladder`]: the best tree of every range of budgets, and [`choose_step`]: a step's tree
+//!   merged with lookup candidates (matches in the conversation, see [`LookupAcceptance`]), valued
+//!   each with its own positional acceptance.
+//! * [`LiveCostTable`]: a cost table corrected by the pass times measured while running.
 //! * [`chain`] and [`fixed_budget`]: baselines.
 //! * [`Planner`]: the same, cached by input.
 //!
@@ -25,13 +29,17 @@ mod acceptance;
 mod cost;
 mod dp;
 mod error;
+mod live;
+mod lookup;
 mod planner;
 mod relax;
 mod tree;
 
 pub use acceptance::{Acceptance, Limits, LLAMA_MAX_LEAVES, MAX_BUDGET, SUM_TOLERANCE};
-pub use cost::{choose, Choice, CostTable, Costs};
+pub use cost::{choose, choose_ladder, Choice, CostTable, Costs};
 pub use error::PlanError;
+pub use live::{LiveCostTable, LivePoint};
+pub use lookup::{choose_step, DraftOption, LookupAcceptance, LookupNode, StepChoice, StepCosts};
 pub use planner::Planner;
 pub use tree::{BoundedPlan, Level, PlanNode, TreePlan};
 

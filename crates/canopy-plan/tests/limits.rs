@@ -1,8 +1,8 @@
 //! The limits, the baselines, the cost model and the cache, on hand-checked cases.
 
 use canopy_plan::{
-    chain, choose, fixed_budget, optimal_tree, optimal_tree_bounded, Acceptance, CostTable, Costs,
-    Limits, PlanError, Planner, TreePlan,
+    chain, choose, choose_ladder, fixed_budget, optimal_tree, optimal_tree_bounded, Acceptance,
+    CostTable, Costs, Limits, PlanError, Planner, TreePlan,
 };
 
 fn acc(p: &[f64]) -> Acceptance {
@@ -264,6 +264,49 @@ fn choose_is_never_slower_than_plain_and_beats_every_optimal_tree() {
         choose(&a, &no_one, &l),
         Err(PlanError::OutOfRange { n: 1, .. })
     ));
+}
+
+#[test]
+fn the_ladder_holds_the_best_tree_of_every_budget_range() {
+    let a = acc(&[0.62, 0.11, 0.05]);
+    let l = limits(48, 6, 3, 255);
+    let flat = costs(
+        &[(1, 1.0), (32, 1.02), (40, 1.03)],
+        &[(1, 0.01), (64, 0.02)],
+    );
+    let ladder = choose_ladder(&a, &flat, &l).unwrap();
+    assert_eq!(ladder[0].plan, TreePlan::plain());
+    let best = choose(&a, &flat, &l).unwrap();
+    let top = ladder
+        .iter()
+        .map(|c| c.predicted_tokens_per_second)
+        .fold(0.0, f64::max);
+    assert!((top - best.predicted_tokens_per_second).abs() < 1e-12);
+    // Ranges: 2, 3, 4, 5, 6, 7-8, 9-10, 11-12, 13-16, 17-20, 21-24, 25-32, 33-40.
+    let tops = [2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40];
+    assert_eq!(ladder.len(), 1 + tops.len());
+    for (c, (&hi, &lo)) in ladder[1..]
+        .iter()
+        .zip(tops.iter().zip([1].iter().chain(&tops)))
+    {
+        assert!(
+            c.plan.budget() > lo && c.plan.budget() <= hi,
+            "{} in {lo}..={hi}",
+            c.plan.budget()
+        );
+        assert!(c.speedup > 1.0);
+        // Nothing in its range does better.
+        for budget in lo + 1..=hi {
+            for depth in 0..=6 {
+                let plan = optimal_tree(&a, &limits(budget, depth, 3, 255)).unwrap();
+                let tps = plan.expected_tokens / flat.step_seconds(&plan, &a).unwrap();
+                assert!(tps <= c.predicted_tokens_per_second + 1e-9);
+            }
+        }
+    }
+    // Where no tree pays, plain decoding alone.
+    let steep = costs(&[(1, 0.1), (2, 0.2), (32, 3.2)], &[(1, 0.05), (32, 1.0)]);
+    assert_eq!(choose_ladder(&a, &steep, &l).unwrap().len(), 1);
 }
 
 #[test]

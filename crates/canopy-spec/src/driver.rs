@@ -8,11 +8,12 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::draft::{greedy_children, sampled_children};
+use crate::lookup::{LookupConfig, LookupIndex, LookupProposal};
 use crate::model::{ModelError, NodeIn, TreeModel};
 use crate::sampling::{
     argmax_and_margin, distribution_after, penalised, Dist, SamplingConfig, TokenCounts,
 };
-use crate::verify::{walk_greedy, walk_sampling_with, DraftTree, Rejection, Walk};
+use crate::verify::{walk_greedy, walk_sampling_with, DraftTree, NodeKind, Rejection, Walk};
 use crate::Token;
 
 pub use canopy_types::{Source, StopReason};
@@ -33,15 +34,79 @@ pub trait TokenSink {
     fn cancelled(&self) -> bool;
 }
 
-/// Chooses the tree shape of every step and learns from the outcome.
+/// Chooses the tree of every step and learns from the outcome: the one speculation policy, which
+/// decides for every step how much to take from the draft model and how much from lookup.
 pub trait PlanPolicy {
-    /// The tree for the next step; node 0 is the root. The driver prunes it to fit the context and
-    /// the tokens still wanted.
-    fn next_plan(&mut self) -> TreePlan;
-    /// Called after every step with the walk's visits.
-    fn observe(&mut self, visits: &[(usize, Option<usize>)]);
+    /// The lookup drafter's settings, or `None` (the default) to speculate without it. Asked once,
+    /// when a generation starts: the driver then indexes the prompt and every committed token.
+    fn lookup(&self) -> Option<LookupConfig> {
+        None
+    }
+    /// The tree of the next step. The driver prunes it to fit the context and the tokens still
+    /// wanted (lookup nodes first), and ignores its draft part without a draft model.
+    fn next_step(&mut self, input: &StepInput<'_>) -> StepPlan;
+    /// After drafting, for a leaf of the step's draft plan (`plan_node`, an index into
+    /// [`StepPlan::draft`]) that the draft filled, when [`StepPlan::lookup_under_leaves`] asked for
+    /// it: which of the lookup candidates matched after the leaf's path to hang under it (indices
+    /// into `proposal`, parents first). None by default. It takes `&self`: what a leaf gets must
+    /// depend only on its own path and on what was decided before drafting, never on other
+    /// branches (the walk's exactness needs it, see [`crate::verify`]).
+    fn lookup_under(&self, plan_node: usize, proposal: &LookupProposal) -> Vec<usize> {
+        let _ = (plan_node, proposal);
+        Vec::new()
+    }
+    /// Called after every step with what happened and what it cost.
+    fn observe(&mut self, report: &StepReport<'_>);
     /// A short description such as `tree:64 (depth 7)`.
     fn describe(&self) -> String;
+}
+
+/// What a policy knows before a step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInput<'a> {
+    /// Whether a draft model takes part (without one, only lookup can speculate).
+    pub has_draft: bool,
+    /// The lookup candidates at the root (empty without lookup or without a match).
+    pub lookup: &'a LookupProposal,
+}
+
+/// The tree of one step: the draft's shape (node 0 is the root), the lookup candidates hung under
+/// the root, tried before the draft's children, and whether to look up after the draft's leaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepPlan {
+    pub draft: TreePlan,
+    /// Indices into the step's [`LookupProposal`], parents before children; a node whose parent
+    /// is not listed is dropped.
+    pub lookup: Vec<usize>,
+    /// Whether to match the path to every leaf of the draft's tree and ask
+    /// [`PlanPolicy::lookup_under`] what to hang there.
+    pub lookup_under_leaves: bool,
+}
+
+impl StepPlan {
+    /// Plain decoding: the root alone.
+    pub fn plain() -> StepPlan {
+        StepPlan {
+            draft: TreePlan::plain(),
+            lookup: Vec::new(),
+            lookup_under_leaves: false,
+        }
+    }
+}
+
+/// What one step did and cost, for the policy to learn from.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport<'a> {
+    /// The verification walk (the draft's and lookup's visits).
+    pub walk: &'a Walk,
+    /// Tokens in the target's pass (the tree, root included).
+    pub target_tokens: usize,
+    /// Seconds of the target's pass and the walk.
+    pub verify_secs: f64,
+    /// Tokens of every draft pass of the step, in order (empty when the draft did not run).
+    pub draft_passes: &'a [usize],
+    /// Seconds of those passes and the drawing of the draft's candidates.
+    pub draft_secs: f64,
 }
 
 /// Settings of one generation.
@@ -74,6 +139,11 @@ pub struct GenStats {
     /// position that chose it (how near a tie the choice was).
     #[serde(default)]
     pub margins: Vec<f32>,
+    /// Lookup candidates verified, and of those accepted.
+    #[serde(default)]
+    pub lookup_tokens: usize,
+    #[serde(default)]
+    pub lookup_accepted: usize,
 }
 
 impl GenStats {
@@ -156,11 +226,15 @@ impl Emitter<'_> {
 
 /// Generates up to `cfg.max_tokens` tokens after `prompt`.
 ///
-/// With `draft == None`, or while the policy asks for the root alone, every step is one plain target
-/// decode. Otherwise every step drafts a tree level by level (one draft decode per level), verifies
-/// it in one target decode and commits the accepted path plus the target's bonus token in both
-/// models. The output is the target's: identical tokens at temperature 0 (given batch-invariant
-/// logits), the same distribution when sampling.
+/// Every step the policy chooses a tree: lookup candidates (when [`PlanPolicy::lookup`] gives
+/// settings, matched in the prompt and output so far at no model cost) hung under the root, and
+/// the draft's tree (with a draft model) beside them, drafted level by level (one draft decode per
+/// level), with more lookup candidates under its leaves where the policy wants them
+/// ([`PlanPolicy::lookup_under`]). The tree is verified in one target decode and the accepted path plus the target's bonus
+/// token are committed in both models. With neither (no draft model and no lookup match, or a plain
+/// plan), a step is one plain target decode. The output is the target's: identical tokens at
+/// temperature 0 (given batch-invariant logits), the same distribution when sampling (see
+/// [`crate::verify`] for the proof with both kinds of candidates).
 ///
 /// # Errors
 /// Model failures, tagged with the model that failed. Running out of context is not an error: it
@@ -205,6 +279,12 @@ pub(crate) fn generate_with(
     let mut root = root_token;
     // The context so far: prompt and output, ending with the root (the penalties' window).
     let mut history: Vec<Token> = prompt.to_vec();
+    let mut index = policy.lookup().map(|config| {
+        let mut index = LookupIndex::new(config);
+        index.extend(prompt);
+        index
+    });
+    let vocab = target.n_vocab();
     // Tokens committed in the target but not yet decoded by the draft (the root is always last).
     let mut draft_pending: Vec<Token> = vec![root];
     let mut out = Emitter {
@@ -225,72 +305,138 @@ pub(crate) fn generate_with(
             break StopReason::ContextFull;
         }
         let wanted = cfg.max_tokens - out.produced;
-        let mut plan = policy.next_plan();
+        let proposal = index
+            .as_ref()
+            .map_or_else(LookupProposal::empty, |ix| ix.propose(&[]));
+        let step = policy.next_step(&StepInput {
+            has_draft: draft.is_some(),
+            lookup: &proposal,
+        });
+        let mut limit = room.min(target.max_batch());
         if let Some(d) = draft.as_deref() {
             let draft_room = d.n_ctx().saturating_sub(d.n_past() + draft_pending.len());
-            let limit = room.min(target.max_batch()).min(draft_room + 1);
-            plan = prune(&plan, limit, wanted.saturating_sub(1));
+            limit = limit.min(draft_room + 1);
         }
-        let speculate = plan.nodes.len() > 1 && draft.is_some();
+        let max_depth = wanted.saturating_sub(1);
 
-        let (walk, tokens) = if let (true, Some(d)) = (speculate, draft.as_deref_mut()) {
-            let t0 = Instant::now();
-            let vocab = target.n_vocab();
-            let mut drafted = draft_tree(
-                d,
-                &mut draft_pending,
-                &plan,
-                &cfg.sampling,
-                &history,
-                vocab,
-                &mut rng,
-            )
-            .map_err(GenError::Draft)?;
-            let t1 = Instant::now();
-            let walk = verify_tree(
-                target,
-                &drafted.tree,
-                &mut drafted.q,
-                &cfg.sampling,
-                &history,
-                rejection,
-                &mut rng,
-            )?;
-            stats.draft_secs += (t1 - t0).as_secs_f64();
-            stats.verify_secs += t1.elapsed().as_secs_f64();
-            stats.max_budget = stats.max_budget.max(drafted.tree.len());
-            stats.max_depth = stats.max_depth.max(plan.depth());
-            // Commit in the draft: its pending chain plus the accepted nodes it decoded.
-            let mut draft_path: Vec<usize> = (0..drafted.chain_len).collect();
-            let mut rest = Vec::new();
-            for &v in &walk.path {
-                match drafted.draft_index[v] {
-                    Some(i) if rest.is_empty() => draft_path.push(i),
-                    _ => rest.push(drafted.tree.tokens[v]),
-                }
+        // The root, then the lookup nodes (so that they come first among the root's children, in
+        // the walk and in an engine's layout), then the draft's tree.
+        let mut tree = DraftTree::root(root);
+        let mut at = vec![None; proposal.len()];
+        for &i in &step.lookup {
+            let Some(node) = proposal.shape().get(i) else {
+                continue;
+            };
+            let parent = match node.parent {
+                None => Some(0),
+                Some(p) => at.get(p).copied().flatten(),
+            };
+            let token = proposal.tokens()[i];
+            let fits = tree.len() < limit && (node.depth as usize) <= max_depth;
+            if let (Some(parent), true, true) = (parent, fits, (0..vocab as Token).contains(&token))
+            {
+                at[i] = Some(tree.push_lookup(parent, token));
             }
-            d.commit(&draft_path).map_err(GenError::Draft)?;
-            draft_pending = rest;
-            draft_pending.push(walk.bonus);
-            policy.observe(&walk.visits);
-            let tokens: Vec<Token> = walk.path.iter().map(|&v| drafted.tree.tokens[v]).collect();
-            (walk, tokens)
-        } else {
-            let t0 = Instant::now();
-            let walk = verify_tree(
-                target,
-                &DraftTree::root(root),
-                &mut [None],
-                &cfg.sampling,
-                &history,
-                rejection,
-                &mut rng,
-            )?;
-            stats.verify_secs += t0.elapsed().as_secs_f64();
-            stats.max_budget = stats.max_budget.max(1);
-            draft_pending.push(walk.bonus);
-            (walk, Vec::new())
+        }
+        let lookup_nodes = tree.len() - 1;
+        let plan = match draft {
+            Some(_) => prune(&step.draft, limit - lookup_nodes, max_depth),
+            None => TreePlan::plain(),
         };
+
+        let mut draft_passes = Vec::new();
+        let (walk, tree, draft_secs, verify_secs) =
+            match (plan.nodes.len() > 1, draft.as_deref_mut()) {
+                (true, Some(d)) => {
+                    let t0 = Instant::now();
+                    let mut drafted = draft_tree(
+                        d,
+                        &mut draft_pending,
+                        &plan,
+                        &cfg.sampling,
+                        &history,
+                        vocab,
+                        &mut rng,
+                        tree,
+                        &mut draft_passes,
+                    )
+                    .map_err(GenError::Draft)?;
+                    let t1 = Instant::now();
+                    if let (Some(ix), true) = (index.as_ref(), step.lookup_under_leaves) {
+                        let spare = limit - lookup_nodes - plan.nodes.len();
+                        hang_lookup_under_leaves(
+                            &mut drafted,
+                            &plan,
+                            ix,
+                            &*policy,
+                            spare,
+                            max_depth,
+                            vocab,
+                        );
+                    }
+                    let t2 = Instant::now();
+                    let walk = verify_tree(
+                        target,
+                        &drafted.tree,
+                        &mut drafted.q,
+                        &cfg.sampling,
+                        &history,
+                        rejection,
+                        &mut rng,
+                    )?;
+                    let verify_secs = t2.elapsed().as_secs_f64();
+                    // Commit in the draft: its pending chain plus the accepted nodes it decoded.
+                    let mut draft_path: Vec<usize> = (0..drafted.chain_len).collect();
+                    let mut rest = Vec::new();
+                    for &v in &walk.path {
+                        match drafted.draft_index[v] {
+                            Some(i) if rest.is_empty() => draft_path.push(i),
+                            _ => rest.push(drafted.tree.tokens[v]),
+                        }
+                    }
+                    d.commit(&draft_path).map_err(GenError::Draft)?;
+                    draft_pending = rest;
+                    draft_pending.push(walk.bonus);
+                    (walk, drafted.tree, (t1 - t0).as_secs_f64(), verify_secs)
+                }
+                (_, d) => {
+                    // Lookup alone, or plain decoding: no draft pass.
+                    let t0 = Instant::now();
+                    let mut q = vec![None; tree.len()];
+                    let walk = verify_tree(
+                        target,
+                        &tree,
+                        &mut q,
+                        &cfg.sampling,
+                        &history,
+                        rejection,
+                        &mut rng,
+                    )?;
+                    let verify_secs = t0.elapsed().as_secs_f64();
+                    if d.is_some() {
+                        draft_pending.extend(walk.path.iter().map(|&v| tree.tokens[v]));
+                        draft_pending.push(walk.bonus);
+                    }
+                    (walk, tree, 0.0, verify_secs)
+                }
+            };
+        stats.draft_secs += draft_secs;
+        stats.verify_secs += verify_secs;
+        stats.max_budget = stats.max_budget.max(tree.len());
+        let depth = (0..tree.len()).map(|v| tree.depth(v)).max().unwrap_or(0);
+        stats.max_depth = stats.max_depth.max(depth);
+        stats.lookup_tokens += tree
+            .kinds
+            .iter()
+            .filter(|&&k| k == NodeKind::Lookup)
+            .count();
+        policy.observe(&StepReport {
+            walk: &walk,
+            target_tokens: tree.len(),
+            verify_secs,
+            draft_passes: &draft_passes,
+            draft_secs,
+        });
         stats.steps += 1;
         let accepted = walk.path.len();
         if stats.accepted_histogram.len() <= accepted {
@@ -303,12 +449,27 @@ pub(crate) fn generate_with(
         target_path.extend(&walk.path);
         target.commit(&target_path).map_err(GenError::Target)?;
         root = walk.bonus;
-        history.extend_from_slice(&tokens);
+        let tokens: Vec<(Token, Source)> = walk
+            .path
+            .iter()
+            .map(|&v| {
+                let source = match tree.kinds[v] {
+                    NodeKind::Lookup => Source::Lookup,
+                    _ => Source::Draft,
+                };
+                (tree.tokens[v], source)
+            })
+            .collect();
+        stats.lookup_accepted += tokens.iter().filter(|t| t.1 == Source::Lookup).count();
+        let committed = history.len();
+        history.extend(tokens.iter().map(|t| t.0));
         history.push(root);
+        if let Some(ix) = index.as_mut() {
+            ix.extend(&history[committed..]);
+        }
 
         let emitted = tokens
             .into_iter()
-            .map(|t| (t, Source::Draft))
             .chain(std::iter::once((walk.bonus, Source::Target)));
         let mut margins = walk
             .margins
@@ -332,16 +493,22 @@ pub(crate) fn generate_with(
 /// A tree drafted for one step.
 struct Drafted {
     tree: DraftTree,
-    /// Draft distribution of every node that got children (sampling only).
+    /// The distribution every node's draft children were drawn from (sampling only).
     q: Vec<Option<Dist>>,
     /// Pending-tree index in the draft model of each tree node it decoded.
     draft_index: Vec<Option<usize>>,
     /// Length of the pending chain decoded before the tree (its last node is the root).
     chain_len: usize,
+    /// The tree node of every plan node (`None` when the draft had fewer candidates than planned).
+    at: Vec<Option<usize>>,
 }
 
-/// Grows the tree of `plan` level by level: one draft decode per level, over the nodes of that
-/// level that get children. Only ids below `vocab` (the target's vocabulary size) are proposed.
+/// Grows the tree of `plan` under the root of `tree` (which may already hold lookup nodes) level by
+/// level: one draft decode per level, over the nodes of that level that get children. A node's
+/// draft children are drawn without the tokens of the children it already has (its lookup
+/// candidates, tried first). Only ids below `vocab` (the target's vocabulary size) are proposed.
+/// `passes` receives the tokens of every draft decode.
+#[allow(clippy::too_many_arguments)]
 fn draft_tree(
     draft: &mut dyn TreeModel,
     pending: &mut Vec<Token>,
@@ -350,16 +517,18 @@ fn draft_tree(
     history: &[Token],
     vocab: usize,
     rng: &mut ChaCha20Rng,
+    mut tree: DraftTree,
+    passes: &mut Vec<usize>,
 ) -> Result<Drafted, ModelError> {
-    // A long pending chain (after plain steps) goes into the prefix first.
+    // A long pending chain (after plain or lookup steps) goes into the prefix first.
     const CHAIN_MAX: usize = 64;
     if pending.len() > CHAIN_MAX {
         let cut = pending.len() - CHAIN_MAX;
         draft.prefill(&pending[..cut])?;
+        passes.push(cut);
         pending.drain(..cut);
     }
     let chain_len = pending.len();
-    let root = *pending.last().unwrap_or(&0);
     let nodes: Vec<NodeIn> = pending
         .iter()
         .enumerate()
@@ -370,12 +539,13 @@ fn draft_tree(
         })
         .collect();
     draft.decode(&nodes)?;
+    passes.push(chain_len);
     let mut next_draft_index = chain_len;
 
     let n = plan.nodes.len();
-    let mut tree = DraftTree::root(root);
-    let mut q = vec![None];
-    let mut draft_index = vec![Some(chain_len - 1)];
+    let mut q = vec![None; tree.len()];
+    let mut draft_index = vec![None; tree.len()];
+    draft_index[0] = Some(chain_len - 1);
     // plan node -> tree node (None when the draft had fewer candidates than planned).
     let mut at: Vec<Option<usize>> = vec![None; n];
     at[0] = Some(0);
@@ -392,14 +562,22 @@ fn draft_tree(
             let logits = draft.logits(row);
             let logits = &logits[..logits.len().min(vocab)];
             let recent = window(sampling, history, &tree, v);
+            let taken: Vec<Token> = tree.children[v].iter().map(|&c| tree.tokens[c]).collect();
+            let count = count as usize;
             let kids = if sampling.is_greedy() {
-                greedy_children(
+                let mut kids = greedy_children(
                     &penalised(logits, &sampling.penalties, &recent),
-                    count as usize,
-                )
+                    count + taken.len(),
+                );
+                kids.retain(|t| !taken.contains(t));
+                kids.truncate(count);
+                kids
             } else {
-                let dist = distribution_after(logits, sampling, &recent);
-                let kids = sampled_children(&dist, count as usize, rng);
+                let mut dist = distribution_after(logits, sampling, &recent);
+                for &t in &taken {
+                    dist.remove(t);
+                }
+                let kids = sampled_children(&dist, count, rng);
                 q[v] = Some(dist);
                 kids
             };
@@ -425,6 +603,7 @@ fn draft_tree(
             break;
         }
         draft.decode(&decode)?;
+        passes.push(decode.len());
         rows = next_rows;
     }
     Ok(Drafted {
@@ -432,7 +611,61 @@ fn draft_tree(
         q,
         draft_index,
         chain_len,
+        at,
     })
+}
+
+/// Hangs lookup candidates under the draft's leaves: for every leaf of `plan` the draft filled,
+/// the candidates matched after its path that `policy` picks, at most `spare / leaves of the plan`
+/// under each (a share fixed before drafting) and none deeper than `max_depth`. What a leaf gets
+/// depends only on its own path, as the walk's exactness requires (see [`crate::verify`]).
+fn hang_lookup_under_leaves(
+    drafted: &mut Drafted,
+    plan: &TreePlan,
+    index: &LookupIndex,
+    policy: &dyn PlanPolicy,
+    spare: usize,
+    max_depth: usize,
+    vocab: usize,
+) {
+    let cap = spare / plan.leaves().max(1);
+    if cap == 0 {
+        return;
+    }
+    for (p, node) in plan.nodes.iter().enumerate().skip(1) {
+        let (0, Some(v)) = (node.children, drafted.at[p]) else {
+            continue;
+        };
+        let room = max_depth.saturating_sub(node.depth as usize);
+        if room == 0 {
+            continue;
+        }
+        let proposal = index.propose(&drafted.tree.path_tokens(v));
+        if proposal.is_empty() {
+            continue;
+        }
+        let chosen = policy.lookup_under(p, &proposal);
+        let mut at = vec![None; proposal.len()];
+        let mut added = 0;
+        for i in chosen {
+            let Some(shape) = proposal.shape().get(i) else {
+                continue;
+            };
+            let parent = match shape.parent {
+                None => Some(v),
+                Some(q) => at.get(q).copied().flatten(),
+            };
+            let token = proposal.tokens()[i];
+            let fits = added < cap && (shape.depth as usize) <= room;
+            if let (Some(parent), true, true) = (parent, fits, (0..vocab as Token).contains(&token))
+            {
+                at[i] = Some(drafted.tree.push_lookup(parent, token));
+                drafted.q.push(None);
+                drafted.draft_index.push(None);
+                added += 1;
+            }
+        }
+    }
 }
 
 /// The penalty window of the position after tree node `v` (empty when the penalties are off).

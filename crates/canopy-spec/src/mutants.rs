@@ -16,6 +16,12 @@ pub enum Mutant {
     /// The draft distribution keeps the rejected token, as if the candidates had been drawn with
     /// replacement.
     KeepRejected,
+    /// The target distribution keeps a rejected lookup candidate (no residual after a lookup
+    /// rejection).
+    SkipLookupResidual,
+    /// A lookup candidate is verified as if it had been drawn from the node's draft distribution
+    /// `q` (accepted with `min(1, P(x)/q(x))`, residual `max(P − q, 0)`), where the node has one.
+    LookupAsDraft,
 }
 
 /// [`generate`](crate::generate) with the verifier broken as `mutant` says.
@@ -34,6 +40,8 @@ pub fn generate(
     let rejection = match mutant {
         Mutant::SkipResidual => Rejection::SkipResidual,
         Mutant::KeepRejected => Rejection::KeepRejected,
+        Mutant::SkipLookupResidual => Rejection::SkipLookupResidual,
+        Mutant::LookupAsDraft => Rejection::LookupAsDraft,
     };
     generate_with(target, draft, prompt, cfg, policy, sink, rejection)
 }

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use canopy_plan::{chain, optimal_tree, Acceptance, Limits, TreePlan};
 use canopy_spec::mutants::{self, Mutant};
-use canopy_spec::sampling::{distribution_after, Penalties, SamplingConfig, TokenCounts};
+use canopy_spec::sampling::{Penalties, SamplingConfig};
 use canopy_spec::{generate, FixedPolicy, GenConfig, Source, Token, TreeModel};
-use common::{Collect, FakeModel};
+use common::{assert_possible, chi_square, Collect, FakeModel};
 
 const VOCAB: usize = 6;
 
@@ -108,81 +108,9 @@ fn greedy_speculation_equals_target_greedy() {
     }
 }
 
-/// Pearson chi-square statistic and its critical value at p = 1e-4 (Wilson–Hilferty). A sequence
-/// the expected distribution cannot produce makes the statistic infinite.
-fn chi_square(
-    counts: &HashMap<Vec<Token>, u64>,
-    expected: &HashMap<Vec<Token>, f64>,
-    n: u64,
-) -> (f64, f64) {
-    let mut stat = 0.0;
-    let mut cells = 0;
-    let mut other_obs = 0.0;
-    let mut other_exp = 0.0;
-    for (k, &p) in expected {
-        let e = p * n as f64;
-        let o = *counts.get(k).unwrap_or(&0) as f64;
-        if e < 5.0 {
-            other_obs += o;
-            other_exp += e;
-            continue;
-        }
-        stat += (o - e).powi(2) / e;
-        cells += 1;
-    }
-    let unexpected: u64 = counts
-        .iter()
-        .filter(|(k, _)| !expected.contains_key(*k))
-        .map(|(_, v)| v)
-        .sum();
-    if unexpected > 0 {
-        return (f64::INFINITY, 0.0);
-    }
-    if other_exp > 0.0 {
-        stat += (other_obs - other_exp).powi(2) / other_exp.max(1e-9);
-        cells += 1;
-    }
-    let df = (cells - 1) as f64;
-    let z = 3.719;
-    let crit = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
-    (stat, crit)
-}
-
-fn assert_possible(counts: &HashMap<Vec<Token>, u64>, expected: &HashMap<Vec<Token>, f64>) {
-    let impossible: Vec<&Vec<Token>> = counts
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .collect();
-    assert!(
-        impossible.is_empty(),
-        "sequences the target cannot produce: {impossible:?}"
-    );
-}
-
-/// The exact distribution of the target's first `len` tokens after the prompt, decoding one token
-/// at a time (each position's penalty window: the last `last_n` tokens of prompt and output).
+/// The exact distribution of the target's first `len` tokens after [`PROMPT`].
 fn exact_joint(sampling: &SamplingConfig, len: usize) -> HashMap<Vec<Token>, f64> {
-    let model = target();
-    let mut out = HashMap::new();
-    let mut stack = vec![(Vec::<Token>::new(), 1.0)];
-    while let Some((seq, p)) = stack.pop() {
-        if seq.len() == len {
-            out.insert(seq, p);
-            continue;
-        }
-        let mut ctx = PROMPT.to_vec();
-        ctx.extend(&seq);
-        let last_n = sampling.penalties.last_n as usize;
-        let mut window = ctx[ctx.len().saturating_sub(last_n)..].to_vec();
-        let recent = TokenCounts::of(&mut window);
-        let dist = distribution_after(&model.logits_for(&ctx), sampling, &recent);
-        for (t, q) in dist.iter() {
-            let mut s = seq.clone();
-            s.push(t);
-            stack.push((s, p * q));
-        }
-    }
-    out
+    common::exact_joint(&target(), &PROMPT, sampling, len)
 }
 
 /// How often each sequence of the first `len` tokens came out of `n` speculative generations.

@@ -29,6 +29,9 @@ pub enum Source {
     Draft,
     /// Produced by the target itself (bonus or correction token, or plain decoding).
     Target,
+    /// Proposed by matching the latest tokens against the conversation so far (prompt lookup, at
+    /// no model cost) and accepted by the target.
+    Lookup,
 }
 
 /// Why generation stopped.
@@ -56,4 +59,22 @@ pub enum ChatRole {
     System,
     User,
     Assistant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_keep_their_text_forms() {
+        // The store and the front end hold these words: adding a source never renames another.
+        for (source, text) in [
+            (Source::Draft, "\"draft\""),
+            (Source::Target, "\"target\""),
+            (Source::Lookup, "\"lookup\""),
+        ] {
+            assert_eq!(serde_json::to_string(&source).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Source>(text).unwrap(), source);
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! A deterministic fake language model for the speculation loop's tests.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
+use canopy_spec::sampling::{distribution_after, SamplingConfig, TokenCounts};
 use canopy_spec::{Flow, ModelError, NodeIn, Source, StopReason, Token, TokenSink, TreeModel};
 
 /// Logits are a fixed pseudo-random function of the whole context, so the model is a real
@@ -180,4 +183,85 @@ impl TokenSink for Collect {
     fn cancelled(&self) -> bool {
         false
     }
+}
+
+/// Pearson chi-square statistic and its critical value at p = 1e-4 (Wilson–Hilferty). A sequence
+/// the expected distribution cannot produce makes the statistic infinite.
+pub fn chi_square(
+    counts: &HashMap<Vec<Token>, u64>,
+    expected: &HashMap<Vec<Token>, f64>,
+    n: u64,
+) -> (f64, f64) {
+    let mut stat = 0.0;
+    let mut cells = 0;
+    let mut other_obs = 0.0;
+    let mut other_exp = 0.0;
+    for (k, &p) in expected {
+        let e = p * n as f64;
+        let o = *counts.get(k).unwrap_or(&0) as f64;
+        if e < 5.0 {
+            other_obs += o;
+            other_exp += e;
+            continue;
+        }
+        stat += (o - e).powi(2) / e;
+        cells += 1;
+    }
+    let unexpected: u64 = counts
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .map(|(_, v)| v)
+        .sum();
+    if unexpected > 0 {
+        return (f64::INFINITY, 0.0);
+    }
+    if other_exp > 0.0 {
+        stat += (other_obs - other_exp).powi(2) / other_exp.max(1e-9);
+        cells += 1;
+    }
+    let df = (cells - 1) as f64;
+    let z = 3.719;
+    let crit = df * (1.0 - 2.0 / (9.0 * df) + z * (2.0 / (9.0 * df)).sqrt()).powi(3);
+    (stat, crit)
+}
+
+pub fn assert_possible(counts: &HashMap<Vec<Token>, u64>, expected: &HashMap<Vec<Token>, f64>) {
+    let impossible: Vec<&Vec<Token>> = counts
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        impossible.is_empty(),
+        "sequences the target cannot produce: {impossible:?}"
+    );
+}
+
+/// The exact distribution of `model`'s first `len` tokens after `prompt`, decoding one token at a
+/// time (each position's penalty window: the last `last_n` tokens of prompt and output).
+pub fn exact_joint(
+    model: &FakeModel,
+    prompt: &[Token],
+    sampling: &SamplingConfig,
+    len: usize,
+) -> HashMap<Vec<Token>, f64> {
+    let mut out = HashMap::new();
+    let mut stack = vec![(Vec::<Token>::new(), 1.0)];
+    while let Some((seq, p)) = stack.pop() {
+        if seq.len() == len {
+            out.insert(seq, p);
+            continue;
+        }
+        let mut ctx = prompt.to_vec();
+        ctx.extend(&seq);
+        let last_n = sampling.penalties.last_n as usize;
+        let mut window = ctx[ctx.len().saturating_sub(last_n)..].to_vec();
+        let recent = TokenCounts::of(&mut window);
+        let dist = distribution_after(&model.logits_for(&ctx), sampling, &recent);
+        for (t, q) in dist.iter() {
+            let mut s = seq.clone();
+            s.push(t);
+            stack.push((s, p * q));
+        }
+    }
+    out
 }
