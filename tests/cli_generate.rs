@@ -505,3 +505,43 @@ fn the_chosen_cpu_variant_runs_batched_decodes() {
     assert!(out["steps"].as_u64().unwrap() >= 1, "{out}");
     assert!(!text(&out).is_empty(), "{out}");
 }
+
+/// `auto` with no draft model speculates from the conversation itself (prompt lookup): on a prompt
+/// whose answer repeats it, greedy output is the target's own, and what lookup proposed and had
+/// accepted is reported (`l` in the provenance).
+#[test]
+fn auto_without_a_draft_speculates_from_the_conversation_and_prints_the_same_text() {
+    let home = tempfile::tempdir().unwrap();
+    let smol = smollm2();
+    let prompt = "Copy this list exactly, one item per line: apple, banana, cherry, date, \
+                  elderberry, fig, grape, apple, banana, cherry, date, elderberry, fig, grape.";
+    let base = [
+        "--prompt",
+        prompt,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "48",
+    ];
+    let plain = generate(
+        home.path(),
+        &smol,
+        &[&base[..], &["--plan", "none"]].concat(),
+    );
+    let auto = generate(
+        home.path(),
+        &smol,
+        &[&base[..], &["--plan", "auto"]].concat(),
+    );
+    assert_eq!(text(&auto), text(&plain), "{auto}");
+    let proposed = auto["lookup_tokens"].as_u64().unwrap();
+    let accepted = auto["lookup_accepted"].as_u64().unwrap();
+    let marked = auto["provenance"].as_str().unwrap().matches('l').count() as u64;
+    // Tokens accepted past the end of the reply (an end-of-text token, the length limit) are
+    // counted but not printed.
+    assert!(marked <= accepted && accepted <= proposed, "{auto}");
+    println!(
+        "lookup: {accepted} of {proposed} proposed tokens accepted, {marked} printed; plan {}",
+        auto["plan"]
+    );
+}

@@ -75,6 +75,7 @@ fn request(
         rpc: Vec::new(),
         rpc_layers: None,
         kv_cache_bytes: budget,
+        no_lookup: false,
     }
 }
 

@@ -28,6 +28,7 @@ fn request(max_tokens: u32) -> GenerateRequest {
         rpc: Vec::new(),
         rpc_layers: None,
         kv_cache_bytes: 0,
+        no_lookup: false,
     }
 }
 

@@ -53,9 +53,19 @@ pub struct Args {
     pub rpc: Option<String>,
 }
 
+/// What `auto` may propose from: the draft model and the conversation (the default), the draft
+/// model alone, or the conversation alone (no draft model).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    Both,
+    DraftOnly,
+    LookupOnly,
+}
+
 struct Row {
     plan: Plan,
     inexact: bool,
+    sources: Sources,
     tps: Vec<f64>,
     accepted: Vec<f64>,
     chosen: Vec<String>,
@@ -66,10 +76,15 @@ struct Row {
 
 impl Row {
     fn label(&self) -> String {
+        let base = match self.sources {
+            Sources::Both => self.plan.to_string(),
+            Sources::DraftOnly => format!("{} draft only", self.plan),
+            Sources::LookupOnly => format!("{} lookup only", self.plan),
+        };
         if self.inexact {
-            format!("{} inexact", self.plan)
+            format!("{base} inexact")
         } else {
-            self.plan.to_string()
+            base
         }
     }
 }
@@ -98,6 +113,7 @@ fn one(
     prompt: &str,
     plan: Plan,
     inexact: bool,
+    sources: Sources,
 ) -> CliResult<GenerateResult> {
     let choice = ModelChoice {
         target: args.target.clone(),
@@ -120,6 +136,10 @@ fn one(
         .prepare(&choice, prompt, sampling, args.max_tokens, Vec::new())
         .map_err(core_error)?;
     prepared.request.inexact_cache = inexact;
+    prepared.request.no_lookup = sources == Sources::DraftOnly;
+    if sources == Sources::LookupOnly {
+        prepared.request.draft = None;
+    }
     prepared.request.acceptance = None;
     prepared.request.costs = None;
     core.generate(&prepared, &CancelFlag::new(), &mut |_| {})
@@ -142,36 +162,41 @@ pub fn run(args: Args) -> CliResult {
         plans.push(Plan::tree(n).map_err(|e| CliError::user(format!("--budgets: {e}")))?);
     }
     plans.push(Plan::Auto);
-    let row = |plan: &Plan, inexact: bool| Row {
+    let row = |plan: &Plan, inexact: bool, sources: Sources| Row {
         plan: *plan,
         inexact,
+        sources,
         tps: vec![],
         accepted: vec![],
         chosen: vec![],
         same_text: 0,
         divergences: vec![],
     };
-    let mut rows: Vec<Row> = plans.iter().map(|p| row(p, false)).collect();
+    let mut rows: Vec<Row> = plans.iter().map(|p| row(p, false, Sources::Both)).collect();
+    // `auto` from each source alone: the draft model's trees, and candidates matched in the
+    // conversation with no draft model at all.
+    rows.push(row(&Plan::Auto, false, Sources::DraftOnly));
+    rows.push(row(&Plan::Auto, false, Sources::LookupOnly));
     if args.inexact_cache {
-        rows.extend(plans.iter().map(|p| row(p, true)).collect::<Vec<_>>());
+        rows.extend(
+            plans
+                .iter()
+                .map(|p| row(p, true, Sources::Both))
+                .collect::<Vec<_>>(),
+        );
     }
 
     let core = core()?;
     // Load both models and let `auto` calibrate before anything is timed.
     eprintln!("warming up (loading models, calibrating auto) ...");
-    one(&core, &args, "Hello", Plan::Auto, false)?;
+    one(&core, &args, "Hello", Plan::Auto, false, Sources::Both)?;
     for (i, prompt) in prompts.iter().enumerate() {
         // Target-only output with the same cache settings: the exact and the inexact cache hold
         // values in different types, so each group is compared with its own plain run.
         let mut reference: [Option<GenerateResult>; 2] = [None, None];
         for row in &mut rows {
-            eprint!(
-                "\rprompt {}/{}: {:<12}",
-                i + 1,
-                prompts.len(),
-                row.plan.to_string()
-            );
-            let r = one(&core, &args, prompt, row.plan, row.inexact)?;
+            eprint!("\rprompt {}/{}: {:<20}", i + 1, prompts.len(), row.label());
+            let r = one(&core, &args, prompt, row.plan, row.inexact, row.sources)?;
             let reference = reference[usize::from(row.inexact)].get_or_insert_with(|| r.clone());
             if reference.text == r.text {
                 row.same_text += 1;
@@ -197,6 +222,7 @@ fn report(args: &Args, rows: &[Row], prompts: usize) -> CliResult {
         .map(|r| {
             json!({
                 "plan": r.plan.to_string(),
+                "label": r.label(),
                 "inexact_cache": r.inexact,
                 "median_tokens_per_second": median(&r.tps),
                 "ratio_to_target_only": if base > 0.0 { median(&r.tps) / base } else { 0.0 },
@@ -232,12 +258,12 @@ fn report(args: &Args, rows: &[Row], prompts: usize) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:<14} {:>10} {:>8} {:>10} {:>9}  last choice",
+        "{:<20} {:>10} {:>8} {:>10} {:>9}  last choice",
         "plan", "tok/s", "ratio", "acc/step", "same"
     );
     for (r, v) in rows.iter().zip(&results) {
         println!(
-            "{:<14} {:>10.2} {:>7.2}x {:>10.2} {:>5}/{:<3}  {}",
+            "{:<20} {:>10.2} {:>7.2}x {:>10.2} {:>5}/{:<3}  {}",
             r.label(),
             v["median_tokens_per_second"].as_f64().unwrap_or(0.0),
             v["ratio_to_target_only"].as_f64().unwrap_or(0.0),

@@ -117,6 +117,7 @@ pub fn result_json(r: &GenerateResult) -> serde_json::Value {
         .map(|s| match s {
             Source::Draft => 'd',
             Source::Target => 't',
+            Source::Lookup => 'l',
         })
         .collect();
     json!({
@@ -124,6 +125,8 @@ pub fn result_json(r: &GenerateResult) -> serde_json::Value {
         "tokens": r.tokens,
         "prefill_tokens": r.prefill_tokens,
         "prefix_reused_tokens": r.prefix_reused_tokens,
+        "lookup_tokens": r.lookup_tokens,
+        "lookup_accepted": r.lookup_accepted,
         "prefill_ms": r.prefill_ms,
         "decode_ms": r.decode_ms,
         "tokens_per_second": r.tokens_per_second,

@@ -269,6 +269,7 @@ fn replay_tree(
                     rpc: Vec::new(),
                     rpc_layers: None,
                     kv_cache_bytes: 0,
+                    no_lookup: false,
                 },
                 cancel,
                 &mut |_, _| {},

@@ -4,7 +4,7 @@
 /**
  * Where an output token came from.
  */
-export type Source = "draft" | "target";
+export type Source = "draft" | "target" | "lookup";
 
 /** `none`, `auto`, `chain:K` (1 ≤ K ≤ 255) or `tree:N` (2 ≤ N ≤ 1024). */
 export type Plan = "none" | "auto" | `chain:${number}` | `tree:${number}`;

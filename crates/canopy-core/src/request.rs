@@ -318,9 +318,11 @@ impl Core {
         }
         let target_info = inspect(&choice.target, "target")?;
         let target = Footprint::from_info(&target_info);
-        if choice.plan.speculates() && choice.draft.is_none() {
+        // `auto` without a draft model speculates with candidates from the conversation itself
+        // (prompt lookup); fixed chains and trees are drawn by a draft model.
+        if choice.plan.speculates() && choice.plan != Plan::Auto && choice.draft.is_none() {
             return Err(CoreError::user(format!(
-                "plan {} needs a draft model",
+                "plan {} needs a draft model (auto without one speculates from the conversation)",
                 choice.plan
             )));
         }
@@ -357,6 +359,7 @@ impl Core {
             rpc: choice.rpc.clone(),
             rpc_layers: choice.rpc_layers,
             kv_cache_bytes: kv_cache_budget(&decision, &target, draft.as_ref(), context),
+            no_lookup: false,
         };
         Ok(Prepared {
             request,

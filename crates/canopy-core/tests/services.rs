@@ -75,6 +75,8 @@ fn result(text: &str, tokens: u64, stop: StopReason) -> GenerateResult {
         margins: Vec::new(),
         target_weights: None,
         prefix_reused_tokens: 0,
+        lookup_tokens: 0,
+        lookup_accepted: 0,
     }
 }
 

@@ -8,7 +8,8 @@ use canopy_plan::{chain, optimal_tree, Acceptance, CostTable, Costs, Limits, Tre
 use canopy_spec::driver::GenError;
 use canopy_spec::sampling::{argmax, distribution, SamplingConfig};
 use canopy_spec::{
-    generate, AutoPolicy, FixedPolicy, GenConfig, NodeIn, PlanPolicy, StopReason, Token, TreeModel,
+    generate, AutoPolicy, FixedPolicy, GenConfig, LookupConfig, NodeIn, PlanPolicy, StopReason,
+    Token, TreeModel,
 };
 use canopy_worker::{
     AcceptanceRequest, AcceptanceResult, ChatRole, CostCurves, EventSink, GenerateRequest,
@@ -438,6 +439,8 @@ impl Engine {
         let draft_path = match (kind, &req.draft) {
             (Plan::None, _) => None,
             (_, Some(d)) => Some(d.clone()),
+            // `auto` without a draft model speculates with lookup alone.
+            (Plan::Auto, None) => None,
             (_, None) => {
                 return Err(user(format!(
                     "plan {} needs a draft model (--draft)",
@@ -637,8 +640,13 @@ impl Engine {
                         match calibrations.get(&key) {
                             Some(c) => c.clone(),
                             None => {
-                                let d = draft.as_mut().ok_or_else(|| user("auto needs a draft"))?;
-                                let c = calibrate(&mut target, d, &prompt, largest, events)?;
+                                let c = calibrate(
+                                    &mut target,
+                                    draft.as_mut(),
+                                    &prompt,
+                                    largest,
+                                    events,
+                                )?;
                                 calibrations.insert(key, c.clone());
                                 c
                             }
@@ -651,7 +659,16 @@ impl Engine {
                     max_branch: 16,
                     max_leaves: MAX_SEQ - 1,
                 };
-                Box::new(AutoPolicy::new(costs, limits, &prior, PRIOR_WEIGHT))
+                // Candidates from the conversation itself cost no model pass; the policy values
+                // them with their own measured acceptance and plays them only where they pay.
+                let auto = match draft {
+                    Some(_) => AutoPolicy::new(costs, limits, &prior, PRIOR_WEIGHT),
+                    None => AutoPolicy::without_draft(costs.target, limits),
+                };
+                match req.no_lookup {
+                    true => Box::new(auto),
+                    false => Box::new(auto.with_lookup(LookupConfig::default())),
+                }
             }
         };
 
@@ -691,6 +708,8 @@ impl Engine {
             tokens,
             prefill_tokens: (stats.prefill_tokens - reused) as u64,
             prefix_reused_tokens: reused as u64,
+            lookup_tokens: stats.lookup_tokens as u64,
+            lookup_accepted: stats.lookup_accepted as u64,
             prefill_ms: stats.prefill_secs * 1e3,
             decode_ms: stats.decode_secs * 1e3,
             tokens_per_second: if stats.decode_secs > 0.0 {
@@ -1000,7 +1019,7 @@ fn time_pass(
 /// the same grid.
 fn calibrate(
     target: &mut LlamaTree<'_>,
-    draft: &mut LlamaTree<'_>,
+    mut draft: Option<&mut LlamaTree<'_>>,
     prompt: &[Token],
     max_n: usize,
     events: &mut EventSink,
@@ -1024,10 +1043,15 @@ fn calibrate(
         }
         n *= 2;
     }
+    // Without a draft model (lookup alone) the draft curve is never used; a flat nanosecond keeps
+    // the costs' shape (a cost table takes positive times only).
     let mut d_points = Vec::new();
     for &(k, _) in &t_points {
-        let p = time_pass(draft, prompt, k, REPEATS)?;
-        d_points.push((k, p.min));
+        let seconds = match draft {
+            Some(ref mut d) => time_pass(d, prompt, k, REPEATS)?.min,
+            None => 1e-9,
+        };
+        d_points.push((k, seconds));
     }
     events.progress("calibrating", 1.0);
     costs_from(&CostCurves {

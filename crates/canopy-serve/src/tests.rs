@@ -94,6 +94,8 @@ impl Backend for Fake {
             margins: Vec::new(),
             target_weights: None,
             prefix_reused_tokens: 0,
+            lookup_tokens: 0,
+            lookup_accepted: 0,
         })
     }
 }
@@ -123,6 +125,7 @@ pub(crate) fn request_template() -> GenerateRequest {
         rpc: Vec::new(),
         rpc_layers: None,
         kv_cache_bytes: 0,
+        no_lookup: false,
     }
 }
 

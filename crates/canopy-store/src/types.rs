@@ -218,6 +218,7 @@ pub(crate) mod provenance {
             .map(|s| match s {
                 Source::Target => 0,
                 Source::Draft => 1,
+                Source::Lookup => 2,
             })
             .collect()
     }
@@ -225,12 +226,10 @@ pub(crate) mod provenance {
     pub fn from_bytes(bytes: &[u8]) -> Vec<Source> {
         bytes
             .iter()
-            .map(|&b| {
-                if b == 1 {
-                    Source::Draft
-                } else {
-                    Source::Target
-                }
+            .map(|&b| match b {
+                1 => Source::Draft,
+                2 => Source::Lookup,
+                _ => Source::Target,
             })
             .collect()
     }
@@ -242,7 +241,8 @@ pub(crate) mod provenance {
         Bytes(Vec<u8>),
     }
 
-    /// `["draft", "target", ...]`, or the numbers (1 = draft) of exports from older builds.
+    /// `["draft", "target", "lookup", ...]`, or the numbers (1 = draft, 2 = lookup) of exports
+    /// from older builds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Source>, D::Error> {
         Ok(match Either::deserialize(d)? {
             Either::Sources(s) => s,

@@ -97,6 +97,10 @@ pub struct GenerateRequest {
     /// and the draft's contexts of recent conversations, least recently used evicted first.
     #[serde(default)]
     pub kv_cache_bytes: u64,
+    /// `auto` only: leave out candidates matched in the conversation so far (prompt lookup),
+    /// which it otherwise merges into its trees where they pay.
+    #[serde(default)]
+    pub no_lookup: bool,
 }
 
 /// Largest context used when a request names none.
@@ -232,6 +236,11 @@ pub struct GenerateResult {
     /// again); `prefill_tokens` counts only those decoded.
     #[serde(default)]
     pub prefix_reused_tokens: u64,
+    /// Candidates matched in the conversation (prompt lookup) put in trees, and those accepted.
+    #[serde(default)]
+    pub lookup_tokens: u64,
+    #[serde(default)]
+    pub lookup_accepted: u64,
 }
 
 /// Where llama.cpp put a model's weights, in MiB, from the "model buffer size" lines of its log.

@@ -52,8 +52,13 @@ describe("kindOf / provenanceShare", () => {
   });
 
   it("summarises stored provenance", () => {
-    expect(provenanceShare(["draft", "draft", "target", "draft"])).toEqual({ draft: 3, target: 1, share: 0.75 });
-    expect(provenanceShare(["target", "target"])).toEqual({ draft: 0, target: 2, share: 0 });
+    expect(provenanceShare(["draft", "draft", "target", "draft"])).toEqual({
+      draft: 3, lookup: 0, target: 1, share: 0.75, lookupShare: 0,
+    });
+    expect(provenanceShare(["target", "target"])).toEqual({ draft: 0, lookup: 0, target: 2, share: 0, lookupShare: 0 });
+    expect(provenanceShare(["lookup", "lookup", "draft", "target"])).toEqual({
+      draft: 1, lookup: 2, target: 1, share: 0.25, lookupShare: 0.5,
+    });
     expect(provenanceShare([]).share).toBe(0);
   });
 });

@@ -14,6 +14,8 @@ export interface Run {
 export interface LiveStats {
   tokens: number;
   draftTokens: number;
+  /** Accepted tokens proposed by matching the conversation so far (prompt lookup). */
+  lookupTokens: number;
   targetTokens: number;
   /** Tokens per second since the first token; 0 until two tokens have arrived. */
   tokensPerSecond: number;
@@ -32,6 +34,7 @@ export function kindOf(sources: readonly Source[]): RunKind {
 export class StreamAccumulator {
   private readonly pieces: Run[] = [];
   private draft = 0;
+  private lookup = 0;
   private target = 0;
   private firstAt: number | null = null;
   private lastAt: number | null = null;
@@ -45,6 +48,7 @@ export class StreamAccumulator {
     this.lastAt = t;
     for (const s of sources) {
       if (s === "draft") this.draft += 1;
+      else if (s === "lookup") this.lookup += 1;
       else this.target += 1;
     }
     const kind = kindOf(sources);
@@ -66,24 +70,34 @@ export class StreamAccumulator {
   }
 
   stats(): LiveStats {
-    const tokens = this.draft + this.target;
+    const tokens = this.draft + this.lookup + this.target;
     const elapsed = this.firstAt !== null && this.lastAt !== null ? (this.lastAt - this.firstAt) / 1000 : 0;
     // The first token's arrival starts the clock, so it does not count towards the rate.
     const tokensPerSecond = elapsed > 0 && tokens > 1 ? (tokens - 1) / elapsed : 0;
     return {
       tokens,
       draftTokens: this.draft,
+      lookupTokens: this.lookup,
       targetTokens: this.target,
       tokensPerSecond,
-      acceptedPerStep: this.target > 0 ? this.draft / this.target : 0,
+      acceptedPerStep: this.target > 0 ? (this.draft + this.lookup) / this.target : 0,
       draftShare: tokens > 0 ? this.draft / tokens : 0,
     };
   }
 }
 
-/** Summary of a stored reply's provenance: how many tokens were accepted draft tokens. */
-export function provenanceShare(provenance: readonly Source[]): { draft: number; target: number; share: number } {
+/** Summary of a stored reply's provenance: how many tokens were accepted draft tokens (`share`),
+ * and how many came from matching the conversation (`lookup`, `lookupShare`). */
+export function provenanceShare(provenance: readonly Source[]): {
+  draft: number;
+  lookup: number;
+  target: number;
+  share: number;
+  lookupShare: number;
+} {
   const draft = provenance.filter((p) => p === "draft").length;
-  const target = provenance.length - draft;
-  return { draft, target, share: provenance.length ? draft / provenance.length : 0 };
+  const lookup = provenance.filter((p) => p === "lookup").length;
+  const target = provenance.length - draft - lookup;
+  const n = provenance.length;
+  return { draft, lookup, target, share: n ? draft / n : 0, lookupShare: n ? lookup / n : 0 };
 }

@@ -448,7 +448,8 @@ export class ChatScreen {
     return h("div", { class: "msg-stats" },
       `${s.tokens} tokens · ${formatRate(s.tokens_per_second)} · plan ${s.plan || "none"}`,
       s.steps > 0 && s.plan && s.plan !== "none" ? ` · ${s.mean_accepted_per_step.toFixed(2)} accepted/step` : "",
-      share.draft > 0 ? ` · ${Math.round(share.share * 100)}% drafted` : "");
+      share.draft > 0 ? ` · ${Math.round(share.share * 100)}% drafted` : "",
+      share.lookup > 0 ? ` · ${Math.round(share.lookupShare * 100)}% from the conversation` : "");
   }
 
   /** The reply rendered as Markdown, exactly as without colouring, with each run's text in its `prov-*` span. */
@@ -673,6 +674,7 @@ export class ChatScreen {
         h("span", { class: "stat-value placement-text", "data-testid": "status-placement" }, this.placementText)),
       h("span", { class: "legend" },
         h("span", { class: "swatch prov-draft" }), "accepted draft",
+        h("span", { class: "swatch prov-lookup" }), "from the conversation",
         h("span", { class: "swatch prov-target" }), "target",
         h("label", { class: "legend-toggle" }, toggle, "colour replies")));
   }
