@@ -367,9 +367,14 @@ def set_settings(driver, **fields):
         find(driver, "toggle-settings").click()
     wait_for(lambda: visible(driver, "setting-max_tokens"), 5, "the settings panel")
     for name, value in fields.items():
-        field = find(driver, f"setting-{name}")
-        field.clear()
-        field.send_keys(str(value))
+        def fill(name=name, value=str(value)):
+            # Found again on every try: a field the pane re-rendered meanwhile is detached.
+            field = find(driver, f"setting-{name}")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
+            field.clear()
+            field.send_keys(value)
+            return find(driver, f"setting-{name}").get_attribute("value") == value
+        wait_for(fill, 10, f"the {name} setting to take {value}")
     find(driver, "save-settings").click()
     find(driver, "toggle-settings").click()
 

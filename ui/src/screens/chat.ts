@@ -143,7 +143,8 @@ export class ChatScreen {
     this.renderHeader();
     this.renderThread();
     this.renderStats();
-    this.renderSettings();
+    // An open pane keeps what is being typed into it: only an empty one is drawn here.
+    if (this.settingsPane.childElementCount === 0) this.renderSettings();
   }
 
   // ---- conversations -------------------------------------------------------------------------
