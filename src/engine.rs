@@ -180,21 +180,10 @@ impl ModelArgs {
 /// # Errors
 /// When this executable cannot be found.
 pub fn measuring_worker() -> Result<canopy_worker::Supervisor, CliError> {
-    worker_with(None)
-}
-
-/// A worker of its own running with `op_offload_min_batch` (a placement's threshold), for a
-/// front end that drives a worker itself (the HTTP server's backend).
-///
-/// # Errors
-/// When this executable cannot be found.
-pub fn worker_with(
-    op_offload_min_batch: Option<u32>,
-) -> Result<canopy_worker::Supervisor, CliError> {
     let program = std::env::current_exe().map_err(|e| {
         CliError::Failure(anyhow::anyhow!("cannot find the canopy executable: {e}"))
     })?;
-    Ok(WorkerEngine::new(worker_command(program)).supervisor_with(op_offload_min_batch))
+    Ok(WorkerEngine::new(worker_command(program)).supervisor_with(None))
 }
 
 /// Checks a model path before anything is started, so that a typo is a one-line user error.

@@ -192,7 +192,7 @@ pub async fn restart_worker(state: State<'_, AppState>) -> CommandResult<()> {
         ));
     }
     let app = state.inner().clone();
-    tauri::async_runtime::spawn_blocking(move || app.core().engine().shutdown())
+    tauri::async_runtime::spawn_blocking(move || app.core().restart_worker())
         .await
         .map_err(CommandError::internal)
 }

@@ -1,17 +1,13 @@
 //! The local OpenAI-compatible server, switched on and off from the app's settings. It is the same
-//! server as `canopy serve` (`canopy_serve`), serving the chat's default model pair with the chat's
-//! plan and placement, on 127.0.0.1 only, through the app's own inference worker (so the models
+//! server as `canopy serve` (`canopy_serve::Server::start`), serving the chat's default model pair
+//! with the chat's plan and placement, on 127.0.0.1 only, through the app's own core (so the models
 //! are loaded once for the chat and the server).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use canopy_core::ServerSettings;
-use canopy_serve::{Backend, ServeConfig, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
-use canopy_types::Sampling;
-use canopy_worker::{
-    CancelFlag, Event, GenerateRequest, GenerateResult, Job, JobResult, Prompt, WorkerError,
-};
+use canopy_serve::{ServeError, ServeOptions, Server};
 use serde::Serialize;
 use tauri::State;
 
@@ -48,40 +44,6 @@ pub struct ServerStatus {
     pub model: Option<String>,
 }
 
-/// Generation through the app's own worker: the chat and the server share one set of loaded
-/// models, one request at a time.
-struct CoreBackend {
-    app: Arc<Inner>,
-    op_offload_min_batch: Option<u32>,
-}
-
-impl Backend for CoreBackend {
-    fn generate(
-        &mut self,
-        request: GenerateRequest,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<GenerateResult, WorkerError> {
-        let mut on_event = |event: &Event| {
-            if let Event::Token { text, .. } = event {
-                on_text(text);
-            }
-        };
-        let job = Job::Generate(request);
-        match self
-            .app
-            .core
-            .engine()
-            .run(job, self.op_offload_min_batch, cancel, &mut on_event)?
-        {
-            JobResult::Generate(result) => Ok(result),
-            other => Err(WorkerError::Protocol(format!(
-                "expected a generation result, got {other:?}"
-            ))),
-        }
-    }
-}
-
 fn status(app: &Inner) -> CommandResult<ServerStatus> {
     let settings = app.core.server_settings()?;
     let running = app.server.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -92,7 +54,8 @@ fn status(app: &Inner) -> CommandResult<ServerStatus> {
     })
 }
 
-/// Starts the server with the saved settings and the chat's default models.
+/// Starts the server with the saved settings and the chat's default models, through the app's
+/// own core (the chat and the server share one set of loaded models, one request at a time).
 async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> {
     let core = &app.core;
     let chat = core.chat_settings()?;
@@ -101,38 +64,16 @@ async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> 
             "choose a model in the chat first: the server serves the chat's model",
         ));
     };
-    let prepared = core.prepare(
-        &choice,
-        Prompt::Raw(String::new()),
-        Sampling::chat_default(),
-        1,
-        Vec::new(),
-    )?;
-    let model = choice
-        .target
-        .file_stem()
-        .map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
-    let config = ServeConfig {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        port: settings.port,
+    let options = ServeOptions {
         api_key: settings.api_key.clone(),
-        allow_origins: Vec::new(),
-        max_body: DEFAULT_MAX_BODY,
-        queue: DEFAULT_QUEUE,
-        model_id: model.clone(),
-        context: prepared
-            .request
-            .context
-            .unwrap_or(canopy_worker::DEFAULT_CONTEXT),
-        template: prepared.request,
+        ..ServeOptions::loopback(settings.port)
     };
-    let backend = CoreBackend {
-        app: Arc::clone(&app),
-        op_offload_min_batch: prepared.decision.op_offload_min_batch,
-    };
-    let server = Server::bind(config, backend)
+    let (server, served) = Server::start(Arc::clone(core), &choice, options)
         .await
-        .map_err(|e| CommandError::user(e.to_string()))?;
+        .map_err(|e| match e {
+            ServeError::Core(e) => CommandError::from(e),
+            e => CommandError::user(e.to_string()),
+        })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let addr = server.local_addr();
     tauri::async_runtime::spawn(async move {
@@ -142,6 +83,7 @@ async fn start(app: Arc<Inner>, settings: &ServerSettings) -> CommandResult<()> 
             })
             .await;
     });
+    let model = served.model_id().to_owned();
     *app.server.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running { addr, model, stop });
     Ok(())
 }

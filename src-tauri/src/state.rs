@@ -3,8 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use canopy_core::Core;
-use canopy_worker::CancelFlag;
+use canopy_core::{CancelFlag, Core};
 
 use crate::error::{CommandError, CommandResult};
 
@@ -15,7 +14,7 @@ pub struct AppState {
 }
 
 pub struct Inner {
-    pub core: Core,
+    pub core: Arc<Core>,
     pub server: crate::server::ServerSlot,
     pub generation_cancel: CancelFlag,
     generating: AtomicBool,
@@ -49,7 +48,7 @@ impl AppState {
     pub fn new(core: Core) -> AppState {
         AppState {
             inner: Arc::new(Inner {
-                core,
+                core: Arc::new(core),
                 server: Default::default(),
                 generation_cancel: CancelFlag::new(),
                 generating: AtomicBool::new(false),

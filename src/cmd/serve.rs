@@ -1,11 +1,11 @@
 //! `canopy serve`: the OpenAI-compatible local HTTP server (the service lives in `canopy-serve`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use canopy_serve::{ServeConfig, ServeError, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
-use canopy_worker::{Prompt, Sampling};
+use canopy_serve::{ServeError, ServeOptions, Server, DEFAULT_MAX_BODY, DEFAULT_QUEUE};
 
-use crate::engine::{core, core_error, worker_with, ModelArgs};
+use crate::engine::{core, core_error, ModelArgs};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -33,54 +33,31 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    // The per-request parts (prompt, sampling, max tokens, stop) come from each HTTP request; the
-    // models, plan, placement, profile and context are prepared once, as for any other request.
-    let core = core()?;
-    let prepared = core
-        .prepare(
-            &args.model.choice()?,
-            Prompt::Raw(String::new()),
-            Sampling::chat_default(),
-            1,
-            Vec::new(),
-        )
-        .map_err(core_error)?;
-    let template = prepared.request;
-    let context = template.context.ok_or_else(|| {
-        CliError::Failure(anyhow::anyhow!("a prepared request names its context"))
-    })?;
-    let model_id = template
-        .target
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".to_owned());
-    let config = ServeConfig {
+    // The models, plan, placement, profile and context are prepared once by the core; each HTTP
+    // request brings its prompt, sampling, length and stop strings.
+    let options = ServeOptions {
         host: args.host,
         port: args.port,
         api_key: args.api_key,
         allow_origins: args.allow_origin,
         max_body: args.max_body,
         queue: args.queue,
-        model_id,
-        context,
-        template,
     };
-    config
-        .validate()
-        .map_err(|e| CliError::user(e.to_string()))?;
-    eprintln!("target placement: {}", prepared.decision.summary);
-    if let Some(profile) = &prepared.profile {
-        eprintln!("planning with profile {profile}");
-    }
-    let backend = worker_with(prepared.decision.op_offload_min_batch)?;
-
+    let choice = args.model.choice()?;
+    let core = Arc::new(core()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Failure(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
-        let server = Server::bind(config, backend).await.map_err(serve_error)?;
+        let (server, served) = Server::start(core, &choice, options)
+            .await
+            .map_err(serve_error)?;
+        eprintln!("target placement: {}", served.placement_summary());
+        if let Some(profile) = served.profile() {
+            eprintln!("planning with profile {profile}");
+        }
         println!("listening on http://{}", server.local_addr());
         server.run(shutdown).await.map_err(serve_error)
     })
@@ -88,6 +65,7 @@ pub fn run(args: Args) -> CliResult {
 
 fn serve_error(err: ServeError) -> CliError {
     match err {
+        ServeError::Core(err) => core_error(err),
         ServeError::Io(_) => CliError::Failure(anyhow::Error::new(err)),
         _ => CliError::user(err.to_string()),
     }

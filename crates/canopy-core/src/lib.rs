@@ -10,7 +10,9 @@
 //!   reply as it streams, return the statistics ([`Core::reply`]);
 //! - profiling: measure this machine and a model pair and save one profile schema
 //!   ([`Core::run_profile`]);
-//! - the model library: registry access and draft pairing with a cache ([`Core::check_pair`]).
+//! - the model library: registry access and draft pairing with a cache ([`Core::check_pair`]);
+//! - serving: a model set prepared once, each request run with only its own half
+//!   ([`Core::prepare_served`], [`Core::run_served`]).
 //!
 //! *Architecture Invariant:* knows nothing of clap, Tauri or HTTP; never runs a model in its own
 //! process (inference goes through [`Inference`]).
@@ -25,6 +27,7 @@ mod profiles;
 mod profiling;
 mod prompts;
 mod request;
+mod served;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +49,15 @@ pub use profiling::{
 };
 pub use prompts::load_prompts;
 pub use request::{ModelChoice, Prepared};
+pub use served::Served;
 pub use settings::{ChatSettings, ModelPair, ServerSettings, MAX_REPLY_TOKENS};
+
+/// The plain data a front end exchanges with inference through the core: requests, their
+/// results and streamed events, and the flag that cancels them.
+pub use canopy_worker::{
+    CancelFlag, ChatMessage, Event, GenerateRequest, GenerateResult, Prompt, WorkerError,
+    DEFAULT_CONTEXT,
+};
 
 /// The application: data folders, the chat store, the model library and the inference engine.
 pub struct Core {
@@ -137,9 +148,16 @@ impl Core {
         }
     }
 
-    /// The inference engine, locked for one job.
-    pub fn engine(&self) -> MutexGuard<'_, Box<dyn Inference>> {
+    /// The inference engine, locked for one job. It never leaves the core: front ends run jobs
+    /// through its services.
+    pub(crate) fn engine(&self) -> MutexGuard<'_, Box<dyn Inference>> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the inference worker (waiting for a running job); the next job starts a fresh one
+    /// (with freshly loaded models and an empty cache).
+    pub fn restart_worker(&self) {
+        self.engine().shutdown();
     }
 
     /// This machine's GPU as the CUDA driver reports it (probed once, without timing copies).

@@ -593,3 +593,69 @@ fn sampling_settings_are_checked_when_read() {
     assert_eq!(read.sampling.min_p(), 0.0);
     assert!(read.sampling.penalties().is_off());
 }
+
+#[test]
+fn a_served_request_brings_only_its_own_half() {
+    let w = world(Script::Reply(vec!["Hel", "lo"]));
+    let choice = ModelChoice {
+        context: Some(512),
+        ..ModelChoice::target_only(w.target.clone())
+    };
+    let served = w.core.prepare_served(&choice).unwrap();
+    assert_eq!(served.model_id(), "target");
+    assert_eq!(served.context(), 512);
+    assert!(
+        w.fake.jobs.lock().unwrap().is_empty(),
+        "preparing runs nothing"
+    );
+
+    // A request that names other files, another plan and a huge cache gets the served ones.
+    let request = GenerateRequest {
+        target: w.draft.clone(),
+        draft: Some(w.draft.clone()),
+        plan: Plan::Tree(64),
+        context: Some(100_000),
+        kv_cache_bytes: u64::MAX,
+        prompt: canopy_worker::Prompt::Raw("say hello".into()),
+        sampling: Sampling::greedy(),
+        max_tokens: 9,
+        stop: vec!["\n".into()],
+        ..served.template().clone()
+    };
+    let mut streamed = String::new();
+    let result = w
+        .core
+        .run_served(&served, request, &CancelFlag::new(), &mut |t| {
+            streamed.push_str(t)
+        })
+        .unwrap();
+    assert_eq!(
+        (result.text.as_str(), streamed.as_str()),
+        ("Hello", "Hello")
+    );
+    let job = w.fake.last_job();
+    assert_eq!(job.target, w.target);
+    assert_eq!(job.draft, None);
+    assert_eq!(job.plan, Plan::None);
+    assert_eq!(job.context, Some(512));
+    assert_eq!(job.kv_cache_bytes, served.template().kv_cache_bytes);
+    assert_eq!(job.prompt, canopy_worker::Prompt::Raw("say hello".into()));
+    assert_eq!(
+        (job.max_tokens, job.stop.clone()),
+        (9, vec!["\n".to_owned()])
+    );
+
+    // Lengths the served context cannot hold are the request's fault, refused before the engine.
+    for max_tokens in [0, 513] {
+        let request = GenerateRequest {
+            max_tokens,
+            ..served.template().clone()
+        };
+        let err = w
+            .core
+            .run_served(&served, request, &CancelFlag::new(), &mut |_| {})
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::User, "{err}");
+    }
+    assert_eq!(w.fake.jobs.lock().unwrap().len(), 1);
+}

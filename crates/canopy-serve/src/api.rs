@@ -10,9 +10,10 @@
 //! server, takes Canopy's one default, [`Sampling::chat_default`]'s (top-k 40, min-p 0.05, no
 //! repetition penalty, a window of 64 tokens).
 
-use canopy_types::{Penalties, SamplingError, MAX_REPEAT_LAST_N, MAX_TOP_K};
-use canopy_worker::{
-    ChatMessage, ChatRole, GenerateRequest, GenerateResult, Placement, Prompt, Sampling, StopReason,
+use canopy_core::{ChatMessage, GenerateRequest, GenerateResult, Prompt};
+use canopy_types::{
+    ChatRole, Penalties, Placement, Sampling, SamplingError, StopReason, MAX_REPEAT_LAST_N,
+    MAX_TOP_K,
 };
 use serde_json::{json, Map, Value};
 

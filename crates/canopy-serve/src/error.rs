@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use canopy_worker::WorkerError;
+use canopy_core::{CoreError, ErrorKind, WorkerError};
 use serde_json::json;
 
 /// One refused or failed request.
@@ -149,21 +149,31 @@ impl ApiError {
     }
 }
 
-impl From<WorkerError> for ApiError {
-    fn from(err: WorkerError) -> Self {
+/// The core decides who an error is for; a crashed worker is the one failure a retry fixes.
+impl From<CoreError> for ApiError {
+    fn from(err: CoreError) -> Self {
         let message = err.to_string();
-        match err {
-            WorkerError::User(_) => ApiError::invalid(message),
-            WorkerError::Crashed { .. } => ApiError::new(
+        match (&err, err.kind()) {
+            (CoreError::Worker(WorkerError::Crashed { .. }), _) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "worker_crashed",
                 message,
             ),
-            WorkerError::Internal(_)
-            | WorkerError::Spawn { .. }
-            | WorkerError::Version { .. }
-            | WorkerError::Protocol(_) => ApiError::new(
+            (_, ErrorKind::User) => ApiError::invalid(message),
+            (_, ErrorKind::NotFound) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found",
+                message,
+            ),
+            (_, ErrorKind::Unavailable) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "unavailable",
+                message,
+            ),
+            (_, ErrorKind::Internal) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "inference_failed",

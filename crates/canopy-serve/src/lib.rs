@@ -10,8 +10,11 @@
 //! header against the names it is bound to (DNS rebinding), answers CORS only for an exact origin
 //! allow-list, caps request bodies and token counts, and compares API keys in constant time.
 //!
-//! Architecture invariant: this crate knows nothing of llama.cpp or of the command line; it talks
-//! to inference only through [`Backend`], so its tests run with a fake one.
+//! Architecture invariant: this crate knows nothing of llama.cpp or of the command line; it depends
+//! on the application core and the shared types only. Every front end starts its server with
+//! [`Server::start`], which has the core prepare the model once and run each request
+//! ([`CoreBackend`]); the router talks to inference only through [`Backend`], so its tests run
+//! with a fake one.
 
 mod api;
 mod error;
@@ -23,38 +26,51 @@ mod tests;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use canopy_worker::{CancelFlag, GenerateRequest, GenerateResult, Supervisor, WorkerError};
+use canopy_core::{
+    CancelFlag, Core, CoreError, CoreResult, GenerateRequest, GenerateResult, ModelChoice, Served,
+};
 
 pub use error::ApiError;
 
 /// Runs generations for the server, one at a time, on a thread of its own.
 pub trait Backend: Send + 'static {
     /// Generates text for `request`, calling `on_text` with each streamed piece; stops early (with
-    /// [`canopy_worker::StopReason::Cancelled`]) once `cancel` is set.
+    /// [`canopy_types::StopReason::Cancelled`]) once `cancel` is set.
     ///
     /// # Errors
-    /// [`WorkerError::User`] when the request cannot be served as asked (a prompt longer than the
-    /// context, say), [`WorkerError::Crashed`] when the inference process died, and the other
-    /// variants for internal failures.
+    /// A [`CoreError`] of kind user when the request cannot be served as asked (a prompt longer
+    /// than the context, say), [`CoreError::Worker`] when the inference process died or failed.
     fn generate(
         &mut self,
         request: GenerateRequest,
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<GenerateResult, WorkerError>;
+    ) -> CoreResult<GenerateResult>;
 }
 
-/// The worker supervisor is the real backend: a crashed worker is reported once and replaced by a
-/// fresh one on the next request.
-impl Backend for Supervisor {
+/// The real backend: the application core, running each request with the model half it prepared
+/// ([`Core::run_served`]). A crashed worker is reported once and replaced on the next request.
+pub struct CoreBackend {
+    core: Arc<Core>,
+    served: Served,
+}
+
+impl CoreBackend {
+    pub fn new(core: Arc<Core>, served: Served) -> CoreBackend {
+        CoreBackend { core, served }
+    }
+}
+
+impl Backend for CoreBackend {
     fn generate(
         &mut self,
         request: GenerateRequest,
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<GenerateResult, WorkerError> {
-        Supervisor::generate(self, request, cancel, &mut |text, _| on_text(text))
+    ) -> CoreResult<GenerateResult> {
+        self.core.run_served(&self.served, request, cancel, on_text)
     }
 }
 
@@ -62,6 +78,37 @@ impl Backend for Supervisor {
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 /// Default number of requests that may wait for the backend.
 pub const DEFAULT_QUEUE: usize = 16;
+
+/// The network half of a server's settings: everything but the model, which the core prepares.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The address to listen on; loopback unless `api_key` is set.
+    pub host: IpAddr,
+    /// The port; 0 picks a free one.
+    pub port: u16,
+    /// When set, every `/v1` request needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Origins allowed to call the server from a browser (exact matches); empty = none.
+    pub allow_origins: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Requests that may wait while one runs.
+    pub queue: usize,
+}
+
+impl ServeOptions {
+    /// 127.0.0.1 on `port`, no key, no browser origins, the default limits.
+    pub fn loopback(port: u16) -> ServeOptions {
+        ServeOptions {
+            host: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port,
+            api_key: None,
+            allow_origins: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
+            queue: DEFAULT_QUEUE,
+        }
+    }
+}
 
 /// Validated settings of one server.
 #[derive(Clone, Debug)]
@@ -103,30 +150,67 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The model could not be prepared (the core's error says what to change).
+    #[error(transparent)]
+    Core(#[from] CoreError),
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl ServeConfig {
+    /// `options` serving `served`.
+    pub fn for_served(options: ServeOptions, served: &Served) -> ServeConfig {
+        ServeConfig {
+            host: options.host,
+            port: options.port,
+            api_key: options.api_key,
+            allow_origins: options.allow_origins,
+            max_body: options.max_body,
+            queue: options.queue,
+            model_id: served.model_id().to_owned(),
+            context: served.context(),
+            template: served.template().clone(),
+        }
+    }
+
     /// Checks the settings that do not need the network.
     ///
     /// # Errors
     /// [`ServeError::OpenWithoutKey`] for a non-loopback host without an API key, and the other
     /// variants for an empty key, a malformed origin or a context below 16 tokens.
     pub fn validate(&self) -> Result<(), ServeError> {
-        match &self.api_key {
-            Some(key) if key.is_empty() => return Err(ServeError::EmptyKey),
-            None if !self.host.is_loopback() => return Err(ServeError::OpenWithoutKey(self.host)),
-            _ => {}
-        }
-        for origin in &self.allow_origins {
-            security::check_origin(origin).map_err(|()| ServeError::BadOrigin(origin.clone()))?;
-        }
+        check_network(self.host, self.api_key.as_deref(), &self.allow_origins)?;
         if self.context < 16 {
             return Err(ServeError::Context(self.context));
         }
         Ok(())
     }
+}
+
+impl ServeOptions {
+    /// Checks the host, key and origins.
+    ///
+    /// # Errors
+    /// As [`ServeConfig::validate`].
+    pub fn validate(&self) -> Result<(), ServeError> {
+        check_network(self.host, self.api_key.as_deref(), &self.allow_origins)
+    }
+}
+
+fn check_network(
+    host: IpAddr,
+    api_key: Option<&str>,
+    allow_origins: &[String],
+) -> Result<(), ServeError> {
+    match api_key {
+        Some("") => return Err(ServeError::EmptyKey),
+        None if !host.is_loopback() => return Err(ServeError::OpenWithoutKey(host)),
+        _ => {}
+    }
+    for origin in allow_origins {
+        security::check_origin(origin).map_err(|()| ServeError::BadOrigin(origin.clone()))?;
+    }
+    Ok(())
 }
 
 /// A bound, not yet running server.
@@ -161,6 +245,23 @@ impl Server {
             addr,
             worker,
         })
+    }
+
+    /// The server of every front end: `choice` prepared once by the core, then served through
+    /// it. The network settings are checked before the model files are read.
+    ///
+    /// # Errors
+    /// As [`Server::bind`], and [`ServeError::Core`] when the model choice cannot be prepared.
+    pub async fn start(
+        core: Arc<Core>,
+        choice: &ModelChoice,
+        options: ServeOptions,
+    ) -> Result<(Server, Served), ServeError> {
+        options.validate()?;
+        let served = core.prepare_served(choice)?;
+        let config = ServeConfig::for_served(options, &served);
+        let backend = CoreBackend::new(core, served.clone());
+        Ok((Server::bind(config, backend).await?, served))
     }
 
     /// The address actually bound (the real port when 0 was asked for).

@@ -4,7 +4,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use canopy_worker::{CancelFlag, GenerateRequest, GenerateResult, WorkerError};
+use canopy_core::{CancelFlag, CoreResult, GenerateRequest, GenerateResult};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
@@ -13,7 +13,7 @@ use crate::Backend;
 /// What a running job reports to the request waiting for it.
 pub enum Update {
     Text(String),
-    Done(Box<Result<GenerateResult, WorkerError>>),
+    Done(Box<CoreResult<GenerateResult>>),
 }
 
 struct Job {

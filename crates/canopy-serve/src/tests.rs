@@ -8,10 +8,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use canopy_worker::{
-    CancelFlag, GenerateRequest, GenerateResult, Placement, Prompt, Sampling, StopReason,
-    WorkerError,
-};
+use canopy_core::{CancelFlag, CoreResult, GenerateRequest, GenerateResult, Prompt, WorkerError};
+use canopy_types::{Placement, Plan, Sampling, StopReason};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -34,7 +32,7 @@ impl Backend for Fake {
         request: GenerateRequest,
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<GenerateResult, WorkerError> {
+    ) -> CoreResult<GenerateResult> {
         let _ = self.sampled.send(request.sampling);
         let prompt = match &request.prompt {
             Prompt::Chat(m) => m.last().map(|m| m.content.clone()).unwrap_or_default(),
@@ -43,13 +41,14 @@ impl Backend for Fake {
         let mut text = String::new();
         let mut stop = StopReason::Eos;
         match prompt.as_str() {
-            "refuse" => return Err(WorkerError::User("the prompt is too long".into())),
+            "refuse" => return Err(WorkerError::User("the prompt is too long".into()).into()),
             "crash" => {
                 on_text("partial");
                 return Err(WorkerError::Crashed {
                     status: "killed by signal 9 (SIGKILL)".into(),
                     detail: String::new(),
-                });
+                }
+                .into());
             }
             "block" => {
                 let _ = self.gate.lock().unwrap().recv();
@@ -116,7 +115,7 @@ pub(crate) fn request_template() -> GenerateRequest {
         sampling: Sampling::chat_default(),
         max_tokens: 1,
         stop: Vec::new(),
-        plan: canopy_worker::Plan::None,
+        plan: Plan::None,
         context: None,
         placement: Placement::Cpu,
         acceptance: None,
