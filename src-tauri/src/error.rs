@@ -59,14 +59,11 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
+/// Who a store error is for is the core's decision ([`canopy_core::CoreError::kind`]), as for every
+/// other error.
 impl From<canopy_store::StoreError> for CommandError {
     fn from(err: canopy_store::StoreError) -> Self {
-        let kind = if err.is_not_found() {
-            ErrorKind::NotFound
-        } else {
-            ErrorKind::Internal
-        };
-        CommandError::new(kind, err)
+        canopy_core::CoreError::from(err).into()
     }
 }
 
@@ -94,9 +91,9 @@ impl From<canopy_models::ModelsError> for CommandError {
     }
 }
 
-impl From<canopy_worker::WorkerError> for CommandError {
-    fn from(err: canopy_worker::WorkerError) -> Self {
-        use canopy_worker::WorkerError;
+impl From<canopy_core::WorkerError> for CommandError {
+    fn from(err: canopy_core::WorkerError) -> Self {
+        use canopy_core::WorkerError;
         let kind = match &err {
             WorkerError::User(_) => ErrorKind::User,
             WorkerError::Crashed { .. } | WorkerError::Protocol(_) => ErrorKind::Crashed,
@@ -124,8 +121,22 @@ mod tests {
     }
 
     #[test]
+    fn store_errors_are_classified_as_the_core_classifies_them() {
+        let newer: CommandError = canopy_store::StoreError::NewerSchema {
+            path: "canopy.db".into(),
+            found: 9,
+            supported: 3,
+        }
+        .into();
+        assert_eq!(newer.kind, ErrorKind::User, "{}", newer.message);
+        let gone: CommandError =
+            canopy_store::StoreError::ConversationNotFound(canopy_store::ConversationId(7)).into();
+        assert_eq!(gone.kind, ErrorKind::NotFound);
+    }
+
+    #[test]
     fn a_dead_worker_is_reported_as_crashed() {
-        let err: CommandError = canopy_worker::WorkerError::Crashed {
+        let err: CommandError = canopy_core::WorkerError::Crashed {
             status: "killed by signal 9 (SIGKILL)".into(),
             detail: String::new(),
         }

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use canopy_core::{Core, ModelChoice};
-use canopy_types::{Placement, Plan, Sampling};
-use canopy_worker::{CancelFlag, ChatMessage, ChatRole, GenerateResult, Prompt};
+use canopy_core::{CancelFlag, ChatMessage, Core, GenerateResult, ModelChoice, Prompt};
+use canopy_types::{ChatRole, Placement, Plan, Sampling};
 use serde_json::json;
 
 use crate::engine::{core, core_error, parse_placement, rpc_endpoints};

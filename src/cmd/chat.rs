@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use canopy_core::{ChatObserver, ChatSettings, Core, CoreError, ModelPair};
+use canopy_core::{
+    CancelFlag, ChatObserver, ChatSettings, Core, CoreError, ModelPair, WorkerError,
+};
 use canopy_hw::PlacementDecision;
 use canopy_store::{ConversationId, MessageId};
 use canopy_types::{Placement, Plan, Source, StopReason};
-use canopy_worker::{CancelFlag, WorkerError};
 
 use crate::engine::{core, core_error, parse_placement, parse_plan, rpc_endpoints, SamplingArgs};
 use crate::error::{CliError, CliResult};

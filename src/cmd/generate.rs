@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use canopy_worker::{CancelFlag, ChatMessage, ChatRole, Event, GenerateResult, Prompt, Source};
+use canopy_core::{CancelFlag, ChatMessage, Event, GenerateResult, Prompt};
+use canopy_types::{ChatRole, Source};
 use serde_json::json;
 
 use crate::engine::{core, core_error, ModelArgs, SamplingArgs};

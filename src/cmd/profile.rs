@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use canopy_core::{ProfileObserver, ProfileSpec, ProfileStage};
+use canopy_core::{CancelFlag, ProfileObserver, ProfileSpec, ProfileStage};
 use canopy_hw::Profile;
 use canopy_types::Placement;
-use canopy_worker::CancelFlag;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{core, core_error, model_path, parse_placement, rpc_endpoints};

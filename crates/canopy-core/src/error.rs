@@ -53,7 +53,7 @@ impl CoreError {
             CoreError::User(_) | CoreError::Worker(WorkerError::User(_)) => ErrorKind::User,
             CoreError::NotFound(_) => ErrorKind::NotFound,
             CoreError::Unavailable(_) => ErrorKind::Unavailable,
-            CoreError::Store(StoreError::ConversationNotFound(_)) => ErrorKind::NotFound,
+            CoreError::Store(e) if e.is_not_found() => ErrorKind::NotFound,
             CoreError::Store(
                 StoreError::NewerSchema { .. }
                 | StoreError::NotADatabase { .. }
