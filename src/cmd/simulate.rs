@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use canopy_hw::{recommend_placement, ModelSpec, PredictedCosts, Profile};
-use canopy_plan::{choose, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
+use canopy_plan::{choose, Acceptance, CostTable, Costs, Limits, TreePlan, ENGINE};
 use canopy_worker::{
     AcceptanceRequest, CancelFlag, GenerateRequest, Job, JobResult, Placement, Plan, Prompt,
     Sampling,
@@ -20,9 +20,6 @@ use crate::engine::{measuring_worker, model_path, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 use canopy_core::{ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
-
-/// Children per node in the trees the engine builds for `tree:N` (see canopy-llama).
-const ENGINE_MAX_BRANCH: usize = 16;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -167,8 +164,8 @@ fn choose_plan(args: &Args, acc: &Acceptance, costs: &Costs) -> CliResult<canopy
     let limits = Limits {
         budget: args.budget as usize,
         max_depth: args.max_depth,
-        max_branch: ENGINE_MAX_BRANCH.min(acc.as_slice().len()),
-        max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
+        max_branch: ENGINE.max_branch.min(acc.as_slice().len()),
+        max_leaves: ENGINE.max_leaves,
     };
     limits
         .validate()
@@ -226,16 +223,9 @@ fn replay_tree(
     n: usize,
 ) -> CliResult<Replay> {
     // The tree the engine builds for `tree:N` from the same acceptance vector.
-    let plan = optimal_tree(
-        acc,
-        &Limits {
-            budget: n,
-            max_depth: (n - 1).min(255),
-            max_branch: ENGINE_MAX_BRANCH,
-            max_leaves: canopy_plan::LLAMA_MAX_LEAVES,
-        },
-    )
-    .map_err(|e| CliError::user(e.to_string()))?;
+    let plan = ENGINE
+        .fixed_tree_plan(acc, n)
+        .map_err(|e| CliError::user(e.to_string()))?;
     let step_seconds = costs
         .step_seconds(&plan, acc)
         .map_err(|e| CliError::Failure(anyhow::anyhow!("pricing the tree: {e}")))?;

@@ -4,13 +4,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use canopy_plan::{chain, optimal_tree, Acceptance, CostTable, Costs, Limits, TreePlan};
+use canopy_plan::{CostTable, Costs, ENGINE};
 use canopy_spec::driver::GenError;
 use canopy_spec::sampling::{argmax, distribution, SamplingConfig};
-use canopy_spec::{
-    generate, AutoPolicy, FixedPolicy, GenConfig, LookupConfig, NodeIn, PlanPolicy, StopReason,
-    Token, TreeModel,
-};
+use canopy_spec::{generate, policy_for, GenConfig, NodeIn, StopReason, Token, TreeModel};
 use canopy_worker::{
     AcceptanceRequest, AcceptanceResult, ChatRole, CostCurves, EventSink, GenerateRequest,
     GenerateResult, Handler, HandlerError, Job, JobResult, MeasureRequest, MeasureResult,
@@ -23,12 +20,8 @@ use rand::SeedableRng;
 
 use crate::rpc;
 use crate::text::TextSink;
-use crate::tree::{CellReuse, KvTypes, LlamaTree, MAX_SEQ};
+use crate::tree::{CellReuse, KvTypes, LlamaTree};
 
-/// Acceptance vector assumed before anything was measured (a typical small draft of the same family).
-pub const DEFAULT_ACCEPTANCE: [f64; 4] = [0.6, 0.1, 0.04, 0.02];
-/// How many observations the default or stored acceptance vector is worth against measurements.
-const PRIOR_WEIGHT: f64 = 8.0;
 /// Smallest batch: prompt chunks and trees up to this size.
 const MIN_BATCH: usize = 512;
 
@@ -131,9 +124,9 @@ pub const MAX_TREE: usize = canopy_types::MAX_TREE as usize;
 /// and where it streams or sits on a GPU (the calibration may stop earlier).
 const AUTO_MAX_BUDGET_CPU: usize = 256;
 const AUTO_MAX_BUDGET: usize = MAX_TREE;
-/// Deepest tree any plan builds (`auto` plans up to 24 levels, `chain:K` takes at most 255 and
-/// `tree:N` is capped here); also the most accepted tokens one commit can hand to the next pass.
-const MAX_DEPTH: usize = 255;
+/// Deepest tree any plan builds; also the most accepted tokens one commit can hand to the next
+/// pass.
+const MAX_DEPTH: usize = ENGINE.max_depth;
 
 fn user(msg: impl Into<String>) -> HandlerError {
     HandlerError::user(msg)
@@ -603,74 +596,36 @@ impl Engine {
             d.resume(&prompt).map_err(internal)?;
         }
 
-        let prior: Vec<f64> = req
-            .acceptance
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ACCEPTANCE.to_vec());
-        let acc = Acceptance::new(prior.clone())
-            .map_err(|e| user(format!("invalid acceptance vector: {e}")))?;
-        let mut policy: Box<dyn PlanPolicy> = match kind {
-            Plan::None => Box::new(FixedPolicy::new(TreePlan::plain(), "none")),
-            Plan::Chain(k) => Box::new(FixedPolicy::new(
-                chain(&acc, k as usize),
-                format!("chain:{k}"),
-            )),
-            Plan::Tree(n) => {
-                let n = n as usize;
-                let limits = Limits {
-                    budget: n,
-                    max_depth: (n - 1).min(MAX_DEPTH),
-                    max_branch: 16,
-                    max_leaves: MAX_SEQ - 1,
-                };
-                let plan = optimal_tree(&acc, &limits).map_err(|e| user(e.to_string()))?;
-                let label = format!("tree:{n} (depth {})", plan.depth());
-                Box::new(FixedPolicy::new(plan, label))
-            }
-            Plan::Auto => {
-                let costs = match &req.costs {
-                    Some(curves) => costs_from(curves).map_err(user)?,
+        // `auto` plans from measured costs: a profile's, else this process's calibration.
+        let costs = match (kind, &req.costs) {
+            (Plan::Auto, Some(curves)) => Some(costs_from(curves).map_err(user)?),
+            (Plan::Auto, None) => {
+                events.progress("calibrating", 0.0);
+                let key = (
+                    req.target.clone(),
+                    draft_path.clone().unwrap_or_default(),
+                    residence.clone(),
+                );
+                Some(match calibrations.get(&key) {
+                    Some(c) => c.clone(),
                     None => {
-                        events.progress("calibrating", 0.0);
-                        let key = (
-                            req.target.clone(),
-                            draft_path.clone().unwrap_or_default(),
-                            residence.clone(),
-                        );
-                        match calibrations.get(&key) {
-                            Some(c) => c.clone(),
-                            None => {
-                                let c = calibrate(
-                                    &mut target,
-                                    draft.as_mut(),
-                                    &prompt,
-                                    largest,
-                                    events,
-                                )?;
-                                calibrations.insert(key, c.clone());
-                                c
-                            }
-                        }
+                        let c = calibrate(&mut target, draft.as_mut(), &prompt, largest, events)?;
+                        calibrations.insert(key, c.clone());
+                        c
                     }
-                };
-                let limits = Limits {
-                    budget: costs.target.max_n().min(largest),
-                    max_depth: 24,
-                    max_branch: 16,
-                    max_leaves: MAX_SEQ - 1,
-                };
-                // Candidates from the conversation itself cost no model pass; the policy values
-                // them with their own measured acceptance and plays them only where they pay.
-                let auto = match draft {
-                    Some(_) => AutoPolicy::new(costs, limits, &prior, PRIOR_WEIGHT),
-                    None => AutoPolicy::without_draft(costs.target, limits),
-                };
-                match req.no_lookup {
-                    true => Box::new(auto),
-                    false => Box::new(auto.with_lookup(LookupConfig::default())),
-                }
+                })
             }
+            _ => None,
         };
+        let mut policy = policy_for(
+            kind,
+            req.acceptance.as_deref(),
+            costs,
+            draft.is_some(),
+            !req.no_lookup,
+            largest,
+        )
+        .map_err(|e| user(e.to_string()))?;
 
         let mut sink = TextSink::new(target_model, events, &req.stop);
         let cfg = GenConfig {

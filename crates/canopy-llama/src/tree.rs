@@ -39,6 +39,8 @@ use llama_cpp_2::token::LlamaToken;
 
 /// Sequence ids available to leaves: llama.cpp allows `LLAMA_MAX_SEQ` = 256 sequences, 0 is the prefix.
 pub const MAX_SEQ: usize = 256;
+// The planner's leaf limit is this engine's: one sequence per leaf besides the prefix's.
+const _: () = assert!(canopy_plan::ENGINE.max_leaves + 1 == MAX_SEQ);
 
 #[derive(Clone, Debug)]
 struct Pending {

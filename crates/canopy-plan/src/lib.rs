@@ -13,6 +13,7 @@
 //! * [`LiveCostTable`]: a cost table corrected by the pass times measured while running.
 //! * [`chain`] and [`fixed_budget`]: baselines.
 //! * [`Planner`]: the same, cached by input.
+//! * [`ENGINE`]: the limits of the tree engine over llama.cpp, which every planning caller uses.
 //!
 //! # Method and guarantee
 //!
@@ -28,6 +29,7 @@
 mod acceptance;
 mod cost;
 mod dp;
+mod engine;
 mod error;
 mod live;
 mod lookup;
@@ -37,6 +39,7 @@ mod tree;
 
 pub use acceptance::{Acceptance, Limits, LLAMA_MAX_LEAVES, MAX_BUDGET, SUM_TOLERANCE};
 pub use cost::{choose, choose_ladder, Choice, CostTable, Costs};
+pub use engine::{EngineLimits, ENGINE};
 pub use error::PlanError;
 pub use live::{LiveCostTable, LivePoint};
 pub use lookup::{choose_step, DraftOption, LookupAcceptance, LookupNode, StepChoice, StepCosts};

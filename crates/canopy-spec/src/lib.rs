@@ -44,7 +44,8 @@ pub use driver::{
 pub use lookup::{LookupConfig, LookupError, LookupIndex, LookupProposal};
 pub use model::{ModelError, NodeIn, TreeModel};
 pub use policy::{
-    AcceptanceTracker, AutoPolicy, FixedPolicy, LiveCosts, LookupTracker, StepCounts,
+    policy_for, AcceptanceTracker, AutoPolicy, FixedPolicy, LiveCosts, LookupTracker, PolicyError,
+    StepCounts, DEFAULT_ACCEPTANCE, PRIOR_WEIGHT,
 };
 pub use sampling::{Dist, Penalties, SamplingConfig, TokenCounts};
 pub use verify::{LookupVisit, NodeKind, Walk};

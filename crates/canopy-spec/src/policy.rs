@@ -7,9 +7,10 @@
 //! a reply.
 
 use canopy_plan::{
-    choose_ladder, choose_step, Acceptance, CostTable, Costs, DraftOption, Limits, LiveCostTable,
-    LivePoint, LookupAcceptance, StepCosts, TreePlan,
+    chain, choose_ladder, choose_step, Acceptance, CostTable, Costs, DraftOption, Limits,
+    LiveCostTable, LivePoint, LookupAcceptance, StepCosts, TreePlan, ENGINE,
 };
+use canopy_types::Plan;
 use serde::Serialize;
 
 use crate::driver::{PlanPolicy, StepInput, StepPlan, StepReport};
@@ -134,6 +135,74 @@ impl Default for LookupTracker {
     fn default() -> Self {
         LookupTracker::new(&LOOKUP_PRIOR, LOOKUP_PRIOR_WEIGHT)
     }
+}
+
+/// The acceptance a plan assumes before any is measured (and `auto`'s prior without a profile).
+pub const DEFAULT_ACCEPTANCE: [f64; 4] = [0.6, 0.1, 0.04, 0.02];
+/// Observations a profile's (or the default) acceptance vector counts as in `auto`'s estimate.
+pub const PRIOR_WEIGHT: f64 = 8.0;
+
+/// Why a request's plan has no policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid acceptance vector: {0}")]
+    Acceptance(canopy_plan::PlanError),
+    #[error("{0}")]
+    Tree(canopy_plan::PlanError),
+    #[error("plan auto needs cost curves (a profile's or a calibration's)")]
+    AutoWithoutCosts,
+}
+
+/// What a request's plan means: the one speculation policy of every front end and of `simulate`.
+///
+/// `prior` is the acceptance vector to start from (a profile's; [`DEFAULT_ACCEPTANCE`] without
+/// one). `none`, `chain:K` and `tree:N` draw the same tree every step ([`ENGINE`]'s optimal tree
+/// for `tree:N`); `auto` needs `costs`, plans trees of at most `max_budget` tokens within
+/// [`ENGINE`], speculates from the conversation alone when there is no draft model, and merges
+/// lookup candidates into its trees unless `lookup` is false.
+///
+/// # Errors
+/// [`PolicyError`] for an invalid prior, a tree the planner cannot build, or `auto` without costs.
+///
+/// [`ENGINE`]: canopy_plan::ENGINE
+pub fn policy_for(
+    plan: Plan,
+    prior: Option<&[f64]>,
+    costs: Option<Costs>,
+    has_draft: bool,
+    lookup: bool,
+    max_budget: usize,
+) -> Result<Box<dyn PlanPolicy>, PolicyError> {
+    let prior = prior.unwrap_or(&DEFAULT_ACCEPTANCE);
+    let acc = Acceptance::new(prior.to_vec()).map_err(PolicyError::Acceptance)?;
+    Ok(match plan {
+        Plan::None => Box::new(FixedPolicy::new(TreePlan::plain(), "none")),
+        Plan::Chain(k) => Box::new(FixedPolicy::new(
+            chain(&acc, k as usize),
+            format!("chain:{k}"),
+        )),
+        Plan::Tree(n) => {
+            let tree = ENGINE
+                .fixed_tree_plan(&acc, n as usize)
+                .map_err(PolicyError::Tree)?;
+            let label = format!("tree:{n} (depth {})", tree.depth());
+            Box::new(FixedPolicy::new(tree, label))
+        }
+        Plan::Auto => {
+            let costs = costs.ok_or(PolicyError::AutoWithoutCosts)?;
+            let limits = ENGINE.auto(costs.target.max_n().min(max_budget));
+            // Candidates from the conversation itself cost no model pass; the policy values them
+            // with their own measured acceptance and plays them only where they pay.
+            let auto = match has_draft {
+                true => AutoPolicy::new(costs, limits, prior, PRIOR_WEIGHT),
+                false => AutoPolicy::without_draft(costs.target, limits),
+            };
+            match lookup {
+                true => Box::new(auto.with_lookup(LookupConfig::default())),
+                false => Box::new(auto),
+            }
+        }
+    })
 }
 
 /// The same tree every step (`none`, `chain:K`, `tree:N`), and optionally the same number of
@@ -417,13 +486,17 @@ impl AutoPolicy {
             }
             None => Vec::new(),
         };
-        self.history.push(match best {
+        let chosen = match best {
             Some((_, plan)) => format!("tree:{} (depth {})", plan.budget(), plan.depth()),
             None => "none".to_owned(),
-        });
+        };
+        if self.history.last() != Some(&chosen) {
+            self.history.push(chosen);
+        }
     }
 
-    /// The draft plans chosen at every re-plan, in order (`none` when no tree pays by itself).
+    /// The draft plans chosen by the re-plans, in order, each change once (`none` when no tree
+    /// pays by itself).
     pub fn history(&self) -> &[String] {
         &self.history
     }
