@@ -1,0 +1,175 @@
+//! ARCHITECTURE.md's layers against the real dependency graph (`cargo metadata`): the documented
+//! list is the graph both ways, no dependency points up or around a cycle, the server stands on
+//! the core alone, front ends reach past the core only where the document says so, and the outside
+//! crates that carry a rule (llama.cpp, CUDA, SQLite, HTTP, Tauri, clap) are used only where they
+//! belong.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// What a front end may depend on besides what it lists as reached around the core.
+const FRONT_END_ALLOWED: [&str; 5] = [
+    "canopy-core",
+    "canopy-types",
+    "canopy-serve",
+    "canopy-llama",
+    "canopy-worker",
+];
+const FRONT_ENDS: [&str; 2] = ["canopy", "canopy-app"];
+const AROUND: &str = "| around the core:";
+
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// Every workspace package and its normal and build dependencies, by name.
+fn metadata() -> Graph {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(ROOT)
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut graph = Graph::new();
+    for package in doc["packages"].as_array().unwrap() {
+        let deps = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null() || d["kind"] == "build")
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect();
+        graph.insert(package["name"].as_str().unwrap().to_owned(), deps);
+    }
+    graph
+}
+
+/// The lines of ARCHITECTURE.md's fenced block tagged `tag`.
+fn block(tag: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("ARCHITECTURE.md")).unwrap();
+    let open = format!("```{tag}\n");
+    let start = text
+        .find(&open)
+        .unwrap_or_else(|| panic!("ARCHITECTURE.md has no ```{tag} block"))
+        + open.len();
+    let end = start + text[start..].find("```").unwrap();
+    text[start..end].lines().map(str::to_owned).collect()
+}
+
+/// `name: a b | around the core: c d` → (name, [a, b], [c, d]).
+fn parse(line: &str) -> (String, Vec<String>, Vec<String>) {
+    let (name, rest) = line.split_once(':').expect("`name: deps`");
+    let (deps, around) = rest.split_once(AROUND).unwrap_or((rest, ""));
+    let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    (name.trim().to_owned(), words(deps), words(around))
+}
+
+fn canopy_deps(graph: &Graph, name: &str) -> BTreeSet<String> {
+    graph[name]
+        .iter()
+        .filter(|d| graph.contains_key(*d))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_documented_layers_are_the_dependency_graph() {
+    let graph = metadata();
+    let lines = block("layers");
+    let mut seen = Vec::<String>::new();
+    for line in &lines {
+        let (name, deps, around) = parse(line);
+        assert!(graph.contains_key(&name), "{name} is not a workspace crate");
+        let documented: BTreeSet<String> = deps.iter().chain(&around).cloned().collect();
+        let real = canopy_deps(&graph, &name);
+        assert_eq!(
+            documented, real,
+            "ARCHITECTURE.md's layers list for {name} differs from its Cargo.toml"
+        );
+        for dep in &documented {
+            assert!(
+                seen.contains(dep),
+                "{name} depends on {dep}, which is not listed below it: a dependency points up or around a cycle"
+            );
+        }
+        seen.push(name);
+    }
+    let listed: BTreeSet<String> = seen.into_iter().collect();
+    let crates: BTreeSet<String> = graph.keys().cloned().collect();
+    assert_eq!(listed, crates, "every workspace crate is listed once");
+    assert_eq!(
+        lines.len(),
+        crates.len(),
+        "every workspace crate is listed once"
+    );
+}
+
+#[test]
+fn the_server_stands_on_the_core_alone() {
+    let graph = metadata();
+    let deps = canopy_deps(&graph, "canopy-serve");
+    let allowed: BTreeSet<String> = ["canopy-core", "canopy-types"].map(str::to_owned).into();
+    assert_eq!(deps, allowed, "canopy-serve depends on {deps:?}");
+}
+
+#[test]
+fn front_ends_reach_past_the_core_only_where_documented() {
+    let graph = metadata();
+    for line in block("layers") {
+        let (name, deps, around) = parse(&line);
+        if FRONT_ENDS.contains(&name.as_str()) {
+            for dep in &deps {
+                assert!(
+                    FRONT_END_ALLOWED.contains(&dep.as_str()),
+                    "front end {name} depends on {dep}: go through canopy-core, or list it after `around the core:`"
+                );
+            }
+        } else {
+            assert!(around.is_empty(), "{name} is not a front end");
+            for dep in &deps {
+                assert!(
+                    !FRONT_ENDS.contains(&dep.as_str()),
+                    "{name} depends on the front end {dep}"
+                );
+            }
+        }
+    }
+    for front in FRONT_ENDS {
+        assert!(graph.contains_key(front), "front end {front} exists");
+    }
+}
+
+#[test]
+fn outside_crates_with_a_rule_are_used_only_where_documented() {
+    let graph = metadata();
+    for line in block("outside") {
+        let (outside, users, _) = parse(&line);
+        let users: BTreeSet<String> = users.into_iter().collect();
+        let real: BTreeSet<String> = graph
+            .iter()
+            .filter(|(_, deps)| deps.contains(&outside))
+            .map(|(name, _)| name.clone())
+            .collect();
+        assert!(
+            real.is_subset(&users),
+            "{outside} is used by {:?}, beyond ARCHITECTURE.md's {users:?}",
+            real.difference(&users).collect::<Vec<_>>()
+        );
+        assert!(
+            !real.is_empty(),
+            "nothing depends on {outside}: drop its line"
+        );
+    }
+}
