@@ -135,6 +135,9 @@ fn quick_profile_is_measured_saved_and_used_by_plan_and_generate() {
         "{chosen}"
     );
     assert!(result["tokens"].as_u64().unwrap() >= 1);
+    // auto corrected the profile's curves as it ran and says how far they were off.
+    let factor = result["cost_disagreement"].as_f64();
+    assert!(factor.is_some_and(|f| f >= 1.0), "{result}");
 
     // An explicit profile without curves is refused in one line.
     let out = canopy(

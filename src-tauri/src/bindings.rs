@@ -47,6 +47,7 @@ mod tests {
             canopy_core::Bandwidth,
             canopy_core::Point,
             canopy_core::Node,
+            canopy_core::LiveCheck,
             canopy_core::ProfileView,
             canopy_store::ConversationId,
             canopy_store::MessageId,

@@ -51,7 +51,8 @@ pub enum ProfileEvent {
 /// The newest saved profile (made here or by `canopy profile`).
 #[tauri::command]
 pub fn latest_profile(state: State<'_, AppState>) -> Option<ProfileView> {
-    state.core().latest_profile().as_ref().map(ProfileView::of)
+    let core = state.core();
+    core.latest_profile().map(|p| core.profile_view(&p))
 }
 
 #[tauri::command]

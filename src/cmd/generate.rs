@@ -92,6 +92,11 @@ pub fn run(args: Args) -> CliResult {
             {
                 eprintln!("{warning}");
             }
+            if let (Some(profile), Some(check)) = (&prepared.profile, core.live_check_of(&result)) {
+                if check.disagrees {
+                    eprintln!("note: profile {profile}: {}", check.summary);
+                }
+            }
             if json_mode {
                 let mut json = result_json(&result);
                 json["placement"] = json!(prepared.decision);
@@ -128,6 +133,7 @@ pub fn result_json(r: &GenerateResult) -> serde_json::Value {
         "prefix_reused_tokens": r.prefix_reused_tokens,
         "lookup_tokens": r.lookup_tokens,
         "lookup_accepted": r.lookup_accepted,
+        "cost_disagreement": r.cost_disagreement,
         "prefill_ms": r.prefill_ms,
         "decode_ms": r.decode_ms,
         "tokens_per_second": r.tokens_per_second,

@@ -268,6 +268,28 @@ export type Point = { n: number, seconds: number, };
 export type Node = { parent: number | null, rank: number, depth: number, children: number, };
 
 /**
+ * How a profile's cost curves compared with the pass times `auto` measured while planning from
+ * them, in the last generation that did.
+ */
+export type LiveCheck = { 
+/**
+ * The largest factor, either way, between a measured pass time and the profile's (1 = agree).
+ */
+factor: number, 
+/**
+ * Whether `factor` is beyond [`LIVE_DISAGREEMENT`].
+ */
+disagrees: boolean, 
+/**
+ * When it was measured, RFC 3339 UTC.
+ */
+measured_at: string, 
+/**
+ * One line for the screen.
+ */
+summary: string, };
+
+/**
  * A profile as a screen shows it.
  */
 export type ProfileView = { name: string, 
@@ -283,7 +305,11 @@ placement: string | null, target_curve: Array<Point>, draft_curve: Array<Point>,
 /**
  * `none` or `tree:N`.
  */
-plan: string, budget: number, depth: number, tree: Array<Node>, expected_tokens_per_step: number, predicted_tokens_per_second: number, plain_tokens_per_second: number, };
+plan: string, budget: number, depth: number, tree: Array<Node>, expected_tokens_per_step: number, predicted_tokens_per_second: number, plain_tokens_per_second: number, 
+/**
+ * What the last generation that planned from this profile measured of its costs, if any did.
+ */
+live: LiveCheck | null, };
 
 /**
  * The id of a conversation.

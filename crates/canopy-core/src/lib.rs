@@ -42,7 +42,7 @@ pub use engine::{Inference, WorkerEngine};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use hub::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus};
 pub use library::{DownloadSource, ModelView, PairView};
-pub use profile_view::{Bandwidth, Fact, Node, Point, ProfileView};
+pub use profile_view::{Bandwidth, Fact, LiveCheck, Node, Point, ProfileView, LIVE_DISAGREEMENT};
 pub use profiles::{measured_for, measured_placement, placement_of};
 pub use profiling::{
     ProfileObserver, ProfileSpec, ProfileStage, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH,

@@ -65,6 +65,50 @@ pub struct ProfileView {
     pub expected_tokens_per_step: f64,
     pub predicted_tokens_per_second: f64,
     pub plain_tokens_per_second: f64,
+    /// What the last generation that planned from this profile measured of its costs, if any did.
+    pub live: Option<LiveCheck>,
+}
+
+/// A factor between live and profiled pass times beyond which a screen says they disagree: a
+/// profile measured on a busy machine (or before a hardware change) misleads `auto` until it
+/// corrects itself, every reply.
+pub const LIVE_DISAGREEMENT: f64 = 1.25;
+
+/// How a profile's cost curves compared with the pass times `auto` measured while planning from
+/// them, in the last generation that did.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct LiveCheck {
+    /// The largest factor, either way, between a measured pass time and the profile's (1 = agree).
+    pub factor: f64,
+    /// Whether `factor` is beyond [`LIVE_DISAGREEMENT`].
+    pub disagrees: bool,
+    /// When it was measured, RFC 3339 UTC.
+    pub measured_at: String,
+    /// One line for the screen.
+    pub summary: String,
+}
+
+impl LiveCheck {
+    /// The check for a generation that measured `factor`.
+    pub fn new(factor: f64, measured_at: String) -> LiveCheck {
+        let disagrees = factor > LIVE_DISAGREEMENT;
+        let summary = if disagrees {
+            format!(
+                "live measurements disagree with this profile: the last reply planned from it \
+                 timed passes up to {factor:.2}x away from its curves (auto corrected itself); \
+                 measure again on a quiet machine"
+            )
+        } else {
+            format!("live measurements agree with this profile (within {factor:.2}x)")
+        };
+        LiveCheck {
+            factor,
+            disagrees,
+            measured_at,
+            summary,
+        }
+    }
 }
 
 fn gib(bytes: u64) -> String {
@@ -191,6 +235,7 @@ impl ProfileView {
             expected_tokens_per_step: 1.0,
             predicted_tokens_per_second: 0.0,
             plain_tokens_per_second: 0.0,
+            live: None,
         };
         if let Some(p) = view.target_curve.iter().find(|p| p.n == 1) {
             view.plain_tokens_per_second = 1.0 / p.seconds.max(1e-9);

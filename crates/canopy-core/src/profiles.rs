@@ -10,6 +10,7 @@ use canopy_hw::{LayerSplit, Profile};
 use canopy_types::Placement;
 
 use crate::error::{CoreError, CoreResult};
+use crate::profile_view::{LiveCheck, ProfileView};
 use crate::Core;
 
 /// The placement a profile's target curve was measured in.
@@ -116,6 +117,36 @@ impl Core {
             .find(|p| measured_for(p, target, draft, placement, rpc))
     }
 
+    /// The screen's view of `profile`, with what live measurements said of it.
+    pub fn profile_view(&self, profile: &Profile) -> ProfileView {
+        ProfileView {
+            live: self.live_check(&profile.name),
+            ..ProfileView::of(profile)
+        }
+    }
+
+    /// What the last generation planned from profile `name` measured of its costs.
+    pub fn live_check(&self, name: &str) -> Option<LiveCheck> {
+        let json = self.store().ok()?.get_setting(&live_key(name)).ok()??;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// What `result` says of the profile it planned from, if it planned from one.
+    pub fn live_check_of(&self, result: &canopy_worker::GenerateResult) -> Option<LiveCheck> {
+        result
+            .cost_disagreement
+            .map(|factor| LiveCheck::new(factor, canopy_hw::profile::now_rfc3339()))
+    }
+
+    /// Records what a generation planned from profile `name` measured; a store that cannot be
+    /// written loses only this note.
+    pub(crate) fn record_live_check(&self, name: &str, factor: f64) {
+        let check = LiveCheck::new(factor, canopy_hw::profile::now_rfc3339());
+        if let (Ok(store), Ok(json)) = (self.store(), serde_json::to_string(&check)) {
+            let _ = store.set_setting(&live_key(name), &json);
+        }
+    }
+
     /// The newest saved profile, whatever it measured.
     pub fn latest_profile(&self) -> Option<Profile> {
         self.saved_profiles().into_iter().next()
@@ -149,6 +180,10 @@ impl Core {
             .save_profile(&profile.name, &profile.to_json())?;
         Ok(path)
     }
+}
+
+fn live_key(profile: &str) -> String {
+    format!("profile.live.{profile}")
 }
 
 #[cfg(test)]

@@ -411,7 +411,12 @@ impl Core {
         let job = Job::Generate(prepared.request.clone());
         let offload = prepared.decision.op_offload_min_batch;
         match self.engine().run(job, offload, cancel, on_event)? {
-            JobResult::Generate(result) => Ok(result),
+            JobResult::Generate(result) => {
+                if let (Some(name), Some(factor)) = (&prepared.profile, result.cost_disagreement) {
+                    self.record_live_check(name, factor);
+                }
+                Ok(result)
+            }
             other => Err(CoreError::Worker(WorkerError::Protocol(format!(
                 "expected a generation result, got {other:?}"
             )))),

@@ -34,6 +34,8 @@ type Jobs = Arc<Mutex<Vec<(GenerateRequest, Option<u32>)>>>;
 struct Fake {
     script: Arc<Mutex<Script>>,
     jobs: Jobs,
+    /// What replies report of their live costs against a profile's.
+    disagreement: Arc<Mutex<Option<f64>>>,
 }
 
 impl Fake {
@@ -41,6 +43,7 @@ impl Fake {
         Fake {
             script: Arc::new(Mutex::new(script)),
             jobs: Arc::default(),
+            disagreement: Arc::default(),
         }
     }
 
@@ -77,6 +80,7 @@ fn result(text: &str, tokens: u64, stop: StopReason) -> GenerateResult {
         prefix_reused_tokens: 0,
         lookup_tokens: 0,
         lookup_accepted: 0,
+        cost_disagreement: None,
     }
 }
 
@@ -104,11 +108,10 @@ impl Inference for Fake {
                     on_event(&token(p));
                 }
                 let text = pieces.concat();
-                Ok(JobResult::Generate(result(
-                    &text,
-                    pieces.len() as u64,
-                    StopReason::Eos,
-                )))
+                Ok(JobResult::Generate(GenerateResult {
+                    cost_disagreement: *self.disagreement.lock().unwrap(),
+                    ..result(&text, pieces.len() as u64, StopReason::Eos)
+                }))
             }
             Script::CrashAfter(pieces) => {
                 for p in &pieces {
@@ -658,4 +661,46 @@ fn a_served_request_brings_only_its_own_half() {
         assert_eq!(err.kind(), ErrorKind::User, "{err}");
     }
     assert_eq!(w.fake.jobs.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn the_profile_view_says_when_live_costs_disagree_with_the_profile() {
+    let w = world(Script::Reply(vec!["x"]));
+    saved_profile(&w.core, "busy", &w.target, &w.draft, Placement::Cpu);
+    let profile = w.core.find_profile("busy").unwrap();
+    assert_eq!(
+        w.core.profile_view(&profile).live,
+        None,
+        "nothing measured yet"
+    );
+    let choice = ModelChoice {
+        draft: Some(w.draft.clone()),
+        plan: Plan::Auto,
+        ..ModelChoice::target_only(w.target.clone())
+    };
+    let run = |factor: f64| {
+        *w.fake.disagreement.lock().unwrap() = Some(factor);
+        let prepared = w
+            .core
+            .prepare(
+                &choice,
+                canopy_worker::Prompt::Raw("x".into()),
+                Sampling::greedy(),
+                4,
+                vec![],
+            )
+            .unwrap();
+        assert_eq!(prepared.profile.as_deref(), Some("busy"));
+        w.core
+            .generate(&prepared, &CancelFlag::new(), &mut |_| {})
+            .unwrap();
+        w.core.profile_view(&profile).live.unwrap()
+    };
+    let live = run(2.5);
+    assert!(live.disagrees && live.factor == 2.5, "{live:?}");
+    assert!(live.summary.contains("disagree"), "{}", live.summary);
+    // The next reply's measurement replaces it.
+    let live = run(1.1);
+    assert!(!live.disagrees, "{live:?}");
+    assert!(live.summary.contains("agree"), "{}", live.summary);
 }

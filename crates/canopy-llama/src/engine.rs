@@ -665,6 +665,8 @@ impl Engine {
             prefix_reused_tokens: reused as u64,
             lookup_tokens: stats.lookup_tokens as u64,
             lookup_accepted: stats.lookup_accepted as u64,
+            // Only a profile's curves can be wrong about this machine; a calibration is this run's.
+            cost_disagreement: req.costs.as_ref().and(policy.cost_disagreement()),
             prefill_ms: stats.prefill_secs * 1e3,
             decode_ms: stats.decode_secs * 1e3,
             tokens_per_second: if stats.decode_secs > 0.0 {

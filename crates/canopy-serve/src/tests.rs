@@ -95,6 +95,7 @@ impl Backend for Fake {
             prefix_reused_tokens: 0,
             lookup_tokens: 0,
             lookup_accepted: 0,
+            cost_disagreement: None,
         })
     }
 }

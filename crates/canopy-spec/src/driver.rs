@@ -59,6 +59,12 @@ pub trait PlanPolicy {
     fn observe(&mut self, report: &StepReport<'_>);
     /// A short description such as `tree:64 (depth 7)`.
     fn describe(&self) -> String;
+    /// How far the pass times measured so far are from the cost curves the policy started from,
+    /// as the largest factor either way (1 = they agree); `None` (the default) for a policy that
+    /// plans from no curves.
+    fn cost_disagreement(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// What a policy knows before a step.

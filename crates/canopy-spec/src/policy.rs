@@ -677,6 +677,10 @@ impl PlanPolicy for AutoPolicy {
         }
     }
 
+    fn cost_disagreement(&self) -> Option<f64> {
+        self.live.then(|| self.live_costs().disagreement)
+    }
+
     fn describe(&self) -> String {
         let plans = format!("auto: {}", self.history.join(" -> "));
         if self.lookup.is_none() {

@@ -241,6 +241,11 @@ pub struct GenerateResult {
     pub lookup_tokens: u64,
     #[serde(default)]
     pub lookup_accepted: u64,
+    /// With `auto` planning from a profile's cost curves: how far the pass times measured in this
+    /// run were from the profile's, as the largest factor either way (1 = they agree); `None`
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_disagreement: Option<f64>,
 }
 
 /// Where llama.cpp put a model's weights, in MiB, from the "model buffer size" lines of its log.
