@@ -2,8 +2,8 @@
 //! Every rule (bounds, pairs, placement, saving) is the application core's.
 
 use canopy_core::{ChatObserver, ChatSettings, ModelPair};
+use canopy_core::{Conversation, ConversationId, Message, MessageId, SearchHit};
 use canopy_hw::PlacementDecision;
-use canopy_store::{Conversation, ConversationId, Message, MessageId, SearchHit};
 use canopy_types::{Placement, Plan, Source};
 use serde::Serialize;
 use tauri::ipc::Channel;
@@ -53,19 +53,12 @@ fn message_id(id: i64) -> CommandResult<MessageId> {
 
 #[tauri::command]
 pub fn list_conversations(state: State<'_, AppState>) -> CommandResult<Vec<Conversation>> {
-    Ok(state.core().store()?.list_conversations()?)
+    Ok(state.core().conversations()?)
 }
 
 #[tauri::command]
 pub fn search_messages(state: State<'_, AppState>, query: String) -> CommandResult<Vec<SearchHit>> {
-    let query = query.trim();
-    if query.is_empty() {
-        return Ok(Vec::new());
-    }
-    if query.chars().count() > 200 {
-        return Err(CommandError::user("search for at most 200 characters"));
-    }
-    Ok(state.core().store()?.search(query)?)
+    Ok(state.core().search_messages(&query)?)
 }
 
 #[tauri::command]
@@ -99,10 +92,8 @@ pub fn rename_conversation(
     id: i64,
     title: String,
 ) -> CommandResult<()> {
-    let title = canopy_core::clean_title(&title)?;
     Ok(state
         .core()
-        .store()?
         .rename_conversation(conversation_id(id)?, &title)?)
 }
 
@@ -113,10 +104,7 @@ pub fn delete_conversation(state: State<'_, AppState>, id: i64) -> CommandResult
             "a reply is being generated; stop it before deleting conversations",
         ));
     }
-    Ok(state
-        .core()
-        .store()?
-        .delete_conversation(conversation_id(id)?)?)
+    Ok(state.core().delete_conversation(conversation_id(id)?)?)
 }
 
 #[tauri::command]
@@ -124,10 +112,7 @@ pub fn conversation_messages(
     state: State<'_, AppState>,
     conversation: i64,
 ) -> CommandResult<Vec<Message>> {
-    Ok(state
-        .core()
-        .store()?
-        .messages(conversation_id(conversation)?)?)
+    Ok(state.core().messages(conversation_id(conversation)?)?)
 }
 
 #[tauri::command]

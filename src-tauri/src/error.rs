@@ -59,14 +59,6 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
-/// Who a store error is for is the core's decision ([`canopy_core::CoreError::kind`]), as for every
-/// other error.
-impl From<canopy_store::StoreError> for CommandError {
-    fn from(err: canopy_store::StoreError) -> Self {
-        canopy_core::CoreError::from(err).into()
-    }
-}
-
 impl From<canopy_core::CoreError> for CommandError {
     fn from(err: canopy_core::CoreError) -> Self {
         use canopy_core::{CoreError, ErrorKind as Core};
@@ -118,20 +110,6 @@ mod tests {
         let json = serde_json::to_string(&err).unwrap();
         assert_eq!(json, r#"{"kind":"user","message":"bad thing happened"}"#);
         assert_eq!(one_line(" \n "), "something went wrong");
-    }
-
-    #[test]
-    fn store_errors_are_classified_as_the_core_classifies_them() {
-        let newer: CommandError = canopy_store::StoreError::NewerSchema {
-            path: "canopy.db".into(),
-            found: 9,
-            supported: 3,
-        }
-        .into();
-        assert_eq!(newer.kind, ErrorKind::User, "{}", newer.message);
-        let gone: CommandError =
-            canopy_store::StoreError::ConversationNotFound(canopy_store::ConversationId(7)).into();
-        assert_eq!(gone.kind, ErrorKind::NotFound);
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn app_info(state: State<'_, AppState>) -> CommandResult<AppInfo> {
 
 /// `$CANOPY_HOME`, else the platform data directory followed by `canopy`.
 fn data_dir() -> Result<PathBuf, String> {
-    canopy_store::data_dir().map_err(|e| e.to_string())
+    canopy_core::Core::default_data_dir().map_err(|e| e.to_string())
 }
 
 /// Why no window can open here, when that is known before trying: on Linux and the BSDs the

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use canopy_core::{
-    CancelFlag, ChatObserver, ChatSettings, Core, CoreError, ModelPair, WorkerError,
+    CancelFlag, ChatObserver, ChatSettings, ConversationId, Core, CoreError, MessageId, ModelPair,
+    WorkerError,
 };
 use canopy_hw::PlacementDecision;
-use canopy_store::{ConversationId, MessageId};
 use canopy_types::{Placement, Plan, Source, StopReason};
 
 use crate::engine::{core, core_error, parse_placement, parse_plan, rpc_endpoints, SamplingArgs};
@@ -221,25 +221,14 @@ impl ChatObserver for Printer {
 
 impl Chat<'_> {
     fn resume(&mut self, id: ConversationId, interactive: bool) -> CliResult {
-        let store_error = |e| core_error(CoreError::from(e));
-        let conversation = self
-            .core
-            .store()
-            .map_err(core_error)?
-            .conversation(id)
-            .map_err(store_error)?;
+        let conversation = self.core.conversation(id).map_err(core_error)?;
         if let Some(pair) = &self.pair {
             self.core
                 .set_conversation_models(id, pair)
                 .map_err(core_error)?;
         }
         self.conversation = Some(id);
-        self.leaf = self
-            .core
-            .store()
-            .map_err(core_error)?
-            .latest_leaf(id)
-            .map_err(store_error)?;
+        self.leaf = self.core.latest_leaf(id).map_err(core_error)?;
         if interactive {
             eprintln!(
                 "continuing conversation {id}: {} ({} messages)",
@@ -267,12 +256,7 @@ impl Chat<'_> {
                     )
                     .map_err(core_error)?;
                 self.conversation = Some(conv.id);
-                self.leaf = self
-                    .core
-                    .store()
-                    .map_err(core_error)?
-                    .latest_leaf(conv.id)
-                    .map_err(|e| core_error(e.into()))?;
+                self.leaf = self.core.latest_leaf(conv.id).map_err(core_error)?;
                 conv.id
             }
         };

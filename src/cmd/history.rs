@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use canopy_store::{Conversation, ConversationId, Message, Store, StoreError};
+use canopy_core::{Conversation, ConversationId, Core, CoreError, ExportFormat, Message};
 
+use crate::engine::{core, core_error};
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Subcommand)]
@@ -62,17 +63,19 @@ pub enum Format {
 }
 
 pub fn run(command: Command) -> CliResult {
-    let store = Store::open_default().map_err(store_error)?;
+    let core = core()?;
     match command {
-        Command::List { json } => list(&store, json),
-        Command::Show { id, json } => show(&store, id, json),
-        Command::Search { text, json } => search(&store, &text.join(" "), json),
+        Command::List { json } => list(&core, json),
+        Command::Show { id, json } => show(&core, id, json),
+        Command::Search { text, json } => search(&core, &text.join(" "), json),
         Command::Export { id, format, output } => {
-            let text = match format {
-                Format::Md => store.export_markdown(id),
-                Format::Json => store.export_json(id),
-            }
-            .map_err(store_error)?;
+            let format = match format {
+                Format::Md => ExportFormat::Markdown,
+                Format::Json => ExportFormat::Json,
+            };
+            let text = core
+                .export_conversation(id, format)
+                .map_err(history_error)?;
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .map_err(|e| CliError::user(format!("cannot write {}: {e}", path.display()))),
@@ -82,25 +85,29 @@ pub fn run(command: Command) -> CliResult {
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| CliError::user(format!("cannot read {}: {e}", file.display())))?;
-            let id = store.import_json(&text).map_err(|e| match e {
-                StoreError::BadImport(reason) => CliError::user(format!(
-                    "{} is not a Canopy conversation export: {reason}",
-                    file.display()
-                )),
-                other => store_error(other),
+            let imported = core.import_conversation(&text).map_err(|e| match e {
+                CoreError::Store(canopy_core::StoreError::BadImport(reason)) => {
+                    CliError::user(format!(
+                        "{} is not a Canopy conversation export: {reason}",
+                        file.display()
+                    ))
+                }
+                other => history_error(other),
             })?;
-            let title = store.conversation(id).map_err(store_error)?.title;
-            print(&format!("imported conversation {id}: {title}\n"))
+            print(&format!(
+                "imported conversation {}: {}\n",
+                imported.id, imported.title
+            ))
         }
         Command::Delete { id } => {
-            store.delete_conversation(id).map_err(store_error)?;
+            core.delete_conversation(id).map_err(history_error)?;
             print(&format!("deleted conversation {id}\n"))
         }
     }
 }
 
-fn list(store: &Store, json: bool) -> CliResult {
-    let conversations = store.list_conversations().map_err(store_error)?;
+fn list(core: &Core, json: bool) -> CliResult {
+    let conversations = core.conversations().map_err(history_error)?;
     if json {
         return print_json(&conversations);
     }
@@ -123,7 +130,7 @@ fn list(store: &Store, json: bool) -> CliResult {
     print(&out)
 }
 
-fn show(store: &Store, id: ConversationId, json: bool) -> CliResult {
+fn show(core: &Core, id: ConversationId, json: bool) -> CliResult {
     if json {
         #[derive(serde::Serialize)]
         struct Shown {
@@ -131,16 +138,20 @@ fn show(store: &Store, id: ConversationId, json: bool) -> CliResult {
             messages: Vec<Message>,
         }
         let shown = Shown {
-            conversation: store.conversation(id).map_err(store_error)?,
-            messages: store.messages(id).map_err(store_error)?,
+            conversation: core.conversation(id).map_err(history_error)?,
+            messages: core.messages(id).map_err(history_error)?,
         };
         return print_json(&shown);
     }
-    print(&store.export_markdown(id).map_err(store_error)?)
+    print(
+        &core
+            .export_conversation(id, ExportFormat::Markdown)
+            .map_err(history_error)?,
+    )
 }
 
-fn search(store: &Store, text: &str, json: bool) -> CliResult {
-    let hits = store.search(text).map_err(store_error)?;
+fn search(core: &Core, text: &str, json: bool) -> CliResult {
+    let hits = core.search_messages(text).map_err(history_error)?;
     if json {
         return print_json(&hits);
     }
@@ -161,17 +172,11 @@ fn search(store: &Store, text: &str, json: bool) -> CliResult {
     print(&out)
 }
 
-/// Missing records, bad files and a newer database are the user's to fix; the rest is a failure.
-fn store_error(err: StoreError) -> CliError {
-    match err {
-        StoreError::ConversationNotFound(_)
-        | StoreError::MessageNotFound(_)
-        | StoreError::BadImport(_)
-        | StoreError::NewerSchema { .. }
-        | StoreError::NotADatabase { .. }
-        | StoreError::ForeignDatabase { .. }
-        | StoreError::NoDataDir => CliError::user(err.to_string()),
-        other => CliError::Failure(anyhow::Error::new(other).context("chat history")),
+/// Who can fix a history error is the core's decision; a failure names the history.
+fn history_error(err: CoreError) -> CliError {
+    match core_error(err) {
+        CliError::Failure(e) => CliError::Failure(e.context("chat history")),
+        user => user,
     }
 }
 
@@ -201,7 +206,7 @@ fn one_line(text: &str) -> String {
 
 /// `YYYY-MM-DD HH:MM` in UTC for unix milliseconds.
 fn utc_minutes(unix_ms: i64) -> String {
-    canopy_store::utc_datetime(unix_ms)
+    canopy_core::utc_datetime(unix_ms)
         .trim_end_matches(" UTC")
         .to_string()
 }

@@ -56,6 +56,7 @@ impl CoreError {
             CoreError::Store(e) if e.is_not_found() => ErrorKind::NotFound,
             CoreError::Store(
                 StoreError::NewerSchema { .. }
+                | StoreError::BadImport(_)
                 | StoreError::NotADatabase { .. }
                 | StoreError::ForeignDatabase { .. }
                 | StoreError::NoDataDir,
@@ -85,3 +86,30 @@ impl From<ModelsError> for CoreError {
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_are_classified_once() {
+        let kind = |e: StoreError| CoreError::from(e).kind();
+        let newer = StoreError::NewerSchema {
+            path: "canopy.db".into(),
+            found: 9,
+            supported: 3,
+        };
+        assert_eq!(kind(newer), ErrorKind::User);
+        assert_eq!(
+            kind(StoreError::BadImport("no messages".into())),
+            ErrorKind::User
+        );
+        let id = canopy_store::ConversationId(7);
+        assert_eq!(
+            kind(StoreError::ConversationNotFound(id)),
+            ErrorKind::NotFound
+        );
+        let id = canopy_store::MessageId(7);
+        assert_eq!(kind(StoreError::MessageNotFound(id)), ErrorKind::NotFound);
+    }
+}

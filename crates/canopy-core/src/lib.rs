@@ -20,6 +20,7 @@
 mod chat;
 mod engine;
 mod error;
+mod history;
 mod hub;
 mod library;
 mod profile_view;
@@ -40,6 +41,7 @@ use canopy_store::Store;
 pub use chat::{clean_title, stats_of, title_from, ChatObserver, TurnOutcome, MAX_MESSAGE_CHARS};
 pub use engine::{Inference, WorkerEngine};
 pub use error::{CoreError, CoreResult, ErrorKind};
+pub use history::{ExportFormat, MAX_SEARCH_CHARS};
 pub use hub::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus};
 pub use library::{DownloadSource, ModelView, PairView};
 pub use profile_view::{Bandwidth, Fact, LiveCheck, Node, Point, ProfileView, LIVE_DISAGREEMENT};
@@ -51,6 +53,12 @@ pub use prompts::load_prompts;
 pub use request::{ModelChoice, Prepared};
 pub use served::Served;
 pub use settings::{ChatSettings, ModelPair, ServerSettings, MAX_REPLY_TOKENS};
+
+/// The chat history's records, as the core's services return them.
+pub use canopy_store::{
+    utc_datetime, Conversation, ConversationId, GenerationStats, Message, MessageId, MessageStatus,
+    Role, SearchHit, StoreError,
+};
 
 /// The plain data a front end exchanges with inference through the core: requests, their
 /// results and streamed events, and the flag that cancels them.
@@ -106,11 +114,12 @@ impl Core {
         self.data_dir.join("profiles")
     }
 
-    /// The chat store, locked for a short operation.
+    /// The chat store, locked for a short operation. It never leaves the core: front ends use
+    /// its services.
     ///
     /// # Errors
     /// [`CoreError::Unavailable`] when it could not be opened (the reason is kept and repeated).
-    pub fn store(&self) -> CoreResult<MutexGuard<'_, Store>> {
+    pub(crate) fn store(&self) -> CoreResult<MutexGuard<'_, Store>> {
         let opened = self.store.get_or_init(|| {
             Store::open(&self.store_path())
                 .map(Mutex::new)

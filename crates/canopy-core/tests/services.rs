@@ -245,9 +245,10 @@ fn a_turn_is_saved_with_its_statistics() {
     assert_eq!(job.target, w.target);
     assert_eq!(job.draft.as_deref(), Some(w.draft.as_path()));
     assert_eq!(job.placement, Placement::Cpu);
-    let thread = w.core.store().unwrap().thread(reply.id).unwrap();
+    let thread = w.core.messages(conv.id).unwrap();
     assert_eq!(thread.len(), 2);
     assert_eq!(thread[0].role, Role::User);
+    assert_eq!(thread[1].id, reply.id);
 }
 
 #[test]
@@ -342,7 +343,7 @@ fn a_worker_that_dies_mid_turn_leaves_the_partial_reply() {
         )
         .unwrap();
     assert_eq!(again.reply.unwrap().content, "Because.");
-    assert_eq!(w.core.store().unwrap().messages(conv.id).unwrap().len(), 3);
+    assert_eq!(w.core.messages(conv.id).unwrap().len(), 3);
 }
 
 #[test]
@@ -366,7 +367,7 @@ fn a_refused_request_leaves_no_empty_reply() {
     let err = outcome.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::User);
     assert!(outcome.reply.is_none());
-    let messages = w.core.store().unwrap().messages(conv.id).unwrap();
+    let messages = w.core.messages(conv.id).unwrap();
     assert_eq!(messages.len(), 1, "{messages:?}");
 }
 
@@ -703,4 +704,51 @@ fn the_profile_view_says_when_live_costs_disagree_with_the_profile() {
     let live = run(1.1);
     assert!(!live.disagrees, "{live:?}");
     assert!(live.summary.contains("agree"), "{}", live.summary);
+}
+
+#[test]
+fn the_history_is_read_and_edited_through_the_core() {
+    let w = world(Script::Reply(vec!["x"]));
+    let conv = w
+        .core
+        .create_conversation("first", None, None, None)
+        .unwrap();
+    w.core
+        .add_user_message(conv.id, None, "where is the lighthouse")
+        .unwrap();
+    assert_eq!(w.core.conversations().unwrap().len(), 1);
+    assert_eq!(w.core.messages(conv.id).unwrap().len(), 1);
+    assert!(w.core.latest_leaf(conv.id).unwrap().is_some());
+
+    assert_eq!(w.core.search_messages("lighthouse").unwrap().len(), 1);
+    assert!(w.core.search_messages("   ").unwrap().is_empty());
+    let long = "a".repeat(canopy_core::MAX_SEARCH_CHARS + 1);
+    let err = w.core.search_messages(&long).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::User, "{err}");
+
+    w.core.rename_conversation(conv.id, "  second\n").unwrap();
+    assert_eq!(w.core.conversation(conv.id).unwrap().title, "second");
+    assert_eq!(
+        w.core.rename_conversation(conv.id, " ").unwrap_err().kind(),
+        ErrorKind::User
+    );
+
+    let json = w
+        .core
+        .export_conversation(conv.id, canopy_core::ExportFormat::Json)
+        .unwrap();
+    let copy = w.core.import_conversation(&json).unwrap();
+    assert_ne!(copy.id, conv.id);
+    assert_eq!(w.core.messages(copy.id).unwrap().len(), 1);
+    let markdown = w
+        .core
+        .export_conversation(conv.id, canopy_core::ExportFormat::Markdown)
+        .unwrap();
+    assert!(markdown.contains("lighthouse"), "{markdown}");
+    let err = w.core.import_conversation("{}").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::User, "{err}");
+
+    w.core.delete_conversation(conv.id).unwrap();
+    let gone = w.core.conversation(conv.id).unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound);
 }
