@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use canopy_core::{CancelFlag, ChatMessage, Event, GenerateResult, Prompt};
+use canopy_core::{CancelFlag, ChatMessage, Event, GenerateResult, LiveCheck, Prompt};
 use canopy_types::{ChatRole, Source};
 use serde_json::json;
 
@@ -92,7 +92,8 @@ pub fn run(args: Args) -> CliResult {
             {
                 eprintln!("{warning}");
             }
-            if let (Some(profile), Some(check)) = (&prepared.profile, core.live_check_of(&result)) {
+            let check = result.cost_disagreement.map(LiveCheck::measured_now);
+            if let (Some(profile), Some(check)) = (&prepared.profile, check) {
                 if check.disagrees {
                     eprintln!("note: profile {profile}: {}", check.summary);
                 }

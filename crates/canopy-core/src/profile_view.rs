@@ -90,8 +90,9 @@ pub struct LiveCheck {
 }
 
 impl LiveCheck {
-    /// The check for a generation that measured `factor`.
-    pub fn new(factor: f64, measured_at: String) -> LiveCheck {
+    /// The check for a generation that measured `factor` just now.
+    pub fn measured_now(factor: f64) -> LiveCheck {
+        let measured_at = canopy_hw::profile::now_rfc3339();
         let disagrees = factor > LIVE_DISAGREEMENT;
         let summary = if disagrees {
             format!(

@@ -131,17 +131,10 @@ impl Core {
         serde_json::from_str(&json).ok()
     }
 
-    /// What `result` says of the profile it planned from, if it planned from one.
-    pub fn live_check_of(&self, result: &canopy_worker::GenerateResult) -> Option<LiveCheck> {
-        result
-            .cost_disagreement
-            .map(|factor| LiveCheck::new(factor, canopy_hw::profile::now_rfc3339()))
-    }
-
     /// Records what a generation planned from profile `name` measured; a store that cannot be
     /// written loses only this note.
     pub(crate) fn record_live_check(&self, name: &str, factor: f64) {
-        let check = LiveCheck::new(factor, canopy_hw::profile::now_rfc3339());
+        let check = LiveCheck::measured_now(factor);
         if let (Ok(store), Ok(json)) = (self.store(), serde_json::to_string(&check)) {
             let _ = store.set_setting(&live_key(name), &json);
         }

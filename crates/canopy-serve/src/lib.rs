@@ -84,7 +84,7 @@ pub const DEFAULT_QUEUE: usize = 16;
 pub struct ServeOptions {
     /// The address to listen on; loopback unless `api_key` is set.
     pub host: IpAddr,
-    /// The port; 0 picks a free one.
+    /// The port; 0 picks a free one ([`Server::local_addr`] tells which).
     pub port: u16,
     /// When set, every `/v1` request needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
@@ -92,7 +92,7 @@ pub struct ServeOptions {
     pub allow_origins: Vec<String>,
     /// Largest accepted request body in bytes.
     pub max_body: usize,
-    /// Requests that may wait while one runs.
+    /// Requests that may wait while one runs; one more is refused with 429.
     pub queue: usize,
 }
 
@@ -108,23 +108,29 @@ impl ServeOptions {
             queue: DEFAULT_QUEUE,
         }
     }
+
+    /// Checks the host, key and origins.
+    ///
+    /// # Errors
+    /// [`ServeError::OpenWithoutKey`] for a non-loopback host without an API key, and the other
+    /// variants for an empty key or a malformed origin.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        match &self.api_key {
+            Some(key) if key.is_empty() => return Err(ServeError::EmptyKey),
+            None if !self.host.is_loopback() => return Err(ServeError::OpenWithoutKey(self.host)),
+            _ => {}
+        }
+        for origin in &self.allow_origins {
+            security::check_origin(origin).map_err(|()| ServeError::BadOrigin(origin.clone()))?;
+        }
+        Ok(())
+    }
 }
 
-/// Validated settings of one server.
+/// Validated settings of one server: the network's and the model's.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// The address to listen on; loopback unless `api_key` is set.
-    pub host: IpAddr,
-    /// The port; 0 picks a free one ([`Server::local_addr`] tells which).
-    pub port: u16,
-    /// When set, every `/v1` request needs `Authorization: Bearer <key>`.
-    pub api_key: Option<String>,
-    /// Origins allowed to call the server from a browser (exact matches); empty = none.
-    pub allow_origins: Vec<String>,
-    /// Largest accepted request body in bytes.
-    pub max_body: usize,
-    /// Requests that may wait while one runs; one more is refused with 429.
-    pub queue: usize,
+    pub options: ServeOptions,
     /// The model id clients name (`model`), e.g. the target file's stem.
     pub model_id: String,
     /// The context in tokens that every request runs with; `max_tokens` beyond it is refused.
@@ -161,12 +167,7 @@ impl ServeConfig {
     /// `options` serving `served`.
     pub fn for_served(options: ServeOptions, served: &Served) -> ServeConfig {
         ServeConfig {
-            host: options.host,
-            port: options.port,
-            api_key: options.api_key,
-            allow_origins: options.allow_origins,
-            max_body: options.max_body,
-            queue: options.queue,
+            options,
             model_id: served.model_id().to_owned(),
             context: served.context(),
             template: served.template().clone(),
@@ -176,41 +177,14 @@ impl ServeConfig {
     /// Checks the settings that do not need the network.
     ///
     /// # Errors
-    /// [`ServeError::OpenWithoutKey`] for a non-loopback host without an API key, and the other
-    /// variants for an empty key, a malformed origin or a context below 16 tokens.
+    /// As [`ServeOptions::validate`], and [`ServeError::Context`] for a context below 16 tokens.
     pub fn validate(&self) -> Result<(), ServeError> {
-        check_network(self.host, self.api_key.as_deref(), &self.allow_origins)?;
+        self.options.validate()?;
         if self.context < 16 {
             return Err(ServeError::Context(self.context));
         }
         Ok(())
     }
-}
-
-impl ServeOptions {
-    /// Checks the host, key and origins.
-    ///
-    /// # Errors
-    /// As [`ServeConfig::validate`].
-    pub fn validate(&self) -> Result<(), ServeError> {
-        check_network(self.host, self.api_key.as_deref(), &self.allow_origins)
-    }
-}
-
-fn check_network(
-    host: IpAddr,
-    api_key: Option<&str>,
-    allow_origins: &[String],
-) -> Result<(), ServeError> {
-    match api_key {
-        Some("") => return Err(ServeError::EmptyKey),
-        None if !host.is_loopback() => return Err(ServeError::OpenWithoutKey(host)),
-        _ => {}
-    }
-    for origin in allow_origins {
-        security::check_origin(origin).map_err(|()| ServeError::BadOrigin(origin.clone()))?;
-    }
-    Ok(())
 }
 
 /// A bound, not yet running server.
@@ -229,7 +203,7 @@ impl Server {
     /// not ours.
     pub async fn bind(config: ServeConfig, backend: impl Backend) -> Result<Server, ServeError> {
         config.validate()?;
-        let wanted = SocketAddr::new(config.host, config.port);
+        let wanted = SocketAddr::new(config.options.host, config.options.port);
         let listener = tokio::net::TcpListener::bind(wanted)
             .await
             .map_err(|source| ServeError::Bind {
@@ -237,7 +211,7 @@ impl Server {
                 source,
             })?;
         let addr = listener.local_addr()?;
-        let (queue, worker) = queue::start(Box::new(backend), config.queue);
+        let (queue, worker) = queue::start(Box::new(backend), config.options.queue);
         let app = routes::router(config, addr, queue);
         Ok(Server {
             listener,

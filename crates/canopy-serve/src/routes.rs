@@ -37,9 +37,9 @@ type Shared = Arc<AppState>;
 /// The whole application: routes inside the API-key check, body limit and CORS, all inside the
 /// `Host` check.
 pub fn router(config: ServeConfig, addr: SocketAddr, queue: Queue) -> Router {
-    let max_body = config.max_body;
-    let key = config.api_key.clone();
-    let origins = config.allow_origins.clone();
+    let max_body = config.options.max_body;
+    let key = config.options.api_key.clone();
+    let origins = config.options.allow_origins.clone();
     let state = Arc::new(AppState {
         config,
         queue,
@@ -150,7 +150,7 @@ fn start(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(Parsed, Ticket), ApiError> {
     let Json(body) = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(state.config.max_body),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(state.config.options.max_body),
         _ => ApiError::invalid(format!("invalid JSON body: {}", rejection.body_text())),
     })?;
     let limits = Limits {

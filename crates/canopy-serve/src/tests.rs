@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::{queue, routes, Backend, ServeConfig};
+use crate::{queue, routes, Backend, ServeConfig, ServeOptions};
 
 /// Streams the prompt's words back; special prompts fail, block or run until cancelled.
 struct Fake {
@@ -131,16 +131,22 @@ pub(crate) fn request_template() -> GenerateRequest {
 
 fn config() -> ServeConfig {
     ServeConfig {
-        host: "127.0.0.1".parse().unwrap(),
-        port: 8080,
-        api_key: None,
-        allow_origins: Vec::new(),
-        max_body: 1000,
-        queue: 1,
+        options: ServeOptions {
+            max_body: 1000,
+            queue: 1,
+            ..ServeOptions::loopback(8080)
+        },
         model_id: "smol".into(),
         context: 256,
         template: request_template(),
     }
+}
+
+/// [`config`] with its network settings changed by `change`.
+fn with_options(change: impl FnOnce(&mut ServeOptions)) -> ServeConfig {
+    let mut config = config();
+    change(&mut config.options);
+    config
 }
 
 fn harness(config: ServeConfig) -> Harness {
@@ -152,7 +158,7 @@ fn harness(config: ServeConfig) -> Harness {
         ended: ended_tx,
         sampled: sampled_tx,
     };
-    let (queue, _worker) = queue::start(Box::new(fake), config.queue);
+    let (queue, _worker) = queue::start(Box::new(fake), config.options.queue);
     let app = routes::router(config, "127.0.0.1:8080".parse().unwrap(), queue);
     Harness {
         app,
@@ -476,10 +482,7 @@ async fn a_foreign_host_header_is_refused() {
 
 #[tokio::test]
 async fn an_api_key_guards_the_api() {
-    let h = harness(ServeConfig {
-        api_key: Some("sesame".into()),
-        ..config()
-    });
+    let h = harness(with_options(|o| o.api_key = Some("sesame".into())));
     let models = |auth: Option<&str>| {
         let mut request = Request::get("/v1/models").header(header::HOST, "127.0.0.1:8080");
         if let Some(auth) = auth {
@@ -508,10 +511,9 @@ async fn an_api_key_guards_the_api() {
 
 #[tokio::test]
 async fn cors_answers_only_allowed_origins() {
-    let h = harness(ServeConfig {
-        allow_origins: vec!["http://localhost:3000".into()],
-        ..config()
-    });
+    let h = harness(with_options(|o| {
+        o.allow_origins = vec!["http://localhost:3000".into()]
+    }));
     let preflight = |origin: &str| {
         Request::options("/v1/chat/completions")
             .header(header::HOST, "127.0.0.1:8080")
@@ -629,23 +631,15 @@ async fn a_crash_is_503_or_an_error_event() {
 
 #[test]
 fn open_hosts_need_a_key() {
-    let open = ServeConfig {
-        host: "0.0.0.0".parse().unwrap(),
-        ..config()
-    };
+    let open = with_options(|o| o.host = "0.0.0.0".parse().unwrap());
     assert!(matches!(
         open.validate(),
         Err(crate::ServeError::OpenWithoutKey(_))
     ));
-    let keyed = ServeConfig {
-        api_key: Some("k".into()),
-        ..open
-    };
+    let mut keyed = open;
+    keyed.options.api_key = Some("k".into());
     assert!(keyed.validate().is_ok());
-    let bad_origin = ServeConfig {
-        allow_origins: vec!["*".into()],
-        ..config()
-    };
+    let bad_origin = with_options(|o| o.allow_origins = vec!["*".into()]);
     assert!(bad_origin.validate().is_err());
     assert!(config().validate().is_ok());
 }
