@@ -458,8 +458,9 @@ const PROFILE_PREFIX: u32 = 512;
 const HOST_PATH_MAX: usize = 32;
 
 /// The grid to time: powers of two up to the largest tree and level, and the two budgets around
-/// the op-offload threshold (on a GPU). Quick profiles stop at 32 target tokens and 8 draft nodes
-/// on a CPU (where a pass grows with its size) and at 256 / 16 on a GPU (where it is nearly flat).
+/// the op-offload threshold (on a GPU); without a GPU, also every target size up to 32 (16 in a
+/// quick profile). Quick profiles stop at 32 target tokens and 8 draft nodes on a CPU (where a
+/// pass grows with its size) and at 256 / 16 on a GPU (where it is nearly flat).
 fn grid(spec: &ProfileSpec, threshold: Option<usize>, has_gpu: bool) -> CoreResult<CurveGrid> {
     let (max_n, max_k) = if spec.quick {
         let (n, k) = if has_gpu { (256, 16) } else { (32, 8) };
@@ -470,7 +471,14 @@ fn grid(spec: &ProfileSpec, threshold: Option<usize>, has_gpu: bool) -> CoreResu
     } else {
         (spec.max_tree as usize, spec.max_level as usize)
     };
-    CurveGrid::standard(max_n, max_k, threshold, false).map_err(|e| CoreError::user(e.to_string()))
+    let grid = CurveGrid::standard(max_n, max_k, threshold, false)
+        .map_err(|e| CoreError::user(e.to_string()))?;
+    // Without a GPU every pass runs on the CPU, whose curve is not a line between powers of two:
+    // time every size a tree may take there (to 16 in a quick profile).
+    Ok(match has_gpu {
+        true => grid,
+        false => grid.with_every_target_up_to(if spec.quick { 16 } else { HOST_PATH_MAX }),
+    })
 }
 
 /// Times passes of the real engine through the core's worker: a whole grid in one `Measure` job.

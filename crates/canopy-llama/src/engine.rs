@@ -936,6 +936,11 @@ fn costs_from(curves: &CostCurves) -> Result<Costs, String> {
     Ok(Costs { target, draft })
 }
 
+/// The largest size [`calibrate`] fills in between powers of two.
+const DENSE_MAX: usize = 16;
+/// A segment is steep when its far end costs this much more than its near one.
+const STEEP: f64 = 1.3;
+
 /// Times one decode of `n` tokens (a chain hung on the prefix), best of `repeats` after a warm-up.
 fn time_pass(
     model: &mut LlamaTree<'_>,
@@ -973,7 +978,11 @@ fn time_pass(
 
 /// Measures this machine's pass times for `auto` when no profile was given: target passes over a
 /// doubling grid until a pass costs more than any tree of that size could repay, draft passes over
-/// the same grid.
+/// the same grid. Where a segment up to [`DENSE_MAX`] tokens is steep (the CPU path, whose pass
+/// grows with its size), its sizes in between are timed too (once each, warm): there llama.cpp's
+/// kernels change with the batch and the curve is not a line (see
+/// `canopy_hw::CurveGrid::with_every_target_up_to`). On a streamed or resident GPU pass the
+/// segments are nearly flat and nothing is added.
 fn calibrate(
     target: &mut LlamaTree<'_>,
     mut draft: Option<&mut LlamaTree<'_>>,
@@ -991,7 +1000,7 @@ fn calibrate(
         t_points.push((n, p.min));
         events.progress(
             "calibrating",
-            (n as f64).log2() / (max_n as f64).log2().max(1.0) * 0.8,
+            (n as f64).log2() / (max_n as f64).log2().max(1.0) * 0.7,
         );
         // A tree of n tokens yields at most n tokens, and in practice far fewer than 1 + its depth
         // of ~log2(n)+8: beyond that point bigger trees cannot pay.
@@ -1000,10 +1009,23 @@ fn calibrate(
         }
         n *= 2;
     }
-    // Without a draft model (lookup alone) the draft curve is never used; a flat nanosecond keeps
-    // the costs' shape (a cost table takes positive times only).
+    let mut between = Vec::new();
+    for pair in t_points.windows(2) {
+        let ((n0, s0), (n1, s1)) = (pair[0], pair[1]);
+        if n1 <= DENSE_MAX && s1 > s0 * STEEP {
+            for m in n0 + 1..n1 {
+                between.push((m, time_pass(target, prompt, m, 1)?.min));
+            }
+        }
+    }
+    events.progress("calibrating", 0.8);
+    let powers: Vec<usize> = t_points.iter().map(|&(n, _)| n).collect();
+    t_points.extend(between);
+    t_points.sort_by_key(|&(n, _)| n);
+    // The draft over the doubling grid. Without a draft model (lookup alone) the draft curve is
+    // never used; a flat nanosecond keeps the costs' shape (a cost table takes positive times only).
     let mut d_points = Vec::new();
-    for &(k, _) in &t_points {
+    for k in powers {
         let seconds = match draft {
             Some(ref mut d) => time_pass(d, prompt, k, REPEATS)?.min,
             None => 1e-9,
