@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use canopy_plan::{CostTable, Costs, ENGINE};
+use canopy_plan::{CostTable, Costs, LookupAcceptance, ENGINE};
 use canopy_spec::driver::GenError;
 use canopy_spec::sampling::{argmax, distribution, SamplingConfig};
 use canopy_spec::{generate, policy_for, GenConfig, NodeIn, StopReason, Token, TreeModel};
@@ -104,6 +104,9 @@ pub struct Engine {
     models: HashMap<ModelKey, Box<Loaded>>,
     /// Cost curves measured in this process, keyed by (target, draft, target's residence).
     calibrations: HashMap<(PathBuf, PathBuf, Residence), Costs>,
+    /// Lookup acceptance as the last generation of each target measured it: how often this model
+    /// copies what the conversation holds, where the next generation's `auto` starts from.
+    lookup_measured: HashMap<PathBuf, LookupAcceptance>,
     /// Files that passed validation, with the length and time they had then.
     validated: HashMap<PathBuf, FileStamp>,
     threads: i32,
@@ -219,6 +222,7 @@ impl Engine {
             cache: Vec::new(),
             models: HashMap::new(),
             calibrations: HashMap::new(),
+            lookup_measured: HashMap::new(),
             validated: HashMap::new(),
             threads,
         })
@@ -465,6 +469,7 @@ impl Engine {
             backend,
             models,
             calibrations,
+            lookup_measured,
             threads,
             cache,
             ..
@@ -626,6 +631,9 @@ impl Engine {
             largest,
         )
         .map_err(|e| user(e.to_string()))?;
+        if let Some(measured) = lookup_measured.get(&req.target) {
+            policy.start_lookup_from(measured);
+        }
 
         let mut sink = TextSink::new(target_model, events, &req.stop);
         let cfg = GenConfig {
@@ -643,6 +651,9 @@ impl Engine {
         )
         .map_err(gen_error)?;
         sink.flush();
+        if let Some(measured) = policy.lookup_acceptance() {
+            lookup_measured.insert(req.target.clone(), measured);
+        }
         if keep {
             let bytes = full_bytes as u64;
             cache.push(Cached {

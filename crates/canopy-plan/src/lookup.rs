@@ -75,6 +75,15 @@ impl LookupAcceptance {
         &self.rows
     }
 
+    /// The same acceptance `n` positions further on: depth `d` of the result reads depth `d + n`
+    /// (the last row stays the last), for candidates that continue a copy already `n` tokens long.
+    pub fn skip(&self, n: usize) -> LookupAcceptance {
+        let from = n.min(self.rows.len() - 1);
+        LookupAcceptance {
+            rows: self.rows[from..].to_vec(),
+        }
+    }
+
     /// `p(depth, rank)`; depth 0 or rank 0 (the root) is 1.
     pub fn get(&self, depth: usize, rank: usize) -> f64 {
         if depth == 0 {
@@ -437,5 +446,14 @@ mod tests {
         };
         let c = choose_step(&[], &nodes, &acc, &costs).unwrap();
         assert_eq!(c.lookup, vec![0, 1, 4]);
+    }
+
+    #[test]
+    fn skipping_reads_deeper_rows() {
+        let acc = LookupAcceptance::new(vec![vec![0.4], vec![0.6], vec![0.9]]).unwrap();
+        let on = acc.skip(1);
+        assert_eq!((on.get(1, 1), on.get(2, 1), on.get(5, 1)), (0.6, 0.9, 0.9));
+        assert_eq!(acc.skip(7).get(1, 1), 0.9);
+        assert_eq!(acc.skip(0), acc);
     }
 }

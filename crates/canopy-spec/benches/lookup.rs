@@ -87,6 +87,7 @@ fn bench(c: &mut Criterion) {
                 verify_secs: 0.1,
                 draft_passes: &[1, 2],
                 draft_secs: 0.004,
+                committed: &[],
             });
             std::hint::black_box(step)
         })

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use canopy_plan::TreePlan;
+use canopy_plan::{LookupAcceptance, TreePlan};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,16 @@ pub trait PlanPolicy {
     fn cost_disagreement(&self) -> Option<f64> {
         None
     }
+    /// Lookup's acceptance as measured so far, for a later generation to start from; `None` (the
+    /// default) for a policy that does not measure it.
+    fn lookup_acceptance(&self) -> Option<LookupAcceptance> {
+        None
+    }
+    /// Starts lookup's acceptance from what an earlier generation measured
+    /// ([`PlanPolicy::lookup_acceptance`]) instead of the built-in prior. Ignored by default.
+    fn start_lookup_from(&mut self, measured: &LookupAcceptance) {
+        let _ = measured;
+    }
 }
 
 /// What a policy knows before a step.
@@ -113,6 +123,8 @@ pub struct StepReport<'a> {
     pub draft_passes: &'a [usize],
     /// Seconds of those passes and the drawing of the draft's candidates.
     pub draft_secs: f64,
+    /// The tokens the step committed: the accepted path, then the target's own token.
+    pub committed: &'a [Token],
 }
 
 /// Settings of one generation.
@@ -436,12 +448,19 @@ pub(crate) fn generate_with(
             .iter()
             .filter(|&&k| k == NodeKind::Lookup)
             .count();
+        let committed: Vec<Token> = walk
+            .path
+            .iter()
+            .map(|&v| tree.tokens[v])
+            .chain(std::iter::once(walk.bonus))
+            .collect();
         policy.observe(&StepReport {
             walk: &walk,
             target_tokens: tree.len(),
             verify_secs,
             draft_passes: &draft_passes,
             draft_secs,
+            committed: &committed,
         });
         stats.steps += 1;
         let accepted = walk.path.len();

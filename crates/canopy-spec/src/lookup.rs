@@ -366,6 +366,15 @@ impl LookupProposal {
         self.work
     }
 
+    /// The children of `node` (of the top with `None`), in rank order.
+    pub fn children(&self, node: Option<usize>) -> impl Iterator<Item = usize> + '_ {
+        let first = match node {
+            None => self.top_first,
+            Some(v) => self.first_child.get(v).copied().flatten(),
+        };
+        std::iter::successors(first, |&c| self.next_sibling[c])
+    }
+
     /// The tokens of the first chain (the top's first child, its first child, …).
     pub fn first_chain(&self) -> Vec<Token> {
         let mut out = Vec::new();

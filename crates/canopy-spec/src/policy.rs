@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::driver::{PlanPolicy, StepInput, StepPlan, StepReport};
 use crate::lookup::{LookupConfig, LookupProposal, MAX_SITES};
 use crate::verify::LookupVisit;
+use crate::Token;
 
 /// Positional acceptance counts from verification walks, with an optional prior.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,7 +82,7 @@ impl AcceptanceTracker {
 }
 
 /// Depths of lookup acceptance tracked separately; deeper candidates share the last one.
-pub const LOOKUP_DEPTHS: usize = 8;
+pub const LOOKUP_DEPTHS: usize = 16;
 
 /// The lookup acceptance assumed before a conversation has shown any, by depth (depth 1 first;
 /// deeper depths use the last row): a modest first token, continuations more likely once one was
@@ -90,6 +91,9 @@ pub const LOOKUP_DEPTHS: usize = 8;
 pub const LOOKUP_PRIOR: [&[f64]; 5] = [&[0.4, 0.1], &[0.6, 0.05], &[0.7], &[0.75], &[0.8]];
 /// The observations [`LOOKUP_PRIOR`] counts as, per depth.
 pub const LOOKUP_PRIOR_WEIGHT: f64 = 4.0;
+/// The observations an earlier generation's measured lookup acceptance counts as, per depth,
+/// when a new one starts from it ([`PlanPolicy::start_lookup_from`]).
+pub const LOOKUP_CARRIED_WEIGHT: f64 = 4.0;
 
 /// Lookup acceptance counts by depth (see [`LookupVisit`]), with a prior.
 #[derive(Clone, Debug, PartialEq)]
@@ -352,7 +356,78 @@ pub struct AutoPolicy {
     counts: StepCounts,
     /// What the current step decided for lookup under the draft's leaves.
     leaf: Option<LeafLookup>,
+    /// The current step's lookup proposal, to follow as a [`Shadow`] once the step is committed.
+    pending: Option<Shadow>,
+    /// Proposals followed along what the target committed (see [`Shadow`]).
+    shadows: Vec<Shadow>,
+    /// The copy run: how many of the last committed tokens lookup proposals predicted in a row
+    /// (the longest match of a live shadow). A candidate that continues a run of `r` is valued,
+    /// and its outcome counted, at depth `r + d`: once text is being copied, the next token is
+    /// far likelier to be copied too than a first match suggests.
+    run: usize,
+    /// The run when the current step began.
+    step_run: usize,
 }
+
+/// A step's lookup proposal followed along the tokens the target committed, recording the visits
+/// lookup would have made where the step did not verify it (the whole proposal on a plain or
+/// draft-only step, the part below the verified nodes otherwise; the walk goes on over the
+/// following steps). The target's committed token is a draw from its distribution (its argmax
+/// when greedy), and a lookup candidate `x` is a point-mass proposal accepted with probability
+/// `p(x)`, the chance that the draw is `x`; so each shadow visit counts exactly as a verified one
+/// would. This is how lookup's acceptance is measured at every depth while plain decoding, the
+/// draft's trees or shorter chains pay better, and how `auto` finds text being copied (editing,
+/// quoting) without first paying for candidates valued at the prior.
+#[derive(Debug)]
+struct Shadow {
+    proposal: LookupProposal,
+    /// The nodes the step verified (their visits are the walk's own).
+    played: Vec<usize>,
+    /// The copy run when the step began (see [`AutoPolicy`]'s `run`): a node of depth `d` counts
+    /// at depth `offset + d`.
+    offset: usize,
+    /// The node reached (`None`: the top).
+    at: Option<usize>,
+    /// Committed tokens followed so far.
+    matched: usize,
+    /// Whether the walk ran off the end of its proposal (rather than missing).
+    exhausted: bool,
+}
+
+impl Shadow {
+    /// Follows one committed token: the visit made there (`None` at a leaf) and whether the walk
+    /// goes on.
+    fn feed(&mut self, token: Token) -> (Option<LookupVisit>, bool) {
+        let depth = self.offset as u32 + self.at.map_or(1, |v| self.proposal.shape()[v].depth + 1);
+        let mut children = 0;
+        let mut hit = None;
+        let mut verified = false;
+        for c in self.proposal.children(self.at) {
+            children += 1;
+            verified |= self.played.contains(&c);
+            if hit.is_none() && self.proposal.tokens()[c] == token {
+                hit = Some((children, c));
+            }
+        }
+        if children == 0 {
+            self.exhausted = true;
+            return (None, false);
+        }
+        let visit = LookupVisit {
+            depth,
+            from_root: true,
+            children,
+            accepted: hit.map(|(rank, _)| rank),
+        };
+        self.at = hit.map(|(_, c)| c);
+        self.matched += usize::from(hit.is_some());
+        ((!verified).then_some(visit), hit.is_some())
+    }
+}
+
+/// The most shadow walks followed at once (one starts per step; a walk ends at its first miss or
+/// the end of its proposal, at most [`crate::lookup::MAX_LEN`] tokens on).
+const MAX_SHADOWS: usize = 32;
 
 /// The current step's terms for lookup under the draft's leaves.
 struct LeafLookup {
@@ -412,6 +487,10 @@ impl AutoPolicy {
             history: Vec::new(),
             counts: StepCounts::default(),
             leaf: None,
+            pending: None,
+            shadows: Vec::new(),
+            run: 0,
+            step_run: 0,
         };
         policy.replan();
         policy
@@ -421,17 +500,6 @@ impl AutoPolicy {
     /// the conversation shows its own acceptance.
     pub fn with_lookup(mut self, config: LookupConfig) -> Self {
         self.lookup = Some((config, LookupTracker::default()));
-        self
-    }
-
-    /// Starts lookup's acceptance from `prior` (by depth, as [`LookupTracker::new`]) counted as
-    /// `weight` observations per depth, e.g. what an earlier reply of the same conversation
-    /// measured ([`AutoPolicy::lookup_acceptance`]). No effect without
-    /// [`AutoPolicy::with_lookup`].
-    pub fn with_lookup_prior(mut self, prior: &[&[f64]], weight: f64) -> Self {
-        if let Some((_, tracker)) = &mut self.lookup {
-            *tracker = LookupTracker::new(prior, weight);
-        }
         self
     }
 
@@ -506,12 +574,6 @@ impl AutoPolicy {
         &self.used
     }
 
-    /// Lookup's acceptance as measured so far (prior included), `None` without lookup: what a
-    /// later reply of the same conversation may start from.
-    pub fn lookup_acceptance(&self) -> Option<LookupAcceptance> {
-        self.lookup.as_ref().map(|(_, t)| t.estimate())
-    }
-
     /// Steps so far, by what they verified.
     pub fn counts(&self) -> StepCounts {
         self.counts
@@ -542,36 +604,36 @@ impl AutoPolicy {
         };
         self.since_plain >= every
     }
-}
 
-impl PlanPolicy for AutoPolicy {
-    fn lookup(&self) -> Option<LookupConfig> {
-        self.lookup.as_ref().map(|(config, _)| *config)
-    }
-
-    fn next_step(&mut self, input: &StepInput<'_>) -> StepPlan {
+    /// The plan of the step: the draft option and root lookup nodes that pay best
+    /// ([`choose_step`]), and what lookup may hang under the draft's leaves.
+    fn choose(&mut self, input: &StepInput<'_>) -> StepPlan {
         self.leaf = None;
         let with_draft = input.has_draft && self.draft_now.is_some();
         let options: &[DraftOption] = if with_draft { &self.ladder } else { &[] };
         let lookup_acc = self.lookup.as_ref().map(|(_, tracker)| tracker.estimate());
-        let (shape, acc) = match &lookup_acc {
-            Some(acc) => (input.lookup.shape(), acc.clone()),
+        // Root candidates continue the copy run; those under the draft's leaves start afresh.
+        let (shape, root_acc) = match &lookup_acc {
+            Some(acc) => (input.lookup.shape(), acc.skip(self.run)),
             None => (
                 &[][..],
                 LookupAcceptance::new(vec![vec![0.0]]).expect("a valid vector"),
             ),
         };
+        // Tokens committed past the draft's tree must be decoded by the draft before it drafts
+        // again. While no draft plan pays (an empty ladder) the draft does not draft, so they
+        // wait as plain decoding's tokens do, and lookup's cost nothing more.
         let draft_marginal = self
             .draft_now
             .as_ref()
-            .filter(|_| input.has_draft)
+            .filter(|_| with_draft && !options.is_empty())
             .map(|d| d.marginal(1));
         let costs = StepCosts {
             target: &self.target_now,
             draft_marginal,
             max_nodes: self.limits.budget,
         };
-        let Ok(choice) = choose_step(options, shape, &acc, &costs) else {
+        let Ok(choice) = choose_step(options, shape, &root_acc, &costs) else {
             return StepPlan::plain();
         };
         if (choice.draft.is_some() || !choice.lookup.is_empty()) && self.explore_plain() {
@@ -583,7 +645,7 @@ impl PlanPolicy for AutoPolicy {
         // Lookup under the draft's leaves: a candidate there pays when its weight (the leaf's
         // reach times its own lookup weight) beats what its token costs at this step's rate.
         if let (Some(acc), true) = (lookup_acc, draft.budget() > 1) {
-            let weights = acc.weights(shape);
+            let weights = root_acc.weights(shape);
             let root_lookup: f64 = choice
                 .lookup
                 .iter()
@@ -619,6 +681,26 @@ impl PlanPolicy for AutoPolicy {
             lookup: choice.lookup,
         }
     }
+}
+
+impl PlanPolicy for AutoPolicy {
+    fn lookup(&self) -> Option<LookupConfig> {
+        self.lookup.as_ref().map(|(config, _)| *config)
+    }
+
+    fn next_step(&mut self, input: &StepInput<'_>) -> StepPlan {
+        let plan = self.choose(input);
+        self.step_run = self.run;
+        self.pending = (self.lookup.is_some() && !input.lookup.is_empty()).then(|| Shadow {
+            proposal: input.lookup.clone(),
+            played: plan.lookup.clone(),
+            offset: self.run,
+            at: None,
+            matched: 0,
+            exhausted: false,
+        });
+        plan
+    }
 
     fn lookup_under(&self, plan_node: usize, proposal: &LookupProposal) -> Vec<usize> {
         let Some(leaf) = &self.leaf else {
@@ -635,7 +717,39 @@ impl PlanPolicy for AutoPolicy {
     fn observe(&mut self, report: &StepReport<'_>) {
         self.tracker.record(&report.walk.visits);
         if let Some((_, tracker)) = &mut self.lookup {
-            tracker.record(&report.walk.lookup_visits);
+            let run = self.step_run as u32;
+            let visits: Vec<LookupVisit> = report
+                .walk
+                .lookup_visits
+                .iter()
+                .map(|v| LookupVisit {
+                    depth: v.depth + if v.from_root { run } else { 0 },
+                    ..*v
+                })
+                .collect();
+            tracker.record(&visits);
+            if let Some(shadow) = self.pending.take() {
+                if self.shadows.len() < MAX_SHADOWS {
+                    self.shadows.push(shadow);
+                }
+            }
+            // The run goes on through a walk that is still matching or that ran off the end of its
+            // proposal (the next proposal takes over); a miss ends it.
+            let mut visits = Vec::new();
+            let mut run = 0;
+            self.shadows.retain_mut(|shadow| {
+                let alive = report.committed.iter().all(|&token| {
+                    let (visit, goes_on) = shadow.feed(token);
+                    visits.extend(visit);
+                    goes_on
+                });
+                if alive || shadow.exhausted {
+                    run = run.max(shadow.offset + shadow.matched);
+                }
+                alive
+            });
+            tracker.record(&visits);
+            self.run = run;
         }
         let drafted = !report.draft_passes.is_empty();
         let looked_up = !report.walk.lookup_visits.is_empty();
@@ -679,6 +793,20 @@ impl PlanPolicy for AutoPolicy {
 
     fn cost_disagreement(&self) -> Option<f64> {
         self.live.then(|| self.live_costs().disagreement)
+    }
+
+    /// Lookup's acceptance as measured so far (prior included), `None` without lookup.
+    fn lookup_acceptance(&self) -> Option<LookupAcceptance> {
+        self.lookup.as_ref().map(|(_, t)| t.estimate())
+    }
+
+    /// Counts `measured` as [`LOOKUP_CARRIED_WEIGHT`] observations per depth: a start that the
+    /// new conversation's own steps outweigh within a few tokens.
+    fn start_lookup_from(&mut self, measured: &LookupAcceptance) {
+        let rows: Vec<&[f64]> = measured.rows().iter().map(|r| r.as_slice()).collect();
+        if let Some((_, tracker)) = &mut self.lookup {
+            *tracker = LookupTracker::new(&rows, LOOKUP_CARRIED_WEIGHT);
+        }
     }
 
     fn describe(&self) -> String {
@@ -797,6 +925,7 @@ mod tests {
                 verify_secs: real(plan.budget()),
                 draft_passes: &passes,
                 draft_secs,
+                committed: &[],
             });
             budgets.push(plan.budget());
         }
@@ -877,6 +1006,7 @@ mod tests {
                 verify_secs: 9.0,
                 draft_passes: &[1],
                 draft_secs: 9.0,
+                committed: &[],
             });
         }
         assert_eq!(fixed.live_costs().disagreement, 1.0);
@@ -917,6 +1047,7 @@ mod tests {
                     let ok = accept(step);
                     walk.lookup_visits.push(LookupVisit {
                         depth: d,
+                        from_root: true,
                         children: 1,
                         accepted: ok.then_some(1),
                     });
@@ -931,6 +1062,7 @@ mod tests {
                 verify_secs: costs.at(1 + k).unwrap(),
                 draft_passes: &[],
                 draft_secs: 0.0,
+                committed: &[],
             });
             used.push(k);
         }
@@ -965,6 +1097,166 @@ mod tests {
         assert!(policy.lookup_acceptance().unwrap().get(1, 1) <= 0.25);
     }
 
+    /// Runs lookup-only `auto` on a target that writes `truth(position)`, over a history of
+    /// `history` tokens, with the lookup index kept as the driver keeps it; returns every step's
+    /// number of lookup nodes.
+    fn run_on_text(
+        policy: &mut AutoPolicy,
+        history: Vec<Token>,
+        truth: impl Fn(usize) -> Token,
+        steps: usize,
+        per_token: f64,
+    ) -> Vec<usize> {
+        let mut index = LookupIndex::new(LookupConfig::default());
+        index.extend(&history);
+        let mut at = history.len();
+        let mut used = Vec::new();
+        for _ in 0..steps {
+            let proposal = index.propose(&[]);
+            let plan = policy.next_step(&StepInput {
+                has_draft: false,
+                lookup: &proposal,
+            });
+            let mut walk = Walk::default();
+            let mut committed = Vec::new();
+            let mut node = None;
+            loop {
+                let want = truth(at + committed.len());
+                let kids: Vec<usize> = proposal
+                    .children(node)
+                    .filter(|c| plan.lookup.contains(c))
+                    .collect();
+                let hit = kids.iter().position(|&c| proposal.tokens()[c] == want);
+                if !kids.is_empty() {
+                    walk.lookup_visits.push(LookupVisit {
+                        depth: node.map_or(1, |v| proposal.shape()[v].depth + 1),
+                        from_root: true,
+                        children: kids.len() as u32,
+                        accepted: hit.map(|r| r as u32 + 1),
+                    });
+                }
+                committed.push(want);
+                match hit {
+                    Some(r) => node = Some(kids[r]),
+                    None => break,
+                }
+            }
+            let k = plan.lookup.len();
+            policy.observe(&StepReport {
+                walk: &walk,
+                target_tokens: 1 + k,
+                verify_secs: 0.1 * (1.0 + per_token * k as f64),
+                draft_passes: &[],
+                draft_secs: 0.0,
+                committed: &committed,
+            });
+            index.extend(&committed);
+            at += committed.len();
+            used.push(k);
+        }
+        used
+    }
+
+    #[test]
+    fn lookup_acceptance_is_measured_while_lookup_is_not_played() {
+        // A pass grows by half a plain pass per token: at the prior's acceptance no lookup pays,
+        // but text copied token for token (here a repeating 37-token passage) does.
+        let per_token = 0.5;
+        let costs = curve(|n| 0.1 * (1.0 + per_token * (n - 1) as f64));
+        let copy = |i: usize| (i % 37) as Token;
+        let history: Vec<Token> = (0..100).map(copy).collect();
+        let mut policy =
+            AutoPolicy::without_draft(costs.clone(), limits()).with_lookup(LookupConfig::default());
+        let used = run_on_text(&mut policy, history.clone(), copy, 40, per_token);
+        assert_eq!(used[0], 0, "the prior does not pay here: {used:?}");
+        let first = used.iter().position(|&k| k > 0).expect("lookup is played");
+        assert!(
+            first <= 6,
+            "plain steps measured lookup as they went: {used:?}"
+        );
+        // The chain grows as the shadows measure the copy, to the whole proposal: once a copy
+        // has run for a few tokens its next tokens are valued at the copy's own acceptance.
+        assert!(used[15..].iter().all(|&k| k == 16), "{used:?}");
+        // Deep in the copy, lookup is measured as nearly always right.
+        let acc = policy.lookup_acceptance().unwrap();
+        assert!(acc.get(LOOKUP_DEPTHS, 1) > 0.9, "{acc:?}");
+        // New text that the history never held: the shadows miss and lookup stays unplayed.
+        let fresh = |i: usize| (1000 + i * 7919 % 5003) as Token;
+        let mut policy =
+            AutoPolicy::without_draft(costs, limits()).with_lookup(LookupConfig::default());
+        let used = run_on_text(&mut policy, history, fresh, 40, per_token);
+        assert!(used.iter().all(|&k| k == 0), "{used:?}");
+    }
+
+    #[test]
+    fn a_shadow_counts_only_what_the_step_did_not_verify() {
+        // A chain 5 6 7 of which the step verified the first two nodes.
+        let mut index = LookupIndex::new(LookupConfig::new(1, 1, 3, 1, 8).unwrap());
+        index.extend(&[4, 5, 6, 7, 1, 4]);
+        let proposal = index.propose(&[]);
+        assert_eq!(proposal.first_chain(), vec![5, 6, 7]);
+        let mut shadow = Shadow {
+            proposal,
+            played: vec![0, 1],
+            offset: 3,
+            at: None,
+            matched: 0,
+            exhausted: false,
+        };
+        // The walk's own visits at depths 1 and 2; the shadow's first at the third node, counted
+        // three positions on (the copy run the step began with).
+        assert_eq!(shadow.feed(5), (None, true));
+        assert_eq!(shadow.feed(6), (None, true));
+        let (visit, goes_on) = shadow.feed(9);
+        assert_eq!(
+            visit,
+            Some(LookupVisit {
+                depth: 6,
+                from_root: true,
+                children: 1,
+                accepted: None
+            })
+        );
+        assert!(!goes_on && !shadow.exhausted);
+        assert_eq!(shadow.offset + shadow.matched, 5);
+        // Running off the end of the proposal is not a miss.
+        let mut index = LookupIndex::new(LookupConfig::new(1, 1, 1, 1, 8).unwrap());
+        index.extend(&[4, 5, 4]);
+        let mut shadow = Shadow {
+            proposal: index.propose(&[]),
+            played: vec![],
+            offset: 0,
+            at: None,
+            matched: 0,
+            exhausted: false,
+        };
+        assert!(shadow.feed(5).1);
+        assert_eq!(shadow.feed(8), (None, false));
+        assert!(shadow.exhausted);
+    }
+
+    #[test]
+    fn a_generation_starts_from_what_the_last_one_measured() {
+        let costs = curve(|n| 0.1 * (1.0 + 0.5 * (n - 1) as f64));
+        let copy = |i: usize| (i % 37) as Token;
+        let history: Vec<Token> = (0..100).map(copy).collect();
+        let mut first =
+            AutoPolicy::without_draft(costs.clone(), limits()).with_lookup(LookupConfig::default());
+        run_on_text(&mut first, history.clone(), copy, 40, 0.5);
+        let measured = first.lookup_acceptance().unwrap();
+        let mut next: Box<dyn PlanPolicy> = Box::new(
+            AutoPolicy::without_draft(costs, limits()).with_lookup(LookupConfig::default()),
+        );
+        next.start_lookup_from(&measured);
+        let deep = next.lookup_acceptance().unwrap().get(LOOKUP_DEPTHS, 1);
+        assert!((deep - measured.get(LOOKUP_DEPTHS, 1)).abs() < 1e-9);
+        assert!(deep > LookupTracker::default().estimate().get(LOOKUP_DEPTHS, 1));
+        // Without lookup there is nothing to start.
+        let mut fixed = FixedPolicy::new(TreePlan::plain(), "none");
+        fixed.start_lookup_from(&measured);
+        assert_eq!(fixed.lookup_acceptance(), None);
+    }
+
     #[test]
     fn a_fixed_policy_takes_the_first_lookup_nodes() {
         let proposal = repetitive_proposal();
@@ -997,16 +1289,19 @@ mod tests {
         t.record(&[
             LookupVisit {
                 depth: 1,
+                from_root: true,
                 children: 2,
                 accepted: Some(2),
             },
             LookupVisit {
                 depth: 2,
+                from_root: true,
                 children: 1,
                 accepted: Some(1),
             },
             LookupVisit {
                 depth: 12,
+                from_root: true,
                 children: 1,
                 accepted: None,
             },

@@ -134,7 +134,12 @@ impl DraftTree {
 
     /// The lookup depth of `v`'s lookup children: 1 below a root or draft node, one more than
     /// `v`'s own below a lookup node.
-    pub fn lookup_depth_below(&self, mut v: usize) -> u32 {
+    pub fn lookup_depth_below(&self, v: usize) -> u32 {
+        self.lookup_chain_above(v).0
+    }
+
+    /// [`DraftTree::lookup_depth_below`], and whether the lookup nodes from `v` up reach the root.
+    fn lookup_chain_above(&self, mut v: usize) -> (u32, bool) {
         let mut depth = 1;
         while self.kinds[v] == NodeKind::Lookup {
             depth += 1;
@@ -143,7 +148,7 @@ impl DraftTree {
                 None => break,
             }
         }
-        depth
+        (depth, self.parents[v].is_none())
     }
 
     /// Nodes above `v` (0 for the root).
@@ -176,6 +181,8 @@ pub struct LookupVisit {
     pub depth: u32,
     /// How many there were.
     pub children: u32,
+    /// Whether only lookup nodes lie between them and the root (else a draft node does).
+    pub from_root: bool,
     /// The rank accepted (1-based), `None` when all were rejected.
     pub accepted: Option<u32>,
 }
@@ -205,8 +212,10 @@ impl Walk {
         let kids = tree.children[v].len();
         let lookup = tree.lookup_children(v);
         if lookup > 0 {
+            let (depth, from_root) = tree.lookup_chain_above(v);
             self.lookup_visits.push(LookupVisit {
-                depth: tree.lookup_depth_below(v),
+                depth,
+                from_root,
                 children: lookup as u32,
                 accepted: accepted.filter(|&r| r < lookup).map(|r| r as u32 + 1),
             });
@@ -431,6 +440,7 @@ mod tests {
             walk.lookup_visits,
             vec![LookupVisit {
                 depth: 1,
+                from_root: true,
                 children: 1,
                 accepted: None
             }]
