@@ -9,7 +9,8 @@ use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use canopy_store::{ConversationId, Message, MessageStatus, Role, Store};
+use canopy_store::{ConversationId, Message, MessageStatus, Store};
+use canopy_types::ChatRole;
 use common::{assert_success, canopy, command, smollm2, stderr, stdout, with_stdin};
 
 fn chat(home: &Path, extra: &[&str], input: &str) -> std::process::Output {
@@ -25,7 +26,7 @@ fn open_store(home: &Path) -> Store {
 }
 
 fn assert_reply_complete(m: &Message) {
-    assert_eq!(m.role, Role::Assistant);
+    assert_eq!(m.role, ChatRole::Assistant);
     assert_eq!(m.status, MessageStatus::Complete, "{m:?}");
     assert!(!m.content.is_empty(), "{m:?}");
     let stats = m
@@ -94,10 +95,15 @@ fn piped_chat_keeps_a_multi_turn_conversation() {
     );
     assert_eq!(first.plan.as_deref(), Some("none"));
     let messages = store.messages(first.id).unwrap();
-    let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+    let roles: Vec<ChatRole> = messages.iter().map(|m| m.role).collect();
     assert_eq!(
         roles,
-        [Role::User, Role::Assistant, Role::User, Role::Assistant]
+        [
+            ChatRole::User,
+            ChatRole::Assistant,
+            ChatRole::User,
+            ChatRole::Assistant
+        ]
     );
     assert_eq!(messages[0].content, "What is the capital of France?");
     assert_eq!(messages[2].content, "And what is the capital of Italy?");

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use canopy_store::{MessageStatus, NewConversation, Role, Store};
+use canopy_store::{MessageStatus, NewConversation, Store};
+use canopy_types::ChatRole;
 
 fn canopy(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_canopy"))
@@ -50,12 +51,12 @@ fn seed(home: &Path) -> i64 {
         .add_message(
             conv,
             None,
-            Role::User,
+            ChatRole::User,
             "What does the borrow checker prevent?",
         )
         .unwrap();
     store
-        .add_message(conv, Some(q), Role::Assistant, "Dangling references.")
+        .add_message(conv, Some(q), ChatRole::Assistant, "Dangling references.")
         .unwrap();
     let reply = store.begin_reply(conv, q).unwrap();
     store
@@ -73,7 +74,7 @@ fn seed(home: &Path) -> i64 {
         })
         .unwrap();
     store
-        .add_message(other, None, Role::User, "A leek soup recipe?")
+        .add_message(other, None, ChatRole::User, "A leek soup recipe?")
         .unwrap();
     conv.0
 }

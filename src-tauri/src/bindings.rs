@@ -51,7 +51,7 @@ mod tests {
             canopy_core::ProfileView,
             canopy_core::ConversationId,
             canopy_core::MessageId,
-            canopy_core::Role,
+            canopy_types::ChatRole,
             canopy_core::MessageStatus,
             canopy_core::Conversation,
             canopy_core::GenerationStats,

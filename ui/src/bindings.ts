@@ -322,9 +322,9 @@ export type ConversationId = number;
 export type MessageId = number;
 
 /**
- * Who wrote a message.
+ * A role in a chat prompt.
  */
-export type Role = "system" | "user" | "assistant";
+export type ChatRole = "system" | "user" | "assistant";
 
 /**
  * Whether a message's content is final.
@@ -378,7 +378,7 @@ provenance: Array<Source>, };
  * A stored message. Messages form a tree through `parent_id`: a regenerated reply is another
  * assistant message with the same parent, an edited prompt another user message with the same parent.
  */
-export type Message = { id: MessageId, conversation_id: ConversationId, parent_id: MessageId | null, role: Role, content: string, status: MessageStatus, 
+export type Message = { id: MessageId, conversation_id: ConversationId, parent_id: MessageId | null, role: ChatRole, content: string, status: MessageStatus, 
 /**
  * Unix time in milliseconds.
  */
@@ -387,7 +387,7 @@ created_at: number, stats: GenerationStats | null, };
 /**
  * One full-text search result.
  */
-export type SearchHit = { conversation_id: ConversationId, conversation_title: string, message_id: MessageId, role: Role, 
+export type SearchHit = { conversation_id: ConversationId, conversation_title: string, message_id: MessageId, role: ChatRole, 
 /**
  * A short extract around the match; matched terms are wrapped in `[` and `]`.
  */

@@ -8,7 +8,7 @@
 use canopy_hw::PlacementDecision;
 use canopy_store::{
     Conversation, ConversationId, GenerationStats, Message, MessageId, NewConversation,
-    ReplyWriter, Role, Store, StoreError,
+    ReplyWriter, Store, StoreError,
 };
 use canopy_types::{ChatRole, Plan, Source, StopReason};
 use canopy_worker::{CancelFlag, ChatMessage, Event, GenerateResult, Prompt};
@@ -97,14 +97,6 @@ pub fn stats_of(r: &GenerateResult) -> GenerationStats {
     }
 }
 
-fn chat_role(role: Role) -> ChatRole {
-    match role {
-        Role::System => ChatRole::System,
-        Role::User => ChatRole::User,
-        Role::Assistant => ChatRole::Assistant,
-    }
-}
-
 fn find(messages: Vec<Message>, id: MessageId) -> CoreResult<Message> {
     messages
         .into_iter()
@@ -140,7 +132,7 @@ impl Core {
             plan: settings.map(|s| s.plan.with_draft(pair.draft.is_some()).to_string()),
         })?;
         if let Some(system) = system.filter(|s| !s.trim().is_empty()) {
-            store.add_message(id, None, Role::System, system)?;
+            store.add_message(id, None, ChatRole::System, system)?;
         }
         Ok(store.conversation(id)?)
     }
@@ -184,7 +176,7 @@ impl Core {
             )));
         }
         let store = self.store()?;
-        let id = store.add_message(conversation, parent, Role::User, text)?;
+        let id = store.add_message(conversation, parent, ChatRole::User, text)?;
         find(store.messages(conversation)?, id)
     }
 
@@ -264,7 +256,7 @@ impl Core {
                     "message {user} belongs to another conversation"
                 )))
             }
-            Some(last) if last.role != Role::User => {
+            Some(last) if last.role != ChatRole::User => {
                 return Err(CoreError::user("a reply answers a user message"))
             }
             Some(_) => {}
@@ -275,7 +267,7 @@ impl Core {
             .iter()
             .filter(|m| !m.content.is_empty())
             .map(|m| ChatMessage {
-                role: chat_role(m.role),
+                role: m.role,
                 content: m.content.clone(),
             })
             .collect();

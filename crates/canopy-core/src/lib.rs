@@ -57,7 +57,7 @@ pub use settings::{ChatSettings, ModelPair, ServerSettings, MAX_REPLY_TOKENS};
 /// The chat history's records, as the core's services return them.
 pub use canopy_store::{
     utc_datetime, Conversation, ConversationId, GenerationStats, Message, MessageId, MessageStatus,
-    Role, SearchHit, StoreError,
+    SearchHit, StoreError,
 };
 
 /// The plain data a front end exchanges with inference through the core: requests, their

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use canopy_core::{ChatObserver, ChatSettings, Core, ErrorKind, Inference, ModelChoice, ModelPair};
 use canopy_gguf::{GgmlType, GgufWriter};
 use canopy_hw::PlacementDecision;
-use canopy_store::{MessageStatus, Role};
+use canopy_store::MessageStatus;
 use canopy_types::{Penalties, Placement, Plan, Sampling, Source, StopReason};
 use canopy_worker::{
     CancelFlag, Event, GenerateRequest, GenerateResult, Job, JobResult, WorkerError,
@@ -247,7 +247,7 @@ fn a_turn_is_saved_with_its_statistics() {
     assert_eq!(job.placement, Placement::Cpu);
     let thread = w.core.messages(conv.id).unwrap();
     assert_eq!(thread.len(), 2);
-    assert_eq!(thread[0].role, Role::User);
+    assert_eq!(thread[0].role, canopy_types::ChatRole::User);
     assert_eq!(thread[1].id, reply.id);
 }
 

@@ -3,11 +3,10 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use canopy_types::ChatRole;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Conversation, GenerationStats, Message, MessageStatus, NewConversation, Role, StoreError,
-};
+use crate::{Conversation, GenerationStats, Message, MessageStatus, NewConversation, StoreError};
 
 /// The `format` field of a JSON export.
 pub const FORMAT: &str = "canopy.conversation";
@@ -50,7 +49,7 @@ impl ExportConversation {
 pub(crate) struct ExportMessage {
     pub id: i64,
     pub parent_id: Option<i64>,
-    pub role: Role,
+    pub role: ChatRole,
     pub content: String,
     pub status: MessageStatus,
     pub created_at: i64,
@@ -153,9 +152,9 @@ pub(crate) fn markdown(conversation: &Conversation, thread: &[Message]) -> Strin
     let _ = writeln!(out, "{}\n", facts.join(" · "));
     for message in thread {
         let heading = match message.role {
-            Role::System => "System",
-            Role::User => "User",
-            Role::Assistant => "Assistant",
+            ChatRole::System => "System",
+            ChatRole::User => "User",
+            ChatRole::Assistant => "Assistant",
         };
         let _ = writeln!(out, "## {heading}\n");
         if !message.content.is_empty() {

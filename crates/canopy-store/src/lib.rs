@@ -25,8 +25,11 @@ pub use export::utc_datetime;
 pub use schema::SCHEMA_VERSION;
 pub use types::{
     Conversation, ConversationId, GenerationStats, Message, MessageId, MessageStatus,
-    NewConversation, Role, SearchHit,
+    NewConversation, SearchHit,
 };
+
+use canopy_types::ChatRole;
+use types::RoleColumn;
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE_NAME: &str = "canopy.db";
@@ -249,7 +252,7 @@ impl Store {
         &self,
         conv: ConversationId,
         parent: Option<MessageId>,
-        role: Role,
+        role: ChatRole,
         content: &str,
     ) -> Result<MessageId, StoreError> {
         self.write(|tx| {
@@ -276,7 +279,7 @@ impl Store {
                 tx,
                 conv,
                 Some(parent),
-                Role::Assistant,
+                ChatRole::Assistant,
                 "",
                 MessageStatus::Streaming,
                 now_ms(),
@@ -425,7 +428,7 @@ impl Store {
                 conversation_id: row.get(0)?,
                 conversation_title: row.get(1)?,
                 message_id: row.get(2)?,
-                role: row.get(3)?,
+                role: row.get::<_, RoleColumn>(3)?.0,
                 snippet: row.get(4)?,
                 created_at: row.get(5)?,
             })
@@ -771,7 +774,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         id: row.get(0)?,
         conversation_id: row.get(1)?,
         parent_id: row.get(2)?,
-        role: row.get(3)?,
+        role: row.get::<_, RoleColumn>(3)?.0,
         content: row.get(4)?,
         status: row.get(5)?,
         created_at: row.get(6)?,
@@ -806,7 +809,7 @@ fn insert_message(
     tx: &Transaction<'_>,
     conv: ConversationId,
     parent: Option<MessageId>,
-    role: Role,
+    role: ChatRole,
     content: &str,
     status: MessageStatus,
     created_at: i64,
@@ -838,7 +841,7 @@ fn insert_message(
     tx.execute(
         "INSERT INTO messages(conversation_id, parent_id, role, content, status, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![conv, parent, role, content, status, created_at],
+        params![conv, parent, RoleColumn(role), content, status, created_at],
     )?;
     Ok(MessageId(tx.last_insert_rowid()))
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use canopy_types::Source;
+use canopy_types::{ChatRole, Source};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
@@ -104,14 +104,24 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(
-    /// Who wrote a message.
-    Role {
-        System = "system",
-        User = "user",
-        Assistant = "assistant",
+/// A message's author as a column: [`ChatRole`]'s lowercase name.
+pub(crate) struct RoleColumn(pub ChatRole);
+
+impl ToSql for RoleColumn {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0.as_str()))
     }
-);
+}
+
+impl FromSql for RoleColumn {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map(RoleColumn)
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
 
 text_enum!(
     /// Whether a message's content is final.
@@ -163,7 +173,7 @@ pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
     pub parent_id: Option<MessageId>,
-    pub role: Role,
+    pub role: ChatRole,
     pub content: String,
     pub status: MessageStatus,
     /// Unix time in milliseconds.
@@ -200,7 +210,7 @@ pub struct SearchHit {
     pub conversation_id: ConversationId,
     pub conversation_title: String,
     pub message_id: MessageId,
-    pub role: Role,
+    pub role: ChatRole,
     /// A short extract around the match; matched terms are wrapped in `[` and `]`.
     pub snippet: String,
     /// Message creation time, unix milliseconds.

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use canopy_store::{GenerationStats, MessageId, MessageStatus, NewConversation, Role, Store};
+use canopy_store::{GenerationStats, MessageId, MessageStatus, NewConversation, Store};
+use canopy_types::ChatRole;
 use rand::{Rng, SeedableRng};
 
 const CHILD_ENV: &str = "CANOPY_STORE_CRASH_CHILD_DB";
@@ -56,7 +57,7 @@ fn crash_writer_child() {
         let mut parent = None;
         for turn in 0..3 {
             let user = store
-                .add_message(conv, parent, Role::User, &format!("question {turn}"))
+                .add_message(conv, parent, ChatRole::User, &format!("question {turn}"))
                 .unwrap();
             ack(format!("msg {user}"));
             let mut writer = store.reply_writer(conv, user).unwrap();
@@ -178,13 +179,16 @@ fn acknowledged_writes_survive_sigkill() {
         let m = messages
             .get(id)
             .unwrap_or_else(|| panic!("{context}: message {id} lost"));
-        assert_eq!((m.role, m.status), (Role::User, MessageStatus::Complete));
+        assert_eq!(
+            (m.role, m.status),
+            (ChatRole::User, MessageStatus::Complete)
+        );
     }
     for id in &acks.replies {
         let m = messages
             .get(id)
             .unwrap_or_else(|| panic!("{context}: reply {id} lost"));
-        assert_eq!(m.role, Role::Assistant);
+        assert_eq!(m.role, ChatRole::Assistant);
         assert_ne!(
             m.status,
             MessageStatus::Streaming,

@@ -5,9 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use canopy_store::{
-    ConversationId, GenerationStats, MessageId, MessageStatus, NewConversation, Role, Store,
-    StoreError,
+    ConversationId, GenerationStats, MessageId, MessageStatus, NewConversation, Store, StoreError,
 };
+use canopy_types::ChatRole;
 use common::{integrity_check, temp_store, titled};
 
 fn stats() -> GenerationStats {
@@ -46,7 +46,7 @@ fn conversations_are_listed_newest_first_and_can_be_renamed_and_deleted() {
         .unwrap();
     let b = store.create_conversation(&titled("second")).unwrap();
     std::thread::sleep(Duration::from_millis(5));
-    store.add_message(a, None, Role::User, "bump").unwrap();
+    store.add_message(a, None, ChatRole::User, "bump").unwrap();
 
     let list = store.list_conversations().unwrap();
     assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [a, b]);
@@ -76,25 +76,25 @@ fn regenerate_and_edit_make_branches() {
     let (_dir, _path, store) = temp_store();
     let conv = store.create_conversation(&titled("branches")).unwrap();
     let system = store
-        .add_message(conv, None, Role::System, "be brief")
+        .add_message(conv, None, ChatRole::System, "be brief")
         .unwrap();
     let question = store
-        .add_message(conv, Some(system), Role::User, "what is 2+2?")
+        .add_message(conv, Some(system), ChatRole::User, "what is 2+2?")
         .unwrap();
     let first = store
-        .add_message(conv, Some(question), Role::Assistant, "4")
+        .add_message(conv, Some(question), ChatRole::Assistant, "4")
         .unwrap();
     // Regenerate: another assistant reply to the same question.
     let regenerated = store
-        .add_message(conv, Some(question), Role::Assistant, "four")
+        .add_message(conv, Some(question), ChatRole::Assistant, "four")
         .unwrap();
     assert_eq!(store.latest_leaf(conv).unwrap(), Some(regenerated));
     // Edit: another user message with the same parent as the question, and its reply.
     let edited = store
-        .add_message(conv, Some(system), Role::User, "what is 3+3?")
+        .add_message(conv, Some(system), ChatRole::User, "what is 3+3?")
         .unwrap();
     let reply = store
-        .add_message(conv, Some(edited), Role::Assistant, "6")
+        .add_message(conv, Some(edited), ChatRole::Assistant, "6")
         .unwrap();
 
     assert_eq!(store.latest_leaf(conv).unwrap(), Some(reply));
@@ -119,15 +119,15 @@ fn regenerate_and_edit_make_branches() {
     // Parents must exist and belong to the same conversation.
     let other = store.create_conversation(&titled("other")).unwrap();
     assert!(matches!(
-        store.add_message(other, Some(question), Role::User, "x"),
+        store.add_message(other, Some(question), ChatRole::User, "x"),
         Err(StoreError::ParentInOtherConversation { .. })
     ));
     assert!(matches!(
-        store.add_message(conv, Some(MessageId(9999)), Role::User, "x"),
+        store.add_message(conv, Some(MessageId(9999)), ChatRole::User, "x"),
         Err(StoreError::MessageNotFound(MessageId(9999)))
     ));
     assert!(matches!(
-        store.add_message(ConversationId(9999), None, Role::User, "x"),
+        store.add_message(ConversationId(9999), None, ChatRole::User, "x"),
         Err(StoreError::ConversationNotFound(_))
     ));
     assert!(matches!(
@@ -141,7 +141,9 @@ fn regenerate_and_edit_make_branches() {
 fn streaming_replies_are_saved_as_they_grow() {
     let (_dir, path, store) = temp_store();
     let conv = store.create_conversation(&titled("stream")).unwrap();
-    let question = store.add_message(conv, None, Role::User, "count").unwrap();
+    let question = store
+        .add_message(conv, None, ChatRole::User, "count")
+        .unwrap();
 
     let reply = store.begin_reply(conv, question).unwrap();
     let started = &store.messages(conv).unwrap()[1];
@@ -200,7 +202,7 @@ fn an_abandoned_reply_is_marked_interrupted_once_no_store_is_open() {
     let path = dir.path().join("canopy.db");
     let store = Store::open(&path).unwrap();
     let conv = store.create_conversation(&titled("crash")).unwrap();
-    let question = store.add_message(conv, None, Role::User, "hi").unwrap();
+    let question = store.add_message(conv, None, ChatRole::User, "hi").unwrap();
     let mut writer = store.reply_writer(conv, question).unwrap();
     let id = writer.id();
     writer.push("partial answer").unwrap();
@@ -225,7 +227,7 @@ fn an_abandoned_reply_is_marked_interrupted_once_no_store_is_open() {
 fn a_dropped_writer_commits_what_it_has() {
     let (_dir, path, store) = temp_store();
     let conv = store.create_conversation(&titled("drop")).unwrap();
-    let question = store.add_message(conv, None, Role::User, "hi").unwrap();
+    let question = store.add_message(conv, None, ChatRole::User, "hi").unwrap();
     let mut writer = store.reply_writer(conv, question).unwrap();
     let id = writer.id();
     writer.push("kept").unwrap();
@@ -244,13 +246,18 @@ fn search_finds_words_and_survives_any_input() {
     let (_dir, _path, store) = temp_store();
     let rust = store.create_conversation(&titled("Rust")).unwrap();
     let q = store
-        .add_message(rust, None, Role::User, "How do I borrow a vector mutably?")
+        .add_message(
+            rust,
+            None,
+            ChatRole::User,
+            "How do I borrow a vector mutably?",
+        )
         .unwrap();
     let a = store
         .add_message(
             rust,
             Some(q),
-            Role::Assistant,
+            ChatRole::Assistant,
             "Use `&mut v`; only one mutable borrow may exist at a time.",
         )
         .unwrap();
@@ -259,7 +266,7 @@ fn search_finds_words_and_survives_any_input() {
         .add_message(
             other,
             None,
-            Role::User,
+            ChatRole::User,
             "He said \"AND(\" loudly; résumé of the recipe",
         )
         .unwrap();
@@ -278,7 +285,7 @@ fn search_finds_words_and_survives_any_input() {
     // Every word must match; stemming ("borrowing", "exists") and accents are forgiven.
     let hits = store.search("borrowing exists").unwrap();
     assert_eq!(hits.iter().map(|h| h.message_id).collect::<Vec<_>>(), [a]);
-    assert_eq!(hits[0].role, Role::Assistant);
+    assert_eq!(hits[0].role, ChatRole::Assistant);
     assert_eq!(store.search("RESUME").unwrap().len(), 1);
     assert_eq!(store.search("borrow recipe").unwrap().len(), 0);
 
@@ -379,17 +386,17 @@ fn json_export_imports_back_identically() {
         })
         .unwrap();
     let q = store
-        .add_message(conv, None, Role::User, "line 1\nline \"2\"")
+        .add_message(conv, None, ChatRole::User, "line 1\nline \"2\"")
         .unwrap();
     let a1 = store
-        .add_message(conv, Some(q), Role::Assistant, "first")
+        .add_message(conv, Some(q), ChatRole::Assistant, "first")
         .unwrap();
     let reply = store.begin_reply(conv, q).unwrap();
     store
         .finish_reply(reply, "second", MessageStatus::Complete, Some(&stats()))
         .unwrap();
     store
-        .add_message(conv, Some(a1), Role::User, "follow-up")
+        .add_message(conv, Some(a1), ChatRole::User, "follow-up")
         .unwrap();
     let cut = store.begin_reply(conv, q).unwrap();
     store
@@ -440,9 +447,9 @@ fn json_export_imports_back_identically() {
 fn bad_imports_are_refused_and_store_nothing() {
     let (_dir, _path, store) = temp_store();
     let conv = store.create_conversation(&titled("x")).unwrap();
-    let q = store.add_message(conv, None, Role::User, "q").unwrap();
+    let q = store.add_message(conv, None, ChatRole::User, "q").unwrap();
     store
-        .add_message(conv, Some(q), Role::Assistant, "a")
+        .add_message(conv, Some(q), ChatRole::Assistant, "a")
         .unwrap();
     let good = store.export_json(conv).unwrap();
 
@@ -483,10 +490,10 @@ fn markdown_export_shows_the_active_branch() {
         })
         .unwrap();
     let q = store
-        .add_message(conv, None, Role::User, "Question?")
+        .add_message(conv, None, ChatRole::User, "Question?")
         .unwrap();
     store
-        .add_message(conv, Some(q), Role::Assistant, "old answer")
+        .add_message(conv, Some(q), ChatRole::Assistant, "old answer")
         .unwrap();
     let reply = store.begin_reply(conv, q).unwrap();
     store
@@ -547,7 +554,7 @@ fn readers_are_not_blocked_by_an_open_write() {
     let (_dir, path, store) = temp_store();
     let conv = store.create_conversation(&titled("committed")).unwrap();
     store
-        .add_message(conv, None, Role::User, "visible")
+        .add_message(conv, None, ChatRole::User, "visible")
         .unwrap();
 
     let writer = rusqlite::Connection::open(&path).unwrap();
@@ -577,7 +584,7 @@ fn readers_are_not_blocked_by_an_open_write() {
     });
     let started = Instant::now();
     store
-        .add_message(conv, None, Role::User, "after the wait")
+        .add_message(conv, None, ChatRole::User, "after the wait")
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(250));
     committer.join().unwrap();
@@ -623,7 +630,7 @@ fn ids_parse_and_print() {
         MessageStatus::Streaming
     );
     assert_eq!(
-        serde_json::to_string(&Role::Assistant).unwrap(),
+        serde_json::to_string(&ChatRole::Assistant).unwrap(),
         "\"assistant\""
     );
 }

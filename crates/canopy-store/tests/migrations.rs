@@ -5,8 +5,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use canopy_store::{
-    create_at_schema_version, MessageId, MessageStatus, Role, Store, StoreError, SCHEMA_VERSION,
+    create_at_schema_version, MessageId, MessageStatus, Store, StoreError, SCHEMA_VERSION,
 };
+use canopy_types::ChatRole;
 use common::{integrity_check, titled};
 
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -115,7 +116,7 @@ fn migrates_the_v1_fixture_keeping_every_message() {
     // The new tables work.
     store.set_setting("theme", "dark").unwrap();
     let user = store
-        .add_message(rust.id, Some(MessageId(4)), Role::User, "thanks")
+        .add_message(rust.id, Some(MessageId(4)), ChatRole::User, "thanks")
         .unwrap();
     assert!(user.0 > 8);
     assert!(store.check_integrity().unwrap().is_empty());
@@ -163,7 +164,9 @@ fn migrates_from_every_earlier_version() {
             );
         }
         let conv = store.create_conversation(&titled("new")).unwrap();
-        store.add_message(conv, None, Role::User, "hello").unwrap();
+        store
+            .add_message(conv, None, ChatRole::User, "hello")
+            .unwrap();
         assert!(store.check_integrity().unwrap().is_empty());
     }
 }

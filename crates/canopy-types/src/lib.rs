@@ -61,9 +61,50 @@ pub enum ChatRole {
     Assistant,
 }
 
+impl ChatRole {
+    /// The lowercase name, as JSON, the store and exports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatRole::System => "system",
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
+        }
+    }
+}
+
+impl std::fmt::Display for ChatRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ChatRole {
+    type Err = String;
+
+    /// Parses the lowercase name; fails on any other text.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "system" => Ok(ChatRole::System),
+            "user" => Ok(ChatRole::User),
+            "assistant" => Ok(ChatRole::Assistant),
+            other => Err(format!("unknown chat role {other:?}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_roles_keep_their_text_forms() {
+        for role in [ChatRole::System, ChatRole::User, ChatRole::Assistant] {
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{role}\""));
+            assert_eq!(role.as_str().parse::<ChatRole>(), Ok(role));
+        }
+        assert!("System".parse::<ChatRole>().is_err());
+    }
 
     #[test]
     fn sources_keep_their_text_forms() {

@@ -1,7 +1,7 @@
-import type { Message, Role } from "../types";
+import type { ChatRole, Message } from "../types";
 import { MessageTree } from "./thread";
 
-function msg(id: number, parent: number | null, role: Role, at = id): Message {
+function msg(id: number, parent: number | null, role: ChatRole, at = id): Message {
   return {
     id, conversation_id: 1, parent_id: parent, role, content: `m${id}`, status: "complete",
     created_at: at, stats: null,
