@@ -39,10 +39,10 @@ fn worker_command(program: PathBuf) -> WorkerCommand {
 /// Maps a core failure to the command's exit policy: user and not-found errors exit 2.
 pub fn core_error(err: CoreError) -> CliError {
     match err.kind() {
-        ErrorKind::User | ErrorKind::NotFound | ErrorKind::Unavailable => {
+        ErrorKind::User | ErrorKind::NotFound | ErrorKind::Unavailable | ErrorKind::Busy => {
             CliError::User(err.to_string())
         }
-        ErrorKind::Internal => CliError::Failure(anyhow::Error::new(err)),
+        ErrorKind::Crashed | ErrorKind::Internal => CliError::Failure(anyhow::Error::new(err)),
     }
 }
 
@@ -147,7 +147,7 @@ pub struct ModelArgs {
 
 pub fn parse_plan(s: &str) -> Result<Plan, String> {
     s.parse()
-        .map_err(|e: canopy_types::PlanError| e.to_string())
+        .map_err(|e: canopy_types::InvalidPlan| e.to_string())
 }
 
 pub fn parse_placement(s: &str) -> Result<Placement, String> {

@@ -1,8 +1,8 @@
 //! ARCHITECTURE.md's layers against the real dependency graph (`cargo metadata`): the documented
 //! list is the graph both ways, no dependency points up or around a cycle, the server stands on
-//! the core alone, front ends reach past the core only where the document says so, and the outside
+//! the core alone, front ends reach past the core only where the document says so, the outside
 //! crates that carry a rule (llama.cpp, CUDA, SQLite, HTTP, Tauri, clap) are used only where they
-//! belong.
+//! belong, and each shared word (plan, placement, chat role, error kind, ...) names one type.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -170,6 +170,71 @@ fn outside_crates_with_a_rule_are_used_only_where_documented() {
         assert!(
             !real.is_empty(),
             "nothing depends on {outside}: drop its line"
+        );
+    }
+}
+
+/// The shared words of ARCHITECTURE.md's `canopy-types` invariant, and the error words, each
+/// defined once: by the crate named here and by no other.
+const ONE_TYPE_PER_WORD: [(&str, &str); 8] = [
+    ("Plan", "crates/canopy-types"),
+    ("Placement", "crates/canopy-types"),
+    ("Sampling", "crates/canopy-types"),
+    ("Source", "crates/canopy-types"),
+    ("StopReason", "crates/canopy-types"),
+    ("ChatRole", "crates/canopy-types"),
+    ("ErrorKind", "crates/canopy-core"),
+    ("PlanError", "crates/canopy-plan"),
+];
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn each_shared_word_names_one_type() {
+    let root = Path::new(ROOT);
+    let mut files = Vec::new();
+    for dir in ["src", "src-tauri/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        rust_files(&krate.path().join("src"), &mut files);
+    }
+    assert!(files.len() > 50, "found the sources: {}", files.len());
+    for (word, home) in ONE_TYPE_PER_WORD {
+        let mut defined = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for line in text.lines() {
+                let line = line.trim_start();
+                let line = line.strip_prefix("pub ").unwrap_or(line);
+                let defines = ["enum ", "struct ", "type "].iter().any(|kind| {
+                    line.strip_prefix(kind).is_some_and(|rest| {
+                        rest.strip_prefix(word)
+                            .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric()))
+                    })
+                });
+                if defines {
+                    defined.push(file.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        assert_eq!(defined.len(), 1, "{word} is defined in {defined:?}");
+        assert!(
+            defined[0].starts_with(home),
+            "{word} is defined in {defined:?}, not in {home}"
         );
     }
 }

@@ -68,7 +68,7 @@ mod tests {
             canopy_core::ServerSettings,
             crate::server::ServerStatus,
             crate::AppInfo,
-            crate::error::ErrorKind,
+            canopy_core::ErrorKind,
             crate::error::CommandError,
         );
         out.push_str(&values());

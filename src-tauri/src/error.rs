@@ -2,23 +2,9 @@
 
 use serde::Serialize;
 
-/// What kind of failure a command hit; the front end offers a restart for `Crashed`.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The request was wrong; the message says what to change.
-    User,
-    /// The inference worker died; the conversation is intact and the next request starts a new one.
-    Crashed,
-    /// Something failed that the user cannot fix from here.
-    Internal,
-    /// Another generation, download or profile run is already in progress.
-    Busy,
-    /// The conversation, message or model does not exist (any more).
-    NotFound,
-    /// A part of the app could not start (for example the database could not be opened).
-    Unavailable,
-}
+/// What kind of failure a command hit: the core's classification; the front end offers a restart
+/// for `Crashed`.
+pub use canopy_core::ErrorKind;
 
 /// A command failure as the front end receives it: `{ "kind": ..., "message": ... }`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, thiserror::Error, ts_rs::TS)]
@@ -61,19 +47,7 @@ pub fn one_line(text: &str) -> String {
 
 impl From<canopy_core::CoreError> for CommandError {
     fn from(err: canopy_core::CoreError) -> Self {
-        use canopy_core::{CoreError, ErrorKind as Core};
-        match err {
-            CoreError::Worker(worker) => worker.into(),
-            err => {
-                let kind = match err.kind() {
-                    Core::User => ErrorKind::User,
-                    Core::NotFound => ErrorKind::NotFound,
-                    Core::Unavailable => ErrorKind::Unavailable,
-                    Core::Internal => ErrorKind::Internal,
-                };
-                CommandError::new(kind, err)
-            }
-        }
+        CommandError::new(err.kind(), err)
     }
 }
 
@@ -85,15 +59,7 @@ impl From<canopy_models::ModelsError> for CommandError {
 
 impl From<canopy_core::WorkerError> for CommandError {
     fn from(err: canopy_core::WorkerError) -> Self {
-        use canopy_core::WorkerError;
-        let kind = match &err {
-            WorkerError::User(_) => ErrorKind::User,
-            WorkerError::Crashed { .. } | WorkerError::Protocol(_) => ErrorKind::Crashed,
-            WorkerError::Spawn { .. } | WorkerError::Version { .. } | WorkerError::Internal(_) => {
-                ErrorKind::Internal
-            }
-        };
-        CommandError::new(kind, err)
+        canopy_core::CoreError::from(err).into()
     }
 }
 

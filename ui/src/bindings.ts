@@ -467,9 +467,10 @@ export type AppInfo = { version: string, data_dir: string, models_dir: string, e
 gpu: string, };
 
 /**
- * What kind of failure a command hit; the front end offers a restart for `Crashed`.
+ * Who can act on a failure: the one classification of errors, decided by the core
+ * ([`CoreError::kind`]) and used by every front end (the app sends it as `kind`).
  */
-export type ErrorKind = "user" | "crashed" | "internal" | "busy" | "not_found" | "unavailable";
+export type ErrorKind = "user" | "not_found" | "unavailable" | "crashed" | "busy" | "internal";
 
 /**
  * A command failure as the front end receives it: `{ "kind": ..., "message": ... }`.

@@ -29,12 +29,24 @@ pub enum CoreError {
     Internal(String),
 }
 
-/// Who a [`CoreError`] is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who can act on a failure: the one classification of errors, decided by the core
+/// ([`CoreError::kind`]) and used by every front end (the app sends it as `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
+    /// The request was wrong; the message says what to change.
     User,
+    /// The conversation, message or model does not exist (any more).
     NotFound,
+    /// A part could not start (for example the database could not be opened).
     Unavailable,
+    /// The inference worker died; the conversation is intact and the next request starts a new
+    /// one.
+    Crashed,
+    /// Another generation, download or profile run is already in progress.
+    Busy,
+    /// Something failed that the user cannot fix.
     Internal,
 }
 
@@ -51,6 +63,9 @@ impl CoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CoreError::User(_) | CoreError::Worker(WorkerError::User(_)) => ErrorKind::User,
+            CoreError::Worker(WorkerError::Crashed { .. } | WorkerError::Protocol(_)) => {
+                ErrorKind::Crashed
+            }
             CoreError::NotFound(_) => ErrorKind::NotFound,
             CoreError::Unavailable(_) => ErrorKind::Unavailable,
             CoreError::Store(e) if e.is_not_found() => ErrorKind::NotFound,

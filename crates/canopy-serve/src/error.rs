@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use canopy_core::{CoreError, ErrorKind, WorkerError};
+use canopy_core::{CoreError, ErrorKind};
 use serde_json::json;
 
 /// One refused or failed request.
@@ -153,27 +153,33 @@ impl ApiError {
 impl From<CoreError> for ApiError {
     fn from(err: CoreError) -> Self {
         let message = err.to_string();
-        match (&err, err.kind()) {
-            (CoreError::Worker(WorkerError::Crashed { .. }), _) => ApiError::new(
+        match err.kind() {
+            ErrorKind::Crashed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "worker_crashed",
                 message,
             ),
-            (_, ErrorKind::User) => ApiError::invalid(message),
-            (_, ErrorKind::NotFound) => ApiError::new(
+            ErrorKind::User => ApiError::invalid(message),
+            ErrorKind::NotFound => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "not_found",
                 message,
             ),
-            (_, ErrorKind::Unavailable) => ApiError::new(
+            ErrorKind::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "unavailable",
                 message,
             ),
-            (_, ErrorKind::Internal) => ApiError::new(
+            ErrorKind::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "busy",
+                message,
+            ),
+            ErrorKind::Internal => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "inference_failed",

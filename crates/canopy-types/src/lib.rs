@@ -12,7 +12,7 @@ mod plan;
 mod sampling;
 
 pub use placement::{Placement, PlacementError};
-pub use plan::{Plan, PlanError, MAX_CHAIN, MAX_TREE};
+pub use plan::{InvalidPlan, Plan, MAX_CHAIN, MAX_TREE};
 pub use sampling::{
     check_min_p, Penalties, Sampling, SamplingError, MAX_PRESENCE_FREQUENCY_PENALTY,
     MAX_REPEAT_LAST_N, MAX_REPEAT_PENALTY, MAX_TEMPERATURE, MAX_TOP_K,

@@ -31,24 +31,24 @@ pub enum Plan {
 #[error(
     "invalid plan {0:?}: use none, chain:K (1 <= K <= {MAX_CHAIN}), tree:N (2 <= N <= {MAX_TREE}) or auto"
 )]
-pub struct PlanError(pub String);
+pub struct InvalidPlan(pub String);
 
 impl Plan {
     /// A chain of `k` drafts. Fails outside `1..=MAX_CHAIN`.
-    pub fn chain(k: u32) -> Result<Plan, PlanError> {
+    pub fn chain(k: u32) -> Result<Plan, InvalidPlan> {
         if (1..=MAX_CHAIN).contains(&k) {
             Ok(Plan::Chain(k))
         } else {
-            Err(PlanError(format!("chain:{k}")))
+            Err(InvalidPlan(format!("chain:{k}")))
         }
     }
 
     /// A tree of `n` tokens. Fails outside `2..=MAX_TREE`.
-    pub fn tree(n: u32) -> Result<Plan, PlanError> {
+    pub fn tree(n: u32) -> Result<Plan, InvalidPlan> {
         if (2..=MAX_TREE).contains(&n) {
             Ok(Plan::Tree(n))
         } else {
-            Err(PlanError(format!("tree:{n}")))
+            Err(InvalidPlan(format!("tree:{n}")))
         }
     }
 
@@ -89,11 +89,11 @@ impl fmt::Display for Plan {
 }
 
 impl FromStr for Plan {
-    type Err = PlanError;
+    type Err = InvalidPlan;
 
     /// Parses `none`, `auto`, `chain:K` or `tree:N` within the engine's limits.
-    fn from_str(s: &str) -> Result<Plan, PlanError> {
-        let bad = || PlanError(s.to_owned());
+    fn from_str(s: &str) -> Result<Plan, InvalidPlan> {
+        let bad = || InvalidPlan(s.to_owned());
         let number = |v: &str| v.trim().parse::<u32>().map_err(|_| bad());
         match s.trim().split_once(':') {
             None if s.trim() == "none" => Ok(Plan::None),

@@ -391,14 +391,16 @@ pub enum Event {
     },
     Error {
         id: u64,
-        kind: ErrorKind,
+        kind: JobErrorKind,
         message: String,
     },
 }
 
+/// Whether a failed job was the request's fault, as the worker reports it on the wire (the
+/// supervisor turns it into a `WorkerError`, which the core classifies).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
+pub enum JobErrorKind {
     /// The request was wrong (missing file, prompt too long, ...): the user can fix it.
     User,
     /// The worker failed for another reason.

@@ -6,26 +6,26 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crate::protocol::{ErrorKind, Event, Job, JobResult, Request, Source, PROTOCOL_VERSION};
+use crate::protocol::{Event, Job, JobErrorKind, JobResult, Request, Source, PROTOCOL_VERSION};
 
 /// A job failure as the handler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerError {
-    pub kind: ErrorKind,
+    pub kind: JobErrorKind,
     pub message: String,
 }
 
 impl HandlerError {
     pub fn user(message: impl Into<String>) -> Self {
         HandlerError {
-            kind: ErrorKind::User,
+            kind: JobErrorKind::User,
             message: message.into(),
         }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
         HandlerError {
-            kind: ErrorKind::Internal,
+            kind: JobErrorKind::Internal,
             message: message.into(),
         }
     }
@@ -171,7 +171,7 @@ pub fn serve(handler: &mut dyn Handler) -> io::Result<()> {
                         &reader_out,
                         &Event::Error {
                             id: 0,
-                            kind: ErrorKind::Internal,
+                            kind: JobErrorKind::Internal,
                             message: format!("worker received a malformed request: {err}"),
                         },
                     );

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::protocol::{
-    ErrorKind, Event, GenerateRequest, GenerateResult, Job, JobResult, Request, Source,
+    Event, GenerateRequest, GenerateResult, Job, JobErrorKind, JobResult, Request, Source,
     PROTOCOL_VERSION,
 };
 
@@ -215,8 +215,8 @@ impl Supervisor {
                         message,
                     } if failed == id || failed == 0 => {
                         return Err(match kind {
-                            ErrorKind::User => WorkerError::User(message),
-                            ErrorKind::Internal => WorkerError::Internal(message),
+                            JobErrorKind::User => WorkerError::User(message),
+                            JobErrorKind::Internal => WorkerError::Internal(message),
                         })
                     }
                     Event::Hello { .. } => {
