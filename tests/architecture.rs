@@ -238,3 +238,110 @@ fn each_shared_word_names_one_type() {
         );
     }
 }
+
+/// The top-level modules of the crate whose sources are in `src` (a file, or a folder with all its
+/// files), each with the sibling modules its code names (`crate::name`), tests and comments left
+/// out.
+fn module_graph(src: &Path) -> Graph {
+    let mut files: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let path = entry.path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            let mut inside = Vec::new();
+            rust_files(&path, &mut inside);
+            files.insert(name, inside);
+        } else if path.extension().is_some_and(|e| e == "rs") && name != "lib" && name != "main" {
+            files.insert(name, vec![path]);
+        }
+    }
+    let mut graph = Graph::new();
+    for (module, paths) in &files {
+        let mut uses = BTreeSet::new();
+        for path in paths {
+            let text = std::fs::read_to_string(path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                // `crate::name` and the names inside `use crate::{a, b::c}`.
+                let mut rest = line;
+                while let Some(at) = rest.find("crate::") {
+                    rest = &rest[at + "crate::".len()..];
+                    let group = rest
+                        .strip_prefix('{')
+                        .map(|g| g.split('}').next().unwrap_or(""));
+                    let names: Vec<&str> = match group {
+                        Some(g) => g
+                            .split(',')
+                            .map(|n| n.trim().split("::").next().unwrap_or(""))
+                            .collect(),
+                        None => vec![rest
+                            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                            .next()
+                            .unwrap_or("")],
+                    };
+                    for name in names {
+                        if name != module && files.contains_key(name) {
+                            uses.insert(name.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        graph.insert(module.clone(), uses);
+    }
+    graph
+}
+
+/// A cycle in `graph`, if there is one.
+fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
+    fn visit(
+        graph: &Graph,
+        node: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(graph, next, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(graph, node, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_cycles_within_a_crate() {
+    let root = Path::new(ROOT);
+    let mut sources = vec![root.join("src"), root.join("src-tauri/src")];
+    for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        sources.push(krate.path().join("src"));
+    }
+    let mut modules = 0;
+    for src in sources {
+        let graph = module_graph(&src);
+        modules += graph.len();
+        if let Some(cycle) = find_cycle(&graph) {
+            panic!(
+                "modules of {} use each other: {}",
+                src.display(),
+                cycle.join(" -> ")
+            );
+        }
+    }
+    assert!(modules > 50, "found the modules: {modules}");
+}

@@ -3,8 +3,7 @@
 //! with the chat's plan and placement, on 127.0.0.1 only, through the app's own core (so the models
 //! are loaded once for the chat and the server).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use canopy_core::ServerSettings;
 use canopy_serve::{ServeError, ServeOptions, Server};
@@ -12,27 +11,7 @@ use serde::Serialize;
 use tauri::State;
 
 use crate::error::{CommandError, CommandResult};
-use crate::state::{AppState, Inner};
-
-/// A running server: where it listens and how to stop it.
-pub struct Running {
-    addr: SocketAddr,
-    model: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// The server slot of the app's state.
-#[derive(Default)]
-pub struct ServerSlot(Mutex<Option<Running>>);
-
-impl ServerSlot {
-    fn stop(&self) {
-        let running = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(running) = running {
-            let _ = running.stop.send(());
-        }
-    }
-}
+use crate::state::{AppState, Inner, Running};
 
 /// What the settings panel shows.
 #[derive(Clone, Debug, Serialize, ts_rs::TS)]

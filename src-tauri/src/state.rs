@@ -1,7 +1,8 @@
 //! What the app holds while it runs: the application core and which long tasks are running.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use canopy_core::{CancelFlag, Core};
 
@@ -15,7 +16,7 @@ pub struct AppState {
 
 pub struct Inner {
     pub core: Arc<Core>,
-    pub server: crate::server::ServerSlot,
+    pub server: ServerSlot,
     pub generation_cancel: CancelFlag,
     generating: AtomicBool,
     pub profile_cancel: CancelFlag,
@@ -98,5 +99,25 @@ impl Inner {
 
     pub fn is_running(&self, task: Task) -> bool {
         self.flag(task).load(Ordering::SeqCst)
+    }
+}
+
+/// A running server: where it listens and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub model: String,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The server slot of the app's state.
+#[derive(Default)]
+pub struct ServerSlot(pub Mutex<Option<Running>>);
+
+impl ServerSlot {
+    pub fn stop(&self) {
+        let running = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(running) = running {
+            let _ = running.stop.send(());
+        }
     }
 }

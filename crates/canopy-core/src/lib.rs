@@ -44,8 +44,9 @@ pub use error::{CoreError, CoreResult, ErrorKind};
 pub use history::{ExportFormat, MAX_SEARCH_CHARS};
 pub use hub::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus};
 pub use library::{DownloadSource, ModelView, PairView};
+pub use profile_view::{measured_placement, placement_of};
 pub use profile_view::{Bandwidth, Fact, LiveCheck, Node, Point, ProfileView, LIVE_DISAGREEMENT};
-pub use profiles::{measured_for, measured_placement, placement_of};
+pub use profiles::measured_for;
 pub use profiling::{
     ProfileObserver, ProfileSpec, ProfileStage, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH,
 };

@@ -1,8 +1,9 @@
 //! What a profile screen shows: a projection of [`canopy_hw::Profile`] (the one saved schema),
 //! with the tree the planner chooses from its measurements.
 
-use canopy_hw::{GpuStatus, Profile};
+use canopy_hw::{GpuStatus, LayerSplit, Profile};
 use canopy_plan::{Acceptance, CostTable, Costs, Limits, TreePlan};
+use canopy_types::Placement;
 use serde::Serialize;
 
 /// Largest tree the profile screen plans (the chat's `auto` may plan larger ones off the CPU).
@@ -173,7 +174,7 @@ fn bandwidths(profile: &Profile) -> Vec<Bandwidth> {
 /// Where the profiled target ran, in words.
 fn placement_words(profile: &Profile) -> Option<String> {
     let curves = profile.curves.as_ref()?;
-    let placement = crate::profiles::measured_placement(profile)?;
+    let placement = measured_placement(profile)?;
     let model = &curves.target.model;
     let layers = model.layers.unwrap_or(0);
     let resident = profile.resident_layers.unwrap_or(0).min(layers);
@@ -289,6 +290,29 @@ impl ProfileView {
                 children: n.children,
             })
             .collect();
+    }
+}
+
+/// The placement a profile's target curve was measured in.
+pub fn measured_placement(profile: &Profile) -> Option<Placement> {
+    if let Some(p) = profile.placement {
+        return Some(p);
+    }
+    let curves = profile.curves.as_ref()?;
+    Some(placement_of(
+        &curves.target.placement,
+        curves.target.model.layers,
+        profile.gpu.info().is_some(),
+    ))
+}
+
+/// The engine placement of a target split as `split` on a machine with or without a GPU.
+pub fn placement_of(split: &LayerSplit, layers: Option<u32>, has_gpu: bool) -> Placement {
+    match (has_gpu, split.resident_layers) {
+        (false, _) => Placement::Cpu,
+        (true, 0) => Placement::Stream,
+        (true, r) if layers.is_some_and(|l| r >= l) => Placement::Gpu,
+        (true, r) => Placement::Partial { layers: r },
     }
 }
 

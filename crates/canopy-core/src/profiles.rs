@@ -6,35 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use canopy_hw::{LayerSplit, Profile};
+use canopy_hw::Profile;
 use canopy_types::Placement;
 
 use crate::error::{CoreError, CoreResult};
-use crate::profile_view::{LiveCheck, ProfileView};
+use crate::profile_view::{measured_placement, LiveCheck, ProfileView};
 use crate::Core;
-
-/// The placement a profile's target curve was measured in.
-pub fn measured_placement(profile: &Profile) -> Option<Placement> {
-    if let Some(p) = profile.placement {
-        return Some(p);
-    }
-    let curves = profile.curves.as_ref()?;
-    Some(placement_of(
-        &curves.target.placement,
-        curves.target.model.layers,
-        profile.gpu.info().is_some(),
-    ))
-}
-
-/// The engine placement of a target split as `split` on a machine with or without a GPU.
-pub fn placement_of(split: &LayerSplit, layers: Option<u32>, has_gpu: bool) -> Placement {
-    match (has_gpu, split.resident_layers) {
-        (false, _) => Placement::Cpu,
-        (true, 0) => Placement::Stream,
-        (true, r) if layers.is_some_and(|l| r >= l) => Placement::Gpu,
-        (true, r) => Placement::Partial { layers: r },
-    }
-}
 
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())

@@ -259,7 +259,7 @@ impl Core {
             let same_gpu = p.gpu.info().is_some_and(|i| i.facts.name == gpu);
             (same_file
                 && same_gpu
-                && crate::profiles::measured_placement(&p) == Some(placement)
+                && crate::profile_view::measured_placement(&p) == Some(placement)
                 && curves.target.rpc_helpers().is_empty())
             .then_some(curves.target.offload_paths.as_ref())
             .flatten()

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+pub use crate::error::DownloadError;
 use crate::paths::partial_dir;
 
 const CHUNK: usize = 256 * 1024;
@@ -64,70 +65,6 @@ pub struct Downloaded {
     pub sha256: String,
     /// True when a sha256 was given and matched; false when only the size was checked.
     pub checksum_verified: bool,
-}
-
-/// Why a download failed. Each message is one line that says what to do next.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DownloadError {
-    #[error("invalid URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error(
-        "unsupported URL scheme {scheme:?} in {url}: only http and https downloads are allowed"
-    )]
-    UnsupportedScheme { url: String, scheme: String },
-    #[error("invalid file name {name:?}: {reason}")]
-    BadFileName { name: String, reason: String },
-    #[error("invalid sha256 {given:?}: expected 64 hexadecimal digits")]
-    BadChecksum { given: String },
-    #[error("nothing to verify the download against: pass --sha256 HEX")]
-    NothingToVerify,
-    #[error("{} already exists; remove it first or choose another name with --name", path.display())]
-    Exists { path: PathBuf },
-    #[error("HTTP 404 Not Found: {url} does not exist; check the URL")]
-    NotFound { url: String },
-    #[error("HTTP {code} from {url}: the server refused the download")]
-    Status { url: String, code: u16 },
-    #[error("cannot connect for {url}: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("the server sent an unusable answer for {url}: {reason}")]
-    BadResponse { url: String, reason: String },
-    #[error("connection dropped after {done} of {} bytes ({reason}); the partial download is kept in {}: run the same command again to resume", total.map_or("?".to_string(), |t| t.to_string()), partial.display())]
-    Dropped {
-        done: u64,
-        total: Option<u64>,
-        reason: String,
-        partial: PathBuf,
-    },
-    #[error("disk full: {} needs {needed} more bytes but only {available} are free; free some space and run the same command again to resume", partial.display())]
-    DiskFull {
-        partial: PathBuf,
-        needed: u64,
-        available: u64,
-    },
-    #[error("disk full while writing {}; free some space and run the same command again to resume", partial.display())]
-    DiskFullWhileWriting { partial: PathBuf },
-    #[error("checksum mismatch for {url}: expected sha256 {expected}, got {actual}; the download was deleted")]
-    ChecksumMismatch {
-        url: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("size mismatch for {url}: expected {expected} bytes, got {actual}; the download was deleted")]
-    SizeMismatch {
-        url: String,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("download cancelled; the partial download is kept in {}: run the same command again to resume", partial.display())]
-    Cancelled { partial: PathBuf },
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DownloadError + 'a {

@@ -3,9 +3,6 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::download::DownloadError;
-use crate::hub::HubError;
-
 /// Anything that can go wrong in the model library, with the facts a user needs to act.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -140,4 +137,133 @@ impl ModelsError {
             | ModelsError::Catalog(_) => false,
         }
     }
+}
+
+/// Why a hub request failed. Each message is one line that says what to do next; none contains
+/// the token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// A reference that is neither `hf:OWNER/REPO[@REV]/PATH` nor a resolve URL.
+    #[error("cannot read {given:?} as a hub file: {reason} (expected hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO@REVISION/FILE.gguf or https://huggingface.co/OWNER/REPO/resolve/REVISION/FILE.gguf)")]
+    BadReference { given: String, reason: String },
+    /// A repository name that is not `OWNER/NAME`.
+    #[error(
+        "invalid repository name {given:?}: expected OWNER/NAME (letters, digits, '-', '_', '.')"
+    )]
+    BadRepo { given: String },
+    /// `HF_ENDPOINT` (or the given endpoint) is not an http(s) URL.
+    #[error("invalid hub endpoint {given:?} (from HF_ENDPOINT or the settings): {reason}")]
+    BadEndpoint { given: String, reason: String },
+    /// The repository is gated and no token was given.
+    #[error("{repo} is a gated repository: accept its terms at {endpoint}/{repo} while signed in, then save a token of that account (`canopy models token`, or the hub panel of the app's library) or set HF_TOKEN")]
+    GatedNeedsToken { repo: String, endpoint: String },
+    /// The repository is gated and the token has no access.
+    #[error("the hub token has no access to the gated repository {repo}: accept its terms at {endpoint}/{repo} with the token's account, or use a token of an account that has")]
+    GatedNoAccess { repo: String, endpoint: String },
+    /// The token was refused.
+    #[error("the hub refused the token for {repo} (HTTP {code}): check the saved token (`canopy models token`, the app's library) or HF_TOKEN")]
+    TokenRefused { repo: String, code: u16 },
+    /// No such repository (or a private one without a token).
+    #[error("no repository {repo} on {endpoint}{hint}")]
+    RepoNotFound {
+        repo: String,
+        endpoint: String,
+        hint: &'static str,
+    },
+    /// The repository exists but the revision does not.
+    #[error("repository {repo} has no revision {revision:?}: use a branch, tag or commit that exists (default main)")]
+    RevisionNotFound { repo: String, revision: String },
+    /// The repository and revision exist but the file does not.
+    #[error("repository {repo} has no file {path:?} at revision {revision}{hint}")]
+    FileNotFound {
+        repo: String,
+        revision: String,
+        path: String,
+        hint: String,
+    },
+    /// Some parts of a split model are not in the repository.
+    #[error("split model {first} in {repo} is incomplete on the hub: missing {missing}")]
+    SplitIncomplete {
+        repo: String,
+        first: String,
+        missing: String,
+    },
+    /// Another HTTP status.
+    #[error("HTTP {code} from the hub for {what}{message}")]
+    Status {
+        what: String,
+        code: u16,
+        message: String,
+    },
+    /// The hub could not be reached.
+    #[error("cannot reach the hub at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    /// The hub's answer could not be read.
+    #[error("unreadable answer from the hub for {what}: {reason}")]
+    BadAnswer { what: String, reason: String },
+}
+
+/// Why a download failed. Each message is one line that says what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownloadError {
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error(
+        "unsupported URL scheme {scheme:?} in {url}: only http and https downloads are allowed"
+    )]
+    UnsupportedScheme { url: String, scheme: String },
+    #[error("invalid file name {name:?}: {reason}")]
+    BadFileName { name: String, reason: String },
+    #[error("invalid sha256 {given:?}: expected 64 hexadecimal digits")]
+    BadChecksum { given: String },
+    #[error("nothing to verify the download against: pass --sha256 HEX")]
+    NothingToVerify,
+    #[error("{} already exists; remove it first or choose another name with --name", path.display())]
+    Exists { path: PathBuf },
+    #[error("HTTP 404 Not Found: {url} does not exist; check the URL")]
+    NotFound { url: String },
+    #[error("HTTP {code} from {url}: the server refused the download")]
+    Status { url: String, code: u16 },
+    #[error("cannot connect for {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("the server sent an unusable answer for {url}: {reason}")]
+    BadResponse { url: String, reason: String },
+    #[error("connection dropped after {done} of {} bytes ({reason}); the partial download is kept in {}: run the same command again to resume", total.map_or("?".to_string(), |t| t.to_string()), partial.display())]
+    Dropped {
+        done: u64,
+        total: Option<u64>,
+        reason: String,
+        partial: PathBuf,
+    },
+    #[error("disk full: {} needs {needed} more bytes but only {available} are free; free some space and run the same command again to resume", partial.display())]
+    DiskFull {
+        partial: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error("disk full while writing {}; free some space and run the same command again to resume", partial.display())]
+    DiskFullWhileWriting { partial: PathBuf },
+    #[error("checksum mismatch for {url}: expected sha256 {expected}, got {actual}; the download was deleted")]
+    ChecksumMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("size mismatch for {url}: expected {expected} bytes, got {actual}; the download was deleted")]
+    SizeMismatch {
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("download cancelled; the partial download is kept in {}: run the same command again to resume", partial.display())]
+    Cancelled { partial: PathBuf },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }

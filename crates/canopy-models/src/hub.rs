@@ -24,6 +24,7 @@ use crate::download::{
     available_space, check_file_name, download_authorized, DownloadError, DownloadEvent,
     DownloadRequest, Downloaded, Expected,
 };
+pub use crate::error::HubError;
 use crate::error::ModelsError;
 use crate::fit::{FitEstimate, MachineFacts};
 use crate::registry::{Library, ModelRecord};
@@ -42,71 +43,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-
-/// Why a hub request failed. Each message is one line that says what to do next; none contains
-/// the token.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HubError {
-    /// A reference that is neither `hf:OWNER/REPO[@REV]/PATH` nor a resolve URL.
-    #[error("cannot read {given:?} as a hub file: {reason} (expected hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO@REVISION/FILE.gguf or https://huggingface.co/OWNER/REPO/resolve/REVISION/FILE.gguf)")]
-    BadReference { given: String, reason: String },
-    /// A repository name that is not `OWNER/NAME`.
-    #[error(
-        "invalid repository name {given:?}: expected OWNER/NAME (letters, digits, '-', '_', '.')"
-    )]
-    BadRepo { given: String },
-    /// `HF_ENDPOINT` (or the given endpoint) is not an http(s) URL.
-    #[error("invalid hub endpoint {given:?} (from HF_ENDPOINT or the settings): {reason}")]
-    BadEndpoint { given: String, reason: String },
-    /// The repository is gated and no token was given.
-    #[error("{repo} is a gated repository: accept its terms at {endpoint}/{repo} while signed in, then save a token of that account (`canopy models token`, or the hub panel of the app's library) or set HF_TOKEN")]
-    GatedNeedsToken { repo: String, endpoint: String },
-    /// The repository is gated and the token has no access.
-    #[error("the hub token has no access to the gated repository {repo}: accept its terms at {endpoint}/{repo} with the token's account, or use a token of an account that has")]
-    GatedNoAccess { repo: String, endpoint: String },
-    /// The token was refused.
-    #[error("the hub refused the token for {repo} (HTTP {code}): check the saved token (`canopy models token`, the app's library) or HF_TOKEN")]
-    TokenRefused { repo: String, code: u16 },
-    /// No such repository (or a private one without a token).
-    #[error("no repository {repo} on {endpoint}{hint}")]
-    RepoNotFound {
-        repo: String,
-        endpoint: String,
-        hint: &'static str,
-    },
-    /// The repository exists but the revision does not.
-    #[error("repository {repo} has no revision {revision:?}: use a branch, tag or commit that exists (default main)")]
-    RevisionNotFound { repo: String, revision: String },
-    /// The repository and revision exist but the file does not.
-    #[error("repository {repo} has no file {path:?} at revision {revision}{hint}")]
-    FileNotFound {
-        repo: String,
-        revision: String,
-        path: String,
-        hint: String,
-    },
-    /// Some parts of a split model are not in the repository.
-    #[error("split model {first} in {repo} is incomplete on the hub: missing {missing}")]
-    SplitIncomplete {
-        repo: String,
-        first: String,
-        missing: String,
-    },
-    /// Another HTTP status.
-    #[error("HTTP {code} from the hub for {what}{message}")]
-    Status {
-        what: String,
-        code: u16,
-        message: String,
-    },
-    /// The hub could not be reached.
-    #[error("cannot reach the hub at {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
-    /// The hub's answer could not be read.
-    #[error("unreadable answer from the hub for {what}: {reason}")]
-    BadAnswer { what: String, reason: String },
-}
 
 /// One file in a hub repository at a revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
