@@ -486,11 +486,9 @@ pub(crate) fn generate_with(
             })
             .collect();
         stats.lookup_accepted += tokens.iter().filter(|t| t.1 == Source::Lookup).count();
-        let committed = history.len();
-        history.extend(tokens.iter().map(|t| t.0));
-        history.push(root);
+        history.extend(&committed);
         if let Some(ix) = index.as_mut() {
-            ix.extend(&history[committed..]);
+            ix.extend(&committed);
         }
 
         let emitted = tokens
