@@ -176,7 +176,7 @@ fn outside_crates_with_a_rule_are_used_only_where_documented() {
 
 /// The shared words of ARCHITECTURE.md's `canopy-types` invariant, and the error words, each
 /// defined once: by the crate named here and by no other.
-const ONE_TYPE_PER_WORD: [(&str, &str); 8] = [
+const ONE_TYPE_PER_WORD: [(&str, &str); 11] = [
     ("Plan", "crates/canopy-types"),
     ("Placement", "crates/canopy-types"),
     ("Sampling", "crates/canopy-types"),
@@ -185,6 +185,9 @@ const ONE_TYPE_PER_WORD: [(&str, &str); 8] = [
     ("ChatRole", "crates/canopy-types"),
     ("ErrorKind", "crates/canopy-core"),
     ("PlanError", "crates/canopy-plan"),
+    ("Choice", "crates/canopy-plan"),
+    ("Limits", "crates/canopy-plan"),
+    ("DownloadEvent", "crates/canopy-models"),
 ];
 
 /// Every `.rs` file under `dir`.
@@ -344,4 +347,23 @@ fn no_module_cycles_within_a_crate() {
         }
     }
     assert!(modules > 50, "found the modules: {modules}");
+}
+
+#[test]
+fn the_core_hands_out_no_locks() {
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("crates/canopy-core/src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // A signature may span lines: read each `pub fn` up to its body.
+        for (at, _) in text.match_indices("pub fn ") {
+            let signature = &text[at..text[at..].find('{').map_or(text.len(), |end| at + end)];
+            assert!(
+                !signature.contains("MutexGuard") && !signature.contains("RwLock"),
+                "{} hands a lock out of the core: {}",
+                file.display(),
+                signature.lines().next().unwrap_or_default()
+            );
+        }
+    }
 }

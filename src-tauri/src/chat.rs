@@ -1,9 +1,9 @@
 //! Chat commands: conversations and messages, and the chat turn streamed over a Tauri channel.
 //! Every rule (bounds, pairs, placement, saving) is the application core's.
 
+use canopy_core::PlacementDecision;
 use canopy_core::{ChatObserver, ChatSettings, ModelPair};
 use canopy_core::{Conversation, ConversationId, Message, MessageId, SearchHit};
-use canopy_hw::PlacementDecision;
 use canopy_types::{Placement, Plan, Source};
 use serde::Serialize;
 use tauri::ipc::Channel;

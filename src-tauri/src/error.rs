@@ -51,8 +51,8 @@ impl From<canopy_core::CoreError> for CommandError {
     }
 }
 
-impl From<canopy_models::ModelsError> for CommandError {
-    fn from(err: canopy_models::ModelsError) -> Self {
+impl From<canopy_core::ModelsError> for CommandError {
+    fn from(err: canopy_core::ModelsError) -> Self {
         canopy_core::CoreError::from(err).into()
     }
 }

@@ -1,32 +1,20 @@
-//! Model library commands: adapt `canopy_models` (registry, pairing, fit, downloads, catalog).
+//! Model library commands: the core's library services (registry, pairing, fit, downloads,
+//! catalog) for the window.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use canopy_core::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus, ModelView, PairView};
-use canopy_gguf::{Array, Value};
-use canopy_models::{DeleteFile, DownloadEvent as LibraryDownloadEvent, ImportMode, ModelRecord};
+use canopy_core::{
+    DeleteFile, DownloadEvent, HubDraftView, HubEvent, HubFileView, HubRepoView, HubTokenStatus,
+    ImportMode, ModelDetails, ModelRecord, ModelView, PairView,
+};
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::error::{CommandError, CommandResult};
 use crate::state::{AppState, Task};
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct MetadataEntryView {
-    pub key: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct ModelDetails {
-    pub model: ModelView,
-    pub metadata: Vec<MetadataEntryView>,
-    #[ts(type = "number")]
-    pub tensor_count: u64,
-}
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct CatalogEntry {
@@ -38,9 +26,10 @@ pub struct CatalogEntry {
     pub description: String,
 }
 
+/// A download's progress as the window shows it.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum DownloadEvent {
+pub enum DownloadProgress {
     Progress {
         #[ts(type = "number")]
         received: u64,
@@ -76,13 +65,12 @@ pub struct LibraryUsage {
 
 #[tauri::command]
 pub fn library_usage(state: State<'_, AppState>) -> CommandResult<LibraryUsage> {
-    let library = state.core().library()?;
-    let listing = library.list()?;
+    let library = state.core().library_listing()?;
     Ok(LibraryUsage {
-        models: listing.models.len(),
-        total_bytes: listing.total_bytes,
-        managed_bytes: listing.managed_bytes,
-        models_dir: library.models_dir().to_path_buf(),
+        models: library.listing.models.len(),
+        total_bytes: library.listing.total_bytes,
+        managed_bytes: library.listing.managed_bytes,
+        models_dir: library.models_dir,
     })
 }
 
@@ -92,7 +80,7 @@ pub async fn import_model(state: State<'_, AppState>, path: String) -> CommandRe
     let path = chosen_file(&path)?;
     let app = state.inner().clone();
     tauri::async_runtime::spawn_blocking(move || {
-        let record = app.core().library()?.import(&path, ImportMode::Reference)?;
+        let record = app.core().import_model(&path, ImportMode::Reference)?;
         Ok(view(&app, &record))
     })
     .await
@@ -138,11 +126,7 @@ fn chosen_file(path: &str) -> CommandResult<PathBuf> {
 pub async fn scan_models(state: State<'_, AppState>) -> CommandResult<Vec<ModelView>> {
     let app = state.inner().clone();
     tauri::async_runtime::spawn_blocking(move || {
-        let report = {
-            let mut library = app.core().library()?;
-            let dir = library.models_dir().to_path_buf();
-            library.scan(&dir)?
-        };
+        let report = app.core().scan_models(None)?;
         Ok(report.added.iter().map(|r| view(&app, r)).collect())
     })
     .await
@@ -163,71 +147,16 @@ pub fn remove_model(
     } else {
         DeleteFile::Keep
     };
-    state.core().library()?.remove(id, mode)?;
+    state.core().remove_model(id, mode)?;
     Ok(())
 }
 
 #[tauri::command]
 pub async fn inspect_model(state: State<'_, AppState>, id: String) -> CommandResult<ModelDetails> {
-    let record = state.core().model(&id)?;
-    let model = view(&state, &record);
-    tauri::async_runtime::spawn_blocking(move || {
-        let header = canopy_gguf::read_header(&record.path)
-            .map_err(|e| CommandError::user(format!("{}: {e}", record.path.display())))?;
-        let metadata = header
-            .metadata()
-            .iter()
-            .map(|entry| MetadataEntryView {
-                key: entry.key.clone(),
-                value: describe(&entry.value),
-            })
-            .collect();
-        Ok(ModelDetails {
-            model,
-            metadata,
-            tensor_count: record.info.tensor_count,
-        })
-    })
-    .await
-    .map_err(CommandError::internal)?
-}
-
-/// A metadata value in one short line: long strings and arrays are summarised.
-fn describe(value: &Value) -> String {
-    const MAX: usize = 160;
-    let text = match value {
-        Value::U8(v) => v.to_string(),
-        Value::I8(v) => v.to_string(),
-        Value::U16(v) => v.to_string(),
-        Value::I16(v) => v.to_string(),
-        Value::U32(v) => v.to_string(),
-        Value::I32(v) => v.to_string(),
-        Value::U64(v) => v.to_string(),
-        Value::I64(v) => v.to_string(),
-        Value::F32(v) => v.to_string(),
-        Value::F64(v) => v.to_string(),
-        Value::Bool(v) => v.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(array) => describe_array(array),
-    };
-    let text = text.replace(['\n', '\r'], "⏎");
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}… ({} characters)", &text[..i], text.chars().count()),
-        None => text,
-    }
-}
-
-fn describe_array(array: &Array) -> String {
-    let json = serde_json::to_value(array).unwrap_or_default();
-    // Serialised as {"Type": [...]}; show the type, the length and the first few items.
-    if let Some((kind, items)) = json.as_object().and_then(|o| o.iter().next()) {
-        if let Some(items) = items.as_array() {
-            let head: Vec<String> = items.iter().take(6).map(|v| v.to_string()).collect();
-            let more = if items.len() > 6 { ", …" } else { "" };
-            return format!("[{} × {kind}] {}{more}", items.len(), head.join(", "));
-        }
-    }
-    "[array]".to_owned()
+    let app = state.inner().clone();
+    tauri::async_runtime::spawn_blocking(move || Ok(app.core().model_details(&id)?))
+        .await
+        .map_err(CommandError::internal)?
 }
 
 #[tauri::command]
@@ -242,8 +171,8 @@ pub async fn model_pairings(
 }
 
 #[tauri::command]
-pub fn model_catalog() -> CommandResult<Vec<CatalogEntry>> {
-    let catalog = canopy_models::catalog()?;
+pub fn model_catalog(state: State<'_, AppState>) -> CommandResult<Vec<CatalogEntry>> {
+    let catalog = state.core().catalog()?;
     Ok(catalog
         .models
         .iter()
@@ -314,7 +243,7 @@ pub async fn download_model(
     state: State<'_, AppState>,
     source: String,
     sha256: Option<String>,
-    on_event: Channel<DownloadEvent>,
+    on_event: Channel<DownloadProgress>,
 ) -> CommandResult<ModelView> {
     let request = {
         let app = state.inner().clone();
@@ -332,8 +261,8 @@ pub async fn download_model(
         let started = Instant::now();
         let mut first: Option<u64> = None;
         let mut last_sent = Instant::now() - std::time::Duration::from_secs(1);
-        let mut on_progress = |event: &LibraryDownloadEvent| {
-            let LibraryDownloadEvent::Progress { done, total } = event else {
+        let mut on_progress = |event: &HubEvent| {
+            let HubEvent::Download(DownloadEvent::Progress { done, total }) = event else {
                 return;
             };
             let base = *first.get_or_insert(*done);
@@ -341,20 +270,20 @@ pub async fn download_model(
             if last_sent.elapsed().as_millis() >= 100 || finished {
                 last_sent = Instant::now();
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
-                let _ = on_event.send(DownloadEvent::Progress {
+                let _ = on_event.send(DownloadProgress::Progress {
                     received: *done,
                     total: *total,
                     bytes_per_second: (done - base.min(*done)) as f64 / secs,
                 });
             }
             if finished {
-                let _ = on_event.send(DownloadEvent::Verifying);
+                let _ = on_event.send(DownloadProgress::Verifying);
             }
         };
-        let record = app
-            .core()
-            .download(&request, &app.inner.download_cancel, &mut on_progress)?;
-        Ok::<_, CommandError>(view(&app, &record))
+        let downloaded =
+            app.core()
+                .download(&request, &app.inner.download_cancel, &mut on_progress)?;
+        Ok::<_, CommandError>(view(&app, &downloaded.record))
     })
     .await
     .map_err(CommandError::internal)?;
@@ -397,14 +326,5 @@ mod tests {
         let file = dir.path().join("m.GGUF");
         std::fs::write(&file, b"x").unwrap();
         assert!(chosen_file(file.to_str().unwrap()).is_ok());
-    }
-
-    #[test]
-    fn metadata_values_are_one_short_line() {
-        assert_eq!(describe(&Value::String("a\nb".into())), "a⏎b");
-        let long = describe(&Value::String("x".repeat(500)));
-        assert!(long.ends_with("(500 characters)"));
-        let array = describe(&Value::Array(Array::U32((0..100).collect())));
-        assert!(array.starts_with("[100 × U32] 0, 1, 2"), "{array}");
     }
 }

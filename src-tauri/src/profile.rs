@@ -2,8 +2,7 @@
 //! measuring and saving are the application core's ([`canopy_core::Core::run_profile`]); this module
 //! streams its stages to the window as [`ProfileView`]s.
 
-use canopy_core::{ProfileObserver, ProfileSpec, ProfileStage, ProfileView};
-use canopy_hw::Profile;
+use canopy_core::{Profile, ProfileObserver, ProfileSpec, ProfileStage, ProfileView};
 use canopy_types::Placement;
 use serde::Serialize;
 use tauri::ipc::Channel;

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use canopy_core::PlacementDecision;
 use canopy_core::{
     CancelFlag, ChatObserver, ChatSettings, ConversationId, Core, CoreError, MessageId, ModelPair,
     WorkerError,
 };
-use canopy_hw::PlacementDecision;
 use canopy_types::{Placement, Plan, Source, StopReason};
 
 use crate::engine::{core, core_error, parse_placement, parse_plan, rpc_endpoints, SamplingArgs};

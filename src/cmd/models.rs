@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use canopy_models::{
-    catalog, estimate, fmt_bytes, library_pairs, DeleteFile, DownloadEvent, DownloadRequest,
-    HashEvent, HashState, Hub, HubEvent, HubFile, ImportMode, Library, MachineFacts, ModelRecord,
-    ModelShape, ModelsError, Role, Verdict,
+use canopy_core::{
+    fmt_bytes, fmt_params, Core, CoreError, DeleteFile, DownloadEvent, DownloadSource, HashEvent,
+    HashState, HubEvent, ImportMode, ModelRecord, ModelsError, Role, Verdict, DEFAULT_CONTEXT,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -96,7 +95,7 @@ pub enum Command {
         #[arg(long)]
         draft: Option<String>,
         /// Context length in tokens.
-        #[arg(long, default_value_t = canopy_models::fit::DEFAULT_CONTEXT)]
+        #[arg(long, default_value_t = DEFAULT_CONTEXT.into())]
         context: u64,
         /// GPU memory in GiB (default: none known, CPU only).
         #[arg(long)]
@@ -157,8 +156,8 @@ pub fn run(command: Command) -> CliResult {
             force,
         } => remove(id, delete_file, force),
         Command::Role { id, role } => {
-            let role = Role::parse(&role).map_err(models_err)?;
-            let record = open()?.set_role(id, role).map_err(models_err)?;
+            let role = Role::parse(&role).map_err(|e| core_error(e.into()))?;
+            let record = core()?.set_model_role(id, role).map_err(core_error)?;
             println!(
                 "model {} ({}) is now a {}",
                 record.id,
@@ -173,23 +172,7 @@ pub fn run(command: Command) -> CliResult {
             revision,
             sha256,
             name,
-        } => {
-            let hub = core()?.hub().map_err(core_error)?;
-            if canopy_models::hub::is_hub_reference(&url, hub.endpoint()) {
-                if sha256.is_some() || name.is_some() {
-                    return Err(CliError::user(
-                        "--sha256 and --name do not apply to hub files: the hub's sha256 and file names are used",
-                    ));
-                }
-                hub_download(&hub, &url, revision)
-            } else if revision.is_some() {
-                Err(CliError::user(
-                    "--revision applies only to hub files (hf:OWNER/REPO/FILE.gguf)",
-                ))
-            } else {
-                download(url, sha256, name)
-            }
-        }
+        } => download(&url, revision, sha256, name),
         Command::Search { query, limit, json } => search(&query, limit, json),
         Command::Files {
             repo,
@@ -242,18 +225,6 @@ fn token(remove: bool) -> CliResult {
     Ok(())
 }
 
-fn models_err(err: ModelsError) -> CliError {
-    if err.is_user_error() {
-        CliError::user(err.to_string())
-    } else {
-        CliError::Failure(anyhow::Error::new(err))
-    }
-}
-
-fn open() -> CliResult<Library> {
-    Library::open_default().map_err(models_err)
-}
-
 fn print_json(value: &impl serde::Serialize) -> CliResult {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failure(e.into()))?;
     println!("{text}");
@@ -261,8 +232,7 @@ fn print_json(value: &impl serde::Serialize) -> CliResult {
 }
 
 fn inspect(file: PathBuf, json: bool) -> CliResult {
-    let info = canopy_gguf::inspect(&file)
-        .map_err(|e| CliError::user(format!("{}: {e}", file.display())))?;
+    let info = core()?.inspect_file(&file).map_err(core_error)?;
     if json {
         return print_json(&info);
     }
@@ -281,7 +251,7 @@ fn inspect(file: PathBuf, json: bool) -> CliResult {
     }
     println!(
         "parameters     {} ({})",
-        canopy_models::pairing::fmt_params(info.parameter_count),
+        fmt_params(info.parameter_count),
         info.parameter_count
     );
     println!(
@@ -311,11 +281,11 @@ fn inspect(file: PathBuf, json: bool) -> CliResult {
 }
 
 /// Hashes the given models in the background, printing progress to stderr, and waits.
-fn hash(library: &Library, models: &[ModelRecord]) {
+fn hash(core: &Core, models: &[ModelRecord]) -> CliResult {
     if models.is_empty() {
-        return;
+        return Ok(());
     }
-    let job = library.start_hashing(models);
+    let job = core.hash_models(models).map_err(core_error)?;
     let mut last = Instant::now();
     for event in job.events.iter() {
         match event {
@@ -331,11 +301,12 @@ fn hash(library: &Library, models: &[ModelRecord]) {
             HashEvent::Failed { id, reason } => eprintln!("\rmodel {id}: cannot hash: {reason}"),
         }
     }
+    Ok(())
 }
 
 fn scan(dir: PathBuf) -> CliResult {
-    let mut library = open()?;
-    let report = library.scan(&dir).map_err(models_err)?;
+    let core = core()?;
+    let report = core.scan_models(Some(&dir)).map_err(core_error)?;
     for m in &report.added {
         println!("added    {:>4}  {}", m.id, m.path.display());
     }
@@ -351,29 +322,27 @@ fn scan(dir: PathBuf) -> CliResult {
         report.already.len(),
         report.invalid.len()
     );
-    hash(&library, &report.added);
-    Ok(())
+    hash(&core, &report.added)
 }
 
 fn import(file: PathBuf, reference: bool) -> CliResult {
-    let mut library = open()?;
+    let core = core()?;
     let mode = if reference {
         ImportMode::Reference
     } else {
         ImportMode::Copy
     };
-    let record = library.import(&file, mode).map_err(models_err)?;
+    let record = core.import_model(&file, mode).map_err(core_error)?;
     println!("added {:>4}  {}", record.id, record.path.display());
-    hash(&library, std::slice::from_ref(&record));
-    Ok(())
+    hash(&core, std::slice::from_ref(&record))
 }
 
 fn list(json: bool) -> CliResult {
-    let library = open()?;
-    let listing = library.list().map_err(models_err)?;
+    let library = core()?.library_listing().map_err(core_error)?;
     if json {
-        return print_json(&listing);
+        return print_json(&library);
     }
+    let listing = &library.listing;
     if listing.models.is_empty() {
         println!("no models yet: canopy models scan DIR, import FILE or download URL");
         return Ok(());
@@ -398,7 +367,7 @@ fn list(json: bool) -> CliResult {
             "{:>4}  {:<6}  {:>6}  {:>10}  {:<9}  {}{missing}",
             m.id,
             m.role.as_str(),
-            canopy_models::pairing::fmt_params(m.info.parameter_count),
+            fmt_params(m.info.parameter_count),
             fmt_bytes(m.size),
             sha,
             m.path.display()
@@ -409,23 +378,22 @@ fn list(json: bool) -> CliResult {
         listing.models.len(),
         fmt_bytes(listing.total_bytes),
         fmt_bytes(listing.managed_bytes),
-        library.models_dir().display()
+        library.models_dir.display()
     );
     Ok(())
 }
 
 fn remove(id: i64, delete_file: bool, force: bool) -> CliResult {
-    let mut library = open()?;
     let delete = match (delete_file, force) {
         (false, _) => DeleteFile::Keep,
         (true, false) => DeleteFile::InsideModelsDir,
         (true, true) => DeleteFile::Anywhere,
     };
-    let record = library.remove(id, delete).map_err(|e| match e {
-        ModelsError::OutsideModelsDir { .. } => {
+    let record = core()?.remove_model(id, delete).map_err(|e| match e {
+        CoreError::Models(e @ ModelsError::OutsideModelsDir { .. }) => {
             CliError::user(format!("{e}; add --force to delete it anyway"))
         }
-        e => models_err(e),
+        e => core_error(e),
     })?;
     if delete_file {
         println!("removed model {id} and deleted {}", record.path.display());
@@ -439,9 +407,9 @@ fn remove(id: i64, delete_file: bool, force: bool) -> CliResult {
 }
 
 fn pairs(target: String, json: bool) -> CliResult {
-    let library = open()?;
-    let target = library.resolve(&target).map_err(models_err)?;
-    let pairing = library_pairs(&library, &target).map_err(models_err)?;
+    let core = core()?;
+    let target = core.find_model(&target).map_err(core_error)?;
+    let pairing = core.pairings(&target.id.to_string()).map_err(core_error)?;
     if json {
         return print_json(&pairing);
     }
@@ -460,93 +428,85 @@ fn pairs(target: String, json: bool) -> CliResult {
     Ok(())
 }
 
-fn download(url: String, sha256: Option<String>, name: Option<String>) -> CliResult {
-    // The application core's checksum policy: a URL is verified against a given or catalogued sha256.
+/// Downloads a catalog id, a hub file or a URL, verified as the core's checksum policy says,
+/// with progress on stderr.
+fn download(
+    url: &str,
+    revision: Option<String>,
+    sha256: Option<String>,
+    name: Option<String>,
+) -> CliResult {
     let core = core()?;
     let source = core
-        .download_source(&url, sha256.as_deref())
+        .download_source_at(url, sha256.as_deref(), revision.as_deref())
         .map_err(|e| match e {
-            canopy_core::CoreError::User(m) if m.starts_with("no checksum") => {
+            CoreError::User(m) if m.starts_with("no checksum") => {
                 CliError::user(format!("{m}: pass --sha256 HEX"))
             }
             e => core_error(e),
         })?;
-    let request = match source {
-        canopy_core::DownloadSource::Url(request) => DownloadRequest {
+    let source = match source {
+        DownloadSource::Url(request) => DownloadSource::Url(canopy_core::DownloadRequest {
             file_name: name,
             ..request
-        },
-        canopy_core::DownloadSource::Hub { .. } => {
-            return Err(CliError::user(format!(
-                "{url} is a hub file: download it as hf:OWNER/REPO/FILE.gguf"
-            )))
-        }
-    };
-    let mut library = open()?;
-    let cancel = AtomicBool::new(false);
-    let mut last = Instant::now();
-    let mut on_event = |e: &DownloadEvent| match e {
-        DownloadEvent::CheckingPartial { bytes } => {
-            eprintln!(
-                "resuming: checking the {} already downloaded",
-                fmt_bytes(*bytes)
-            )
-        }
-        DownloadEvent::ServerIgnoredRange { discarded } => eprintln!(
-            "the server cannot resume; starting again (dropped {})",
-            fmt_bytes(*discarded)
-        ),
-        DownloadEvent::Connected { .. } => {}
-        DownloadEvent::Progress { done, total } => {
-            if last.elapsed() > Duration::from_millis(500) || Some(*done) == *total {
-                last = Instant::now();
-                match total {
-                    Some(t) => eprint!(
-                        "\r{} of {} ({}%)   ",
-                        fmt_bytes(*done),
-                        fmt_bytes(*t),
-                        done * 100 / (*t).max(1)
-                    ),
-                    None => eprint!("\r{}   ", fmt_bytes(*done)),
-                }
-                let _ = std::io::stderr().flush();
+        }),
+        DownloadSource::Hub { hub, plan } => {
+            if name.is_some() {
+                return Err(CliError::user(
+                    "--name does not apply to hub files: the hub's file names are used",
+                ));
             }
+            announce(&core, &plan);
+            DownloadSource::Hub { hub, plan }
         }
     };
-    let result =
-        canopy_models::download_and_register(&mut library, &request, &cancel, &mut on_event);
-    eprintln!();
-    let (record, file) = result.map_err(models_err)?;
-    let verified = if file.checksum_verified {
-        "sha256 verified"
-    } else {
-        "size verified, no checksum"
+    let parts = match &source {
+        DownloadSource::Hub { plan, .. } if plan.parts.len() > 1 => {
+            format!(" in {} parts", plan.parts.len())
+        }
+        _ => String::new(),
     };
+    let bar = ProgressBar::new(source.size().unwrap_or(0)).with_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .map_err(|e| CliError::Failure(e.into()))?
+        .progress_chars("=> "),
+    );
+    let result = core.download(&source, &AtomicBool::new(false), &mut |e| {
+        show_progress(&bar, e)
+    });
+    bar.finish_and_clear();
+    let downloaded = result.map_err(core_error)?;
+    let verified = match (&source, downloaded.checksum_verified) {
+        (DownloadSource::Hub { .. }, true) => "sha256 verified against the hub",
+        (DownloadSource::Hub { .. }, false) => "size verified, no checksum on the hub",
+        (DownloadSource::Url(_), true) => "sha256 verified",
+        (DownloadSource::Url(_), false) => "size verified, no checksum",
+    };
+    let record = downloaded.record;
     println!(
-        "added {:>4}  {} ({}, {verified})",
+        "added {:>4}  {} ({}{parts}, {verified})",
         record.id,
         record.path.display(),
-        fmt_bytes(file.size)
+        fmt_bytes(record.size)
     );
     Ok(())
 }
 
-fn hub_err(err: canopy_models::HubError) -> CliError {
-    CliError::user(err.to_string())
-}
-
-fn hub_download(hub: &Hub, reference: &str, revision: Option<String>) -> CliResult {
-    let mut file = HubFile::parse(reference).map_err(hub_err)?;
-    if let Some(revision) = revision {
-        file.revision = revision;
-    }
-    let plan = hub.plan(&file).map_err(hub_err)?;
+/// A hub download's size, parts, fit on this machine and how it will be verified, on stderr.
+fn announce(core: &Core, plan: &canopy_core::HubDownload) {
     let parts = match plan.parts.len() {
         1 => String::new(),
         n => format!(" in {n} parts"),
     };
-    eprintln!("{file}: {}{parts}", fmt_bytes(plan.size()));
-    let fit = plan.fit(&MachineFacts::detect());
+    let first = plan
+        .parts
+        .first()
+        .map(|p| p.file.to_string())
+        .unwrap_or_default();
+    eprintln!("{first}: {}{parts}", fmt_bytes(plan.size()));
+    let fit = plan.fit(&core.machine_facts());
     eprintln!(
         "fit on this machine (from the size): {}: {}",
         fit.badge.as_str(),
@@ -555,15 +515,10 @@ fn hub_download(hub: &Hub, reference: &str, revision: Option<String>) -> CliResu
     if !plan.fully_verifiable() {
         eprintln!("warning: the hub lists no sha256 for some files; they are checked by size only");
     }
-    let mut library = open()?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .map_err(|e| CliError::Failure(e.into()))?
-        .progress_chars("=> "),
-    );
-    let mut on_event = |e: &HubEvent| match e {
+}
+
+fn show_progress(bar: &ProgressBar, event: &HubEvent) {
+    match event {
         HubEvent::Part {
             part,
             parts,
@@ -581,24 +536,20 @@ fn hub_download(hub: &Hub, reference: &str, revision: Option<String>) -> CliResu
             "resuming: checking the {} already downloaded",
             fmt_bytes(*bytes)
         )),
-        HubEvent::Download(DownloadEvent::Progress { done, .. }) => bar.set_position(*done),
-        HubEvent::Download(_) => {}
-    };
-    let result = hub.download(&mut library, &plan, &AtomicBool::new(false), &mut on_event);
-    bar.finish_and_clear();
-    let (record, files) = result.map_err(models_err)?;
-    let verified = if files.iter().all(|f| f.checksum_verified) {
-        "sha256 verified against the hub"
-    } else {
-        "size verified, no checksum on the hub"
-    };
-    println!(
-        "added {:>4}  {} ({}{parts}, {verified})",
-        record.id,
-        record.path.display(),
-        fmt_bytes(record.size)
-    );
-    Ok(())
+        HubEvent::Download(DownloadEvent::ServerIgnoredRange { discarded }) => {
+            bar.println(format!(
+                "the server cannot resume; starting again (dropped {})",
+                fmt_bytes(*discarded)
+            ))
+        }
+        HubEvent::Download(DownloadEvent::Progress { done, total }) => {
+            if let Some(total) = total {
+                bar.set_length(*total);
+            }
+            bar.set_position(*done);
+        }
+        HubEvent::Download(DownloadEvent::Connected { .. }) => {}
+    }
 }
 
 fn search(query: &str, limit: usize, json: bool) -> CliResult {
@@ -658,20 +609,8 @@ fn fit(
     h2d_gbps: Option<f64>,
     json: bool,
 ) -> CliResult {
-    let library = open()?;
-    let target = library.resolve(&target).map_err(models_err)?;
-    let draft = match draft {
-        Some(d) => Some(library.resolve(&d).map_err(models_err)?),
-        None => {
-            let pairing = library_pairs(&library, &target).map_err(models_err)?;
-            let best = pairing.compatible().next().map(|c| c.id);
-            match best {
-                Some(id) => Some(library.get(id).map_err(models_err)?),
-                None => None,
-            }
-        }
-    };
-    let mut machine = MachineFacts::detect();
+    let core = core()?;
+    let mut machine = core.machine_facts();
     if let Some(gib) = vram_gib {
         if !(gib.is_finite() && gib >= 0.0) {
             return Err(CliError::user(format!(
@@ -688,9 +627,15 @@ fn fit(
         }
         machine.h2d_bytes_per_second = Some(gbps * 1e9);
     }
-    let target_shape = ModelShape::from_info(&target.info);
-    let draft_shape = draft.as_ref().map(|d| ModelShape::from_info(&d.info));
-    let fit = estimate(&machine, &target_shape, draft_shape.as_ref(), context);
+    let report = core
+        .fit_estimate(&target, draft.as_deref(), context, machine)
+        .map_err(core_error)?;
+    let (target, draft, machine, fit) = (
+        &report.target,
+        &report.draft,
+        &report.machine,
+        &report.estimate,
+    );
     if json {
         return print_json(&serde_json::json!({
             "target": target.id,
@@ -724,7 +669,7 @@ fn fit(
 }
 
 fn show_catalog(json: bool) -> CliResult {
-    let catalog = catalog().map_err(models_err)?;
+    let catalog = core()?.catalog().map_err(core_error)?;
     if json {
         return print_json(&catalog);
     }

@@ -9,6 +9,7 @@ use canopy_plan::{
 };
 use serde_json::{json, Value};
 
+use crate::engine::core_error;
 use crate::error::{CliError, CliResult};
 
 #[derive(clap::Args)]
@@ -45,7 +46,11 @@ pub fn run(args: Args) -> CliResult {
     let profile = args
         .profile
         .as_deref()
-        .map(|spec| canopy_hw::find_profile(spec).map_err(|e| CliError::user(e.to_string())))
+        .map(|spec| {
+            crate::engine::core()?
+                .find_profile(spec)
+                .map_err(core_error)
+        })
         .transpose()?;
     let acc = match (&args.acceptance, &profile) {
         (Some(text), _) => parse_acceptance(text)?,

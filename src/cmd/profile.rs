@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
+use canopy_core::Profile;
 use canopy_core::{CancelFlag, ProfileObserver, ProfileSpec, ProfileStage};
-use canopy_hw::Profile;
 use canopy_types::Placement;
 use indicatif::{ProgressBar, ProgressStyle};
 

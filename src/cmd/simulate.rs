@@ -16,10 +16,10 @@ use canopy_worker::{
 };
 use serde_json::{json, Value};
 
-use crate::engine::{measuring_worker, model_path, worker_error};
+use crate::engine::{core_error, measuring_worker, model_path, worker_error};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
-use canopy_core::{ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
+use canopy_core::{Core, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -82,10 +82,10 @@ pub fn run(args: Args) -> CliResult {
             "--max-tokens and --num-prompts must be at least 1",
         ));
     }
-    let profile =
-        canopy_hw::find_profile(&args.profile).map_err(|e| CliError::user(e.to_string()))?;
-    let (target, target_file) = target_spec(&args, &target_path)?;
-    let draft = file_spec(&draft_path, "draft")?;
+    let core = crate::engine::core()?;
+    let profile = core.find_profile(&args.profile).map_err(core_error)?;
+    let (target, target_file) = target_spec(&core, &args, &target_path)?;
+    let draft = file_spec(&core, &draft_path, "draft")?;
     let model = &profile.cost_model;
     let placement = recommend_placement(model, &target, draft.bytes, None);
     let budget = args.budget as usize;
@@ -280,9 +280,10 @@ fn replay_tree(
 }
 
 /// A model file as the cost model sees it.
-fn file_spec(path: &Path, what: &str) -> CliResult<ModelSpec> {
-    let info = canopy_gguf::inspect(path)
-        .map_err(|e| CliError::user(format!("{what} model {}: {e}", path.display())))?;
+fn file_spec(core: &Core, path: &Path, what: &str) -> CliResult<ModelSpec> {
+    let info = core
+        .inspect_file(path)
+        .map_err(|e| CliError::user(format!("{what} model {e}")))?;
     Ok(ModelSpec {
         bytes: info.file_size.max(1),
         params: info.parameter_count.max(1),
@@ -297,8 +298,8 @@ fn file_spec(path: &Path, what: &str) -> CliResult<ModelSpec> {
 /// The target to predict for: the file's figures, with `--target-bytes`, `--target-params` and
 /// `--target-layers` overriding them (bytes alone keep the file's bits per weight). Also returns
 /// the file's own figures.
-fn target_spec(args: &Args, path: &Path) -> CliResult<(ModelSpec, ModelSpec)> {
-    let file = file_spec(path, "target")?;
+fn target_spec(core: &Core, args: &Args, path: &Path) -> CliResult<(ModelSpec, ModelSpec)> {
+    let file = file_spec(core, path, "target")?;
     let positive = |v: f64, flag: &str| {
         if v.is_finite() && v >= 1.0 {
             Ok(v)

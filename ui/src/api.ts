@@ -8,7 +8,7 @@ import type {
   ChatSettings,
   CommandError,
   Conversation,
-  DownloadEvent,
+  DownloadProgress,
   HubDraftView,
   HubFileView,
   HubRepoView,
@@ -96,7 +96,7 @@ export const api = {
   inspectModel: (id: string) => call<ModelDetails>("inspect_model", { id }),
   pairings: (target: string) => call<PairView[]>("model_pairings", { target }),
   catalog: () => call<CatalogEntry[]>("model_catalog"),
-  download: (source: string, sha256: string | null, onEvent: (e: DownloadEvent) => void) =>
+  download: (source: string, sha256: string | null, onEvent: (e: DownloadProgress) => void) =>
     call<ModelView>("download_model", { source, sha256, onEvent: channel(onEvent) }),
   cancelDownload: () => call<void>("cancel_download"),
   hubSearch: (query: string) => call<HubRepoView[]>("hub_search", { query }),

@@ -409,13 +409,22 @@ export type Step = "detect" | "bandwidth" | "costs" | "acceptance" | "plan";
 
 export type ProfileEvent = { "type": "step", step: Step, fraction: number, note: string, } | { "type": "step_done", step: Step, profile: ProfileView, };
 
+/**
+ * One entry of a GGUF header's metadata, its value in one short line.
+ */
 export type MetadataEntryView = { key: string, value: string, };
 
+/**
+ * A library model with its header's metadata.
+ */
 export type ModelDetails = { model: ModelView, metadata: Array<MetadataEntryView>, tensor_count: number, };
 
 export type CatalogEntry = { id: string, name: string, url: string, size: number | null, description: string, };
 
-export type DownloadEvent = { "type": "progress", received: number, total: number | null, bytes_per_second: number, } | { "type": "verifying" };
+/**
+ * A download's progress as the window shows it.
+ */
+export type DownloadProgress = { "type": "progress", received: number, total: number | null, bytes_per_second: number, } | { "type": "verifying" };
 
 /**
  * Disk usage of the library.

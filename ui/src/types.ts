@@ -3,7 +3,7 @@
 
 export type {
   AppInfo, Bandwidth, CatalogEntry, ChatEvent, ChatSettings, CommandError, Conversation, ConversationId,
-  DownloadEvent, ErrorKind, HubDraftView, HubFileView, HubRepoView, HubTokenStatus, Fact, GenerationStats, LibraryUsage, Message, MessageId, MessageStatus,
+  DownloadProgress, ErrorKind, HubDraftView, HubFileView, HubRepoView, HubTokenStatus, Fact, GenerationStats, LibraryUsage, Message, MessageId, MessageStatus,
   MetadataEntryView, ModelDetails, ModelPair, ModelView, Node, PairView, Placement, PlacementDecision, Plan,
   LiveCheck, Point, ProfileEvent, ProfileView, ChatRole, Sampling, SearchHit, ServerSettings, ServerStatus, Source, Step,
 } from "./bindings";

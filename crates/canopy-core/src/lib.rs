@@ -27,6 +27,7 @@ mod profile_view;
 mod profiles;
 mod profiling;
 mod prompts;
+mod registry;
 mod request;
 mod served;
 mod settings;
@@ -43,7 +44,7 @@ pub use engine::{Inference, WorkerEngine};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use history::{ExportFormat, MAX_SEARCH_CHARS};
 pub use hub::{HubDraftView, HubFileView, HubRepoView, HubTokenStatus};
-pub use library::{DownloadSource, ModelView, PairView};
+pub use library::{DownloadSource, Downloaded, ModelView, PairView};
 pub use profile_view::{measured_placement, placement_of};
 pub use profile_view::{Bandwidth, Fact, LiveCheck, Node, Point, ProfileView, LIVE_DISAGREEMENT};
 pub use profiles::measured_for;
@@ -51,9 +52,23 @@ pub use profiling::{
     ProfileObserver, ProfileSpec, ProfileStage, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH,
 };
 pub use prompts::load_prompts;
+pub use registry::{FitReport, LibraryListing, MetadataEntryView, ModelDetails};
+
+/// A placement's decision and a saved profile, as the core's services return them.
+pub use canopy_hw::{PlacementDecision, Profile};
 pub use request::{ModelChoice, Prepared};
 pub use served::Served;
 pub use settings::{ChatSettings, ModelPair, ServerSettings, MAX_REPLY_TOKENS};
+
+/// The model library's records, as the core's services return them.
+pub use canopy_gguf::ModelInfo;
+pub use canopy_models::hub::HubDownload;
+pub use canopy_models::pairing::fmt_params;
+pub use canopy_models::{
+    fmt_bytes, Badge, Catalog, DeleteFile, DownloadEvent, DownloadRequest, FitEstimate, HashEvent,
+    HashJob, HashState, HubEvent, ImportMode, Listing, MachineFacts, ModelId, ModelRecord,
+    ModelsError, Pairing, Role, ScanReport, Verdict,
+};
 
 /// The chat history's records, as the core's services return them.
 pub use canopy_store::{
@@ -142,11 +157,11 @@ impl Core {
         Ok(Store::open(&self.store_path())?)
     }
 
-    /// The model registry, locked.
+    /// The model registry, locked for one service call; it never leaves the core.
     ///
     /// # Errors
     /// [`CoreError::Unavailable`] when it could not be opened.
-    pub fn library(&self) -> CoreResult<MutexGuard<'_, Library>> {
+    pub(crate) fn library(&self) -> CoreResult<MutexGuard<'_, Library>> {
         let opened = self.library.get_or_init(|| {
             Library::open(&self.data_dir.join("library.db"), &self.models_dir())
                 .map(Mutex::new)

@@ -25,6 +25,14 @@ pub enum DownloadSource {
     Url(canopy_models::DownloadRequest),
 }
 
+/// A downloaded model, registered.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    pub record: ModelRecord,
+    /// True when every file matched a sha256; false when some were checked by size only.
+    pub checksum_verified: bool,
+}
+
 impl DownloadSource {
     /// Bytes to fetch, when known.
     pub fn size(&self) -> Option<u64> {
@@ -166,13 +174,17 @@ impl Core {
         Ok(path)
     }
 
-    /// The pairing of every library model as a draft for the library model `target`, computed
-    /// once per state of the library.
+    /// The pairing of every library model as a draft for the library model `target` (an id or
+    /// the path it was registered with), computed once per state of the library.
     ///
     /// # Errors
     /// When the target is unknown or the library cannot be read.
     pub fn pairings(&self, target: &str) -> CoreResult<Pairing> {
-        let target = self.model(target)?;
+        let target = self.find_model(target)?;
+        self.pairings_of(&target)
+    }
+
+    pub(crate) fn pairings_of(&self, target: &ModelRecord) -> CoreResult<Pairing> {
         let library = self.library()?;
         let listing = library.list()?;
         let mut hasher = DefaultHasher::new();
@@ -186,7 +198,7 @@ impl Core {
                 return Ok(pairing.clone());
             }
         }
-        let pairing = canopy_models::pairs(&target, &listing.models, |path| {
+        let pairing = canopy_models::pairs(target, &listing.models, |path| {
             canopy_gguf::vocabulary(path).map_err(|e| e.to_string())
         });
         cache.insert(target.id, (stamp, pairing.clone()));
@@ -288,6 +300,20 @@ impl Core {
         source: &str,
         sha256: Option<&str>,
     ) -> CoreResult<DownloadSource> {
+        self.download_source_at(source, sha256, None)
+    }
+
+    /// As [`Core::download_source`], with a hub file taken at `revision` (a branch, tag or
+    /// commit) instead of the one its reference names.
+    ///
+    /// # Errors
+    /// As [`Core::download_source`], and a user error for a revision of a plain URL.
+    pub fn download_source_at(
+        &self,
+        source: &str,
+        sha256: Option<&str>,
+        revision: Option<&str>,
+    ) -> CoreResult<DownloadSource> {
         use canopy_models::download::{check_url, parse_sha256};
         let source = source.trim();
         let catalog = canopy_models::catalog()?;
@@ -308,16 +334,24 @@ impl Core {
         } else {
             None
         };
-        if let Some(file) = hub_file {
+        if let Some(mut file) = hub_file {
+            if let Some(revision) = revision {
+                file.revision = revision.to_owned();
+            }
             if given.is_some() {
                 return Err(CoreError::user(
-                    "a hub file is verified against the sha256 the hub lists: leave the checksum empty",
+                    "a hub file is verified against the sha256 the hub lists: give no checksum",
                 ));
             }
             let plan = hub
                 .plan(&file)
                 .map_err(|e| CoreError::user(e.to_string()))?;
             return Ok(DownloadSource::Hub { hub, plan });
+        }
+        if revision.is_some() {
+            return Err(CoreError::user(
+                "a revision applies only to hub files (hf:OWNER/REPO/FILE.gguf)",
+            ));
         }
         if source.contains("://") {
             check_url(source).map_err(|e| CoreError::user(e.to_string()))?;
@@ -349,6 +383,8 @@ impl Core {
 
     /// Downloads `source` into the models folder and registers the verified file (or split set)
     /// as one model. The library is locked only to register, so listing stays possible meanwhile.
+    /// A URL download reports only [`canopy_models::HubEvent::Download`] events; a hub download
+    /// also each part it starts or finds already here.
     ///
     /// # Errors
     /// A user error when the download fails (unreachable, corrupt, cancelled, disk full), or when
@@ -357,28 +393,32 @@ impl Core {
         &self,
         source: &DownloadSource,
         cancel: &std::sync::atomic::AtomicBool,
-        on_event: &mut dyn FnMut(&canopy_models::DownloadEvent),
-    ) -> CoreResult<ModelRecord> {
+        on_event: &mut dyn FnMut(&canopy_models::HubEvent),
+    ) -> CoreResult<Downloaded> {
         match source {
             DownloadSource::Url(request) => {
-                let file = canopy_models::download(&self.models_dir(), request, cancel, on_event)
-                    .map_err(|e| CoreError::user(e.to_string()))?;
-                Ok(self.library()?.register_download(&file)?)
+                let mut forward = |e: &canopy_models::DownloadEvent| {
+                    on_event(&canopy_models::HubEvent::Download(e.clone()));
+                };
+                let file =
+                    canopy_models::download(&self.models_dir(), request, cancel, &mut forward)
+                        .map_err(|e| CoreError::user(e.to_string()))?;
+                Ok(Downloaded {
+                    record: self.library()?.register_download(&file)?,
+                    checksum_verified: file.checksum_verified,
+                })
             }
             DownloadSource::Hub { hub, plan } => {
-                let mut forward = |e: &canopy_models::HubEvent| {
-                    if let canopy_models::HubEvent::Download(e) = e {
-                        on_event(e);
-                    }
-                };
                 let files = hub
-                    .fetch(&self.models_dir(), plan, cancel, &mut forward)
+                    .fetch(&self.models_dir(), plan, cancel, on_event)
                     .map_err(|e| match e {
                         canopy_models::ModelsError::Download(d) => CoreError::user(d.to_string()),
                         other => CoreError::from(other),
                     })?;
-                let record = self.library()?.register_downloads(&files)?;
-                Ok(record)
+                Ok(Downloaded {
+                    record: self.library()?.register_downloads(&files)?,
+                    checksum_verified: files.iter().all(|f| f.checksum_verified),
+                })
             }
         }
     }

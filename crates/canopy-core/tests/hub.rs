@@ -60,13 +60,15 @@ fn hub_files_downloads_and_the_token() {
     // would deadlock if the download held the library.
     let source = core.download_source(&files[0].source, None).unwrap();
     let mut listed_during = 0;
-    let record = core
+    let downloaded = core
         .download(&source, &AtomicBool::new(false), &mut |_| {
             if listed_during == 0 {
                 listed_during = core.model_views().unwrap().len() + 1;
             }
         })
         .unwrap();
+    assert!(downloaded.checksum_verified, "the hub lists the sha256");
+    let record = downloaded.record;
     assert_eq!(
         listed_during, 1,
         "the library was listed (empty) during the download"

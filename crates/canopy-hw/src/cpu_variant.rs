@@ -354,7 +354,7 @@ pub struct Skipped {
 
 /// The outcome of [`choose`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
+pub struct VariantChoice {
     /// The variant to load; `None` when no installed variant can run here.
     pub variant: Option<String>,
     /// Installed variants better than the chosen one (by llama.cpp's score) that this process may
@@ -407,7 +407,7 @@ pub fn choose(
     installed: &[String],
     features: &Features,
     forced: Option<&str>,
-) -> Result<Choice, String> {
+) -> Result<VariantChoice, String> {
     if let Some(name) = forced {
         if !installed.iter().any(|v| v == name) {
             let mut known = installed.to_vec();
@@ -423,7 +423,7 @@ pub fn choose(
                  Canopy choose"
             ));
         }
-        return Ok(Choice {
+        return Ok(VariantChoice {
             variant: Some(name.to_owned()),
             skipped: Vec::new(),
             forced: true,
@@ -435,7 +435,7 @@ pub fn choose(
     for variant in ranked {
         match why_not(variant, features) {
             None => {
-                return Ok(Choice {
+                return Ok(VariantChoice {
                     variant: Some(variant.clone()),
                     skipped,
                     forced: false,
@@ -449,14 +449,14 @@ pub fn choose(
             }),
         }
     }
-    Ok(Choice {
+    Ok(VariantChoice {
         variant: None,
         skipped,
         forced: false,
     })
 }
 
-impl Choice {
+impl VariantChoice {
     /// The skipped variants worth telling a user about: those the processor has but this process
     /// may not use (not merely missing instructions).
     #[must_use]
@@ -468,7 +468,7 @@ impl Choice {
     }
 }
 
-impl fmt::Display for Choice {
+impl fmt::Display for VariantChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.variant {
             Some(v) if self.forced => write!(f, "{v}, forced by CANOPY_CPU_VARIANT")?,

@@ -31,7 +31,7 @@ pub struct Backends {
     /// library mapped into the process.
     pub cpu_variant: Option<String>,
     /// How the variant was chosen (x86-64): better variants skipped and why, or a forced one.
-    pub choice: Option<canopy_hw::cpu_variant::Choice>,
+    pub choice: Option<canopy_hw::cpu_variant::VariantChoice>,
     /// Why no CPU backend could be loaded, when one was found but none may run (or
     /// `CANOPY_CPU_VARIANT` named one that cannot).
     pub error: Option<String>,
@@ -134,7 +134,12 @@ const OTHER_BACKENDS: &[&str] = &[
 
 /// Loads the backends in `dir`: on x86-64 the CPU variant Canopy chooses and every other backend
 /// by path; elsewhere whatever ggml chooses.
-fn load_from(dir: &Path) -> (Option<canopy_hw::cpu_variant::Choice>, Option<String>) {
+fn load_from(
+    dir: &Path,
+) -> (
+    Option<canopy_hw::cpu_variant::VariantChoice>,
+    Option<String>,
+) {
     if !cfg!(target_arch = "x86_64") {
         if let Some(c) = dir.to_str().and_then(|s| CString::new(s).ok()) {
             // SAFETY: a NUL-terminated path; ggml loads each backend's best library from it.

@@ -42,7 +42,7 @@ const DEFAULT_CHAT_MAX_TOKENS: u32 = 512;
 const DEFAULT_COMPLETION_MAX_TOKENS: u32 = 16;
 
 /// What the request must match and fill in.
-pub struct Limits<'a> {
+pub struct RequestBounds<'a> {
     pub model_id: &'a str,
     pub context: u32,
     pub template: &'a GenerateRequest,
@@ -52,7 +52,11 @@ pub struct Limits<'a> {
 ///
 /// # Errors
 /// 400 naming the first bad or unsupported parameter, 404 for another model.
-pub fn parse(endpoint: Endpoint, body: Value, limits: &Limits<'_>) -> Result<Parsed, ApiError> {
+pub fn parse(
+    endpoint: Endpoint,
+    body: Value,
+    limits: &RequestBounds<'_>,
+) -> Result<Parsed, ApiError> {
     let Value::Object(mut body) = body else {
         return Err(ApiError::invalid("the request body must be a JSON object"));
     };
@@ -536,7 +540,7 @@ mod tests {
 
     fn run(endpoint: Endpoint, body: Value) -> Result<Parsed, ApiError> {
         let template = crate::tests::request_template();
-        let limits = Limits {
+        let limits = RequestBounds {
             model_id: "smol",
             context: 256,
             template: &template,

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::api::{self, Endpoint, Limits, Parsed};
+use crate::api::{self, Endpoint, Parsed, RequestBounds};
 use crate::error::ApiError;
 use crate::queue::{Queue, Ticket, Update};
 use crate::security::{self, AllowedHosts};
@@ -153,7 +153,7 @@ fn start(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(state.config.options.max_body),
         _ => ApiError::invalid(format!("invalid JSON body: {}", rejection.body_text())),
     })?;
-    let limits = Limits {
+    let limits = RequestBounds {
         model_id: &state.config.model_id,
         context: state.config.context,
         template: &state.config.template,

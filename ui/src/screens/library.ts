@@ -7,7 +7,7 @@ import { formatBytes, formatParams, formatRate } from "../lib/format";
 import { validateDownloadSource, validateModelPath } from "../lib/validate";
 import { fitBadge, pairingNote } from "../lib/models";
 import { HubPanel } from "./hub";
-import type { AppInfo, CatalogEntry, DownloadEvent, ModelDetails, ModelView, PairView } from "../types";
+import type { AppInfo, CatalogEntry, DownloadProgress, ModelDetails, ModelView, PairView } from "../types";
 
 export class LibraryScreen {
   readonly root: HTMLElement;
@@ -232,7 +232,7 @@ export class LibraryScreen {
         const prefix = sources.length > 1 ? `${i + 1} of ${sources.length} · ${item.name} · ` : "";
         label.textContent = `${prefix}Starting…`;
         bar.value = 0;
-        const onEvent = (e: DownloadEvent) => {
+        const onEvent = (e: DownloadProgress) => {
           if (e.type === "progress") {
             if (e.total) bar.value = e.received / e.total; else bar.removeAttribute("value");
             label.textContent = `${prefix}${formatBytes(e.received)}${e.total ? ` of ${formatBytes(e.total)}` : ""} · ${formatRate(e.bytes_per_second / 1e6, "MB/s")}`;
