@@ -93,6 +93,8 @@ pub struct Core {
     /// Bandwidths measured by this process (a profile run), the best figures the cost model has.
     measured: Mutex<Option<(canopy_hw::HostBandwidth, GpuStatus)>>,
     pairs: library::PairCache,
+    /// Set once profiles an earlier Canopy kept in the chat store have been moved to files.
+    legacy_profiles_moved: std::sync::Once,
 }
 
 impl Core {
@@ -107,6 +109,7 @@ impl Core {
             gpu: OnceLock::new(),
             measured: Mutex::new(None),
             pairs: library::PairCache::default(),
+            legacy_profiles_moved: std::sync::Once::new(),
         }
     }
 

@@ -1,8 +1,9 @@
 //! Saved hardware profiles: one schema ([`canopy_hw::Profile`]), one store, one matching rule.
 //!
-//! A profile is saved in the chat store (the source of truth for every front end) and as a JSON
-//! file under the profiles directory (so `--profile NAME` and people can read it). `auto` plans
-//! only from a profile measured for the same target and draft files in the same placement.
+//! A profile is saved one way: as a JSON file in the data folder's `profiles` folder, which
+//! `--profile NAME`, every front end and people read. Profiles an earlier Canopy kept in the chat
+//! store are moved there once. `auto` plans only from a profile measured for the same target and
+//! draft files in the same placement.
 
 use std::path::{Path, PathBuf};
 
@@ -54,17 +55,11 @@ pub fn same_cpu_variant(profile: &Profile, here: Option<&str>) -> bool {
 }
 
 impl Core {
-    /// Every saved profile: the store's and the files under the profiles directory (unreadable
-    /// ones skipped), newest first.
+    /// Every saved profile (unreadable files skipped), newest first.
     pub fn saved_profiles(&self) -> Vec<Profile> {
+        self.legacy_profiles_moved
+            .call_once(|| self.move_legacy_profiles());
         let mut found: Vec<Profile> = Vec::new();
-        if let Ok(store) = self.store() {
-            if let Ok(rows) = store.profiles() {
-                found.extend(rows.into_iter().filter_map(|(_, _, json)| {
-                    Profile::from_json(&json, Path::new("<store>")).ok()
-                }));
-            }
-        }
         if let Ok(entries) = std::fs::read_dir(self.profiles_dir()) {
             for entry in entries.flatten() {
                 let path = entry.path();
@@ -76,8 +71,37 @@ impl Core {
             }
         }
         found.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-        found.dedup_by(|a, b| a.name == b.name && a.created_at == b.created_at);
         found
+    }
+
+    /// Writes each profile an earlier Canopy kept in the chat store as `<name>.json` in the
+    /// profiles folder (the newest of a name, unless that file exists), then forgets the rows;
+    /// rows that could not be moved stay for the next start.
+    fn move_legacy_profiles(&self) {
+        let Ok(store) = self.store() else {
+            return;
+        };
+        let Ok(rows) = store.legacy_profiles() else {
+            return;
+        };
+        let mut all_moved = !rows.is_empty();
+        for (_, json) in &rows {
+            let Ok(profile) = Profile::from_json(json, Path::new("<chat history>")) else {
+                all_moved = false;
+                continue;
+            };
+            let path = self.profile_file(&profile.name);
+            if !path.exists() && profile.save(&path).is_err() {
+                all_moved = false;
+            }
+        }
+        if all_moved {
+            let _ = store.forget_legacy_profiles();
+        }
+    }
+
+    fn profile_file(&self, name: &str) -> PathBuf {
+        self.profiles_dir().join(format!("{name}.json"))
     }
 
     /// The newest saved profile measured for these target and draft files in `placement` over
@@ -130,24 +154,19 @@ impl Core {
         if let Some(p) = self.saved_profiles().into_iter().find(|p| p.name == spec) {
             return Ok(p);
         }
-        canopy_hw::find_profile(spec).map_err(|e| CoreError::user(e.to_string()))
+        canopy_hw::find_profile(spec, &self.profiles_dir())
+            .map_err(|e| CoreError::user(e.to_string()))
     }
 
-    /// Saves `profile` in the store and as `<profiles dir>/<name>.json` (or `file`), returning the
-    /// file written.
+    /// Saves `profile` as `<profiles dir>/<name>.json`, returning that file.
     ///
     /// # Errors
-    /// When the store or the file cannot be written.
-    pub fn save_profile(&self, profile: &Profile, file: Option<&Path>) -> CoreResult<PathBuf> {
-        let path = match file {
-            Some(path) => path.to_owned(),
-            None => self.profiles_dir().join(format!("{}.json", profile.name)),
-        };
+    /// When the file cannot be written.
+    pub fn save_profile(&self, profile: &Profile) -> CoreResult<PathBuf> {
+        let path = self.profile_file(&profile.name);
         profile
             .save(&path)
             .map_err(|e| CoreError::internal(format!("saving the profile: {e}")))?;
-        self.store()?
-            .save_profile(&profile.name, &profile.to_json())?;
         Ok(path)
     }
 }

@@ -157,7 +157,7 @@ impl Core {
         if cancel.is_cancelled() {
             return Err(cancelled());
         }
-        let path = self.save_profile(&profile, None)?;
+        let path = self.save_profile(&profile)?;
         Ok((profile, path))
     }
 

@@ -470,7 +470,7 @@ fn saved_profile(core: &Core, name: &str, target: &Path, draft: &Path, placement
         p: vec![0.5, 0.1],
     });
     p.placement = Some(placement);
-    core.save_profile(&p, None).unwrap();
+    core.save_profile(&p).unwrap();
 }
 
 #[test]
@@ -704,6 +704,53 @@ fn the_profile_view_says_when_live_costs_disagree_with_the_profile() {
     let live = run(1.1);
     assert!(!live.disagrees, "{live:?}");
     assert!(live.summary.contains("agree"), "{}", live.summary);
+}
+
+#[test]
+fn profiles_an_earlier_version_kept_in_the_history_move_to_files_once() {
+    let mut old = canopy_hw::reference_profile("cpu-only").unwrap().unwrap();
+    old.name = "old-desk".into();
+    let rows_of = |db: &Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM hardware_profiles", [], |r| r.get(0))
+            .unwrap()
+    };
+    let with_rows = |rows: &[(&str, String)]| {
+        let w = world(Script::Reply(vec!["x"]));
+        let db = w.core.data_dir().join("canopy.db");
+        drop(canopy_store::Store::open(&db).unwrap());
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        for (name, json) in rows {
+            conn.execute(
+                "INSERT INTO hardware_profiles(name, json, created_at) VALUES (?1, ?2, 1)",
+                [name.to_string(), json.clone()],
+            )
+            .unwrap();
+        }
+        (w, db)
+    };
+
+    // Every row readable: moved, then forgotten.
+    let (w, db) = with_rows(&[("old-desk", old.to_json())]);
+    assert_eq!(w.core.find_profile("old-desk").unwrap(), old);
+    assert_eq!(rows_of(&db), 0);
+
+    let (w, db) = with_rows(&[("old-desk", old.to_json()), ("quick", "{}".into())]);
+
+    let found = w.core.find_profile("old-desk").unwrap();
+    assert_eq!(found.name, "old-desk");
+    let file = w.core.profiles_dir().join("old-desk.json");
+    assert_eq!(canopy_hw::load_profile(&file).unwrap(), old);
+    // A row this version cannot read stays, so nothing is lost.
+    assert_eq!(rows_of(&db), 2);
+
+    // Saving writes the file only.
+    let mut new = old.clone();
+    new.name = "new-desk".into();
+    let path = w.core.save_profile(&new).unwrap();
+    assert_eq!(path, w.core.profiles_dir().join("new-desk.json"));
+    assert_eq!(rows_of(&db), 2);
 }
 
 #[test]

@@ -8,9 +8,6 @@ pub type TimerError = Box<dyn std::error::Error + Send + Sync>;
 /// An error from the hardware profiler.
 #[derive(Debug, thiserror::Error)]
 pub enum HwError {
-    /// Neither `$CANOPY_HOME` nor a platform data directory is available.
-    #[error("cannot find a data directory for this platform; set CANOPY_HOME to choose one")]
-    NoDataDir,
     /// A profile file or its directory could not be created, read or written.
     #[error("{action} {}: {source}", path.display())]
     Io {

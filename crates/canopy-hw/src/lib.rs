@@ -33,9 +33,8 @@ pub use model::{
 };
 pub use placement::{decide as decide_placement, Footprint, PlacementDecision};
 pub use profile::{
-    find_profile, load_profile, profiles_dir, reference_profile, AcceptanceRecord, CostPoints,
-    ModelCurve, ModelRef, Profile, ProfileCurves, ProfileKind, RpcRecord, REFERENCE_PROFILES,
-    SCHEMA_VERSION,
+    find_profile, load_profile, reference_profile, AcceptanceRecord, CostPoints, ModelCurve,
+    ModelRef, Profile, ProfileCurves, ProfileKind, RpcRecord, REFERENCE_PROFILES, SCHEMA_VERSION,
 };
 pub use stats::Spread;
 pub use system::{

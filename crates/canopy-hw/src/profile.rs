@@ -217,14 +217,6 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// `$CANOPY_HOME/profiles`, else `<platform data dir>/canopy/profiles`.
-///
-/// Fails with [`HwError::NoDataDir`] when neither is available.
-pub fn profiles_dir() -> Result<PathBuf, HwError> {
-    let home = canopy_store::data_dir().map_err(|_| HwError::NoDataDir)?;
-    Ok(home.join("profiles"))
-}
-
 /// A file-name-safe version of `name`: lowercase ASCII letters, digits and single dashes.
 pub fn slug(name: &str) -> String {
     let mut out = String::new();
@@ -275,16 +267,15 @@ pub fn reference_profile(name: &str) -> Option<Result<Profile, HwError>> {
         .map(|(n, text)| Profile::from_json(text, Path::new(&format!("profiles/{n}.json"))))
 }
 
-/// Finds a profile by what a user typed: an existing file path, else a profile saved under
-/// [`profiles_dir`] (`<name>.json`), else a built-in reference profile.
+/// Finds a profile by what a user typed: an existing file path, else a profile saved in `dir`
+/// (`<name>.json`; the caller's profiles folder), else a built-in reference profile.
 ///
 /// Fails with [`HwError::UnknownProfile`] when none matches, and as [`load_profile`] does.
-pub fn find_profile(spec: &str) -> Result<Profile, HwError> {
+pub fn find_profile(spec: &str, dir: &Path) -> Result<Profile, HwError> {
     let path = Path::new(spec);
     if path.is_file() {
         return load_profile(path);
     }
-    let dir = profiles_dir().unwrap_or_else(|_| PathBuf::from("profiles"));
     let saved = dir.join(format!("{spec}.json"));
     if saved.is_file() {
         return load_profile(&saved);
@@ -294,7 +285,7 @@ pub fn find_profile(spec: &str) -> Result<Profile, HwError> {
     }
     Err(HwError::UnknownProfile {
         name: spec.to_owned(),
-        dir,
+        dir: dir.to_owned(),
         known: REFERENCE_PROFILES
             .iter()
             .map(|(n, _)| *n)

@@ -213,9 +213,13 @@ fn find_profile_by_path_saved_name_and_reference_name() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.json");
     p.save(&file).unwrap();
-    assert_eq!(find_profile(file.to_str().unwrap()).unwrap(), p);
-    assert_eq!(find_profile("cpu-only").unwrap().name, "cpu-only");
-    let err = find_profile("no-such-profile-anywhere").unwrap_err();
+    assert_eq!(find_profile(file.to_str().unwrap(), dir.path()).unwrap(), p);
+    assert_eq!(find_profile("x", dir.path()).unwrap(), p);
+    assert_eq!(
+        find_profile("cpu-only", dir.path()).unwrap().name,
+        "cpu-only"
+    );
+    let err = find_profile("no-such-profile-anywhere", dir.path()).unwrap_err();
     assert!(err.to_string().contains("rtx4090-pcie4"), "{err}");
 }
 

@@ -33,7 +33,7 @@ pub use hub::{
     HubPart, QuantGroup,
 };
 pub use pairing::{pairs, Candidate, Pairing, Verdict};
-pub use paths::{data_dir, models_dir, test_model};
+pub use paths::test_model;
 pub use registry::{
     DeleteFile, HashEvent, HashJob, HashState, ImportMode, Library, Listing, ModelId, ModelPart,
     ModelRecord, Role, ScanReport,

@@ -1,8 +1,9 @@
-//! Where Canopy keeps its files, and where the real test models live.
+//! Where unfinished downloads wait, and where the real test models live.
 //!
-//! The data directory is `$CANOPY_HOME` when that is set, otherwise the platform's data directory
-//! followed by `canopy` (`~/.local/share/canopy` on Linux, `~/Library/Application Support/canopy`
-//! on macOS). `scripts/fetch-models` uses the same locations.
+//! The library's own folders are the caller's: the application core passes its data folder's
+//! `models` folder and registry file to [`crate::Library::open`]. Only the tests' models fall back
+//! to that folder themselves (`scripts/fetch-models` fills it), through the one data-folder rule
+//! of `canopy_store::data_dir`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,27 +13,6 @@ use crate::error::ModelsError;
 
 /// The manifest of the real models the tests and the demo use (also read by `scripts/fetch-models`).
 const TEST_MODELS_JSON: &str = include_str!("../../../assets/test-models.json");
-
-/// The data directory: `$CANOPY_HOME` if set (and not empty), else `<platform data dir>/canopy`.
-///
-/// Fails when `CANOPY_HOME` is unset and the platform has no data directory (no home directory).
-pub fn data_dir() -> Result<PathBuf, ModelsError> {
-    canopy_store::data_dir().map_err(|_| ModelsError::NoDataDir)
-}
-
-/// `<data dir>/models`: where imported and downloaded models are kept.
-///
-/// Fails like [`data_dir`].
-pub fn models_dir() -> Result<PathBuf, ModelsError> {
-    Ok(data_dir()?.join("models"))
-}
-
-/// `<data dir>/library.db`: the model registry database.
-///
-/// Fails like [`data_dir`].
-pub fn library_db() -> Result<PathBuf, ModelsError> {
-    Ok(data_dir()?.join("library.db"))
-}
 
 /// `<models dir>/.partial`: unfinished downloads, kept so that they can be resumed.
 pub fn partial_dir(models_dir: &Path) -> PathBuf {
@@ -69,14 +49,17 @@ pub fn test_models() -> Result<Vec<TestModel>, ModelsError> {
         .map_err(|e| ModelsError::Manifest(e.to_string()))
 }
 
-/// The folder holding the fetched test models: `$CANOPY_TEST_MODELS` if set, else [`models_dir`].
+/// The folder holding the fetched test models: `$CANOPY_TEST_MODELS` if set, else the data
+/// folder's `models` (where `scripts/fetch-models` puts them).
 ///
-/// Fails like [`data_dir`].
+/// Fails when neither `CANOPY_TEST_MODELS`, `CANOPY_HOME` nor a platform data folder exists.
 pub fn test_models_dir() -> Result<PathBuf, ModelsError> {
     if let Some(dir) = std::env::var_os("CANOPY_TEST_MODELS").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    models_dir()
+    canopy_store::data_dir()
+        .map(|dir| dir.join("models"))
+        .map_err(|_| ModelsError::NoDataDir)
 }
 
 /// The path of the fetched test model `id` (an id of `assets/test-models.json`).

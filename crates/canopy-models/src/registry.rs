@@ -267,14 +267,6 @@ pub struct Library {
 }
 
 impl Library {
-    /// Opens the registry of the data directory (`<data dir>/library.db`, models in
-    /// `<data dir>/models`), creating both when absent.
-    ///
-    /// Fails like [`Library::open`], or when there is no data directory.
-    pub fn open_default() -> Result<Library, ModelsError> {
-        Library::open(&crate::paths::library_db()?, &crate::paths::models_dir()?)
-    }
-
     /// Opens (creating and migrating) the registry database at `db_path`, with imported files going
     /// to `models_dir`.
     ///

@@ -55,11 +55,6 @@ pub fn data_dir() -> Result<PathBuf, StoreError> {
     }
 }
 
-/// `<data dir>/canopy.db`; see [`data_dir`] for when it fails.
-pub fn default_db_path() -> Result<PathBuf, StoreError> {
-    Ok(data_dir()?.join(DB_FILE_NAME))
-}
-
 /// The database connection every read and write goes through. `Send`, not `Sync`: one writer.
 pub struct Store {
     conn: Connection,
@@ -143,11 +138,6 @@ impl Store {
             _owners: owners,
             interrupted_on_open,
         })
-    }
-
-    /// Opens the database at [`default_db_path`]; fails as [`default_db_path`] and [`Store::open`] do.
-    pub fn open_default() -> Result<Store, StoreError> {
-        Store::open(&default_db_path()?)
     }
 
     /// The database file.
@@ -520,63 +510,24 @@ impl Store {
         })
     }
 
-    /// Saves a hardware profile (JSON, opaque to the store) and returns its id. Fails only on database errors.
-    pub fn save_profile(&self, name: &str, json: &str) -> Result<i64, StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO hardware_profiles(name, json, created_at) VALUES (?1, ?2, ?3)",
-                params![name, json, now_ms()],
-            )?;
-            Ok(tx.last_insert_rowid())
-        })
-    }
-
-    /// The most recently saved hardware profile as (id, name, json). Fails only on database errors.
-    pub fn latest_profile(&self) -> Result<Option<(i64, String, String)>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id, name, json FROM hardware_profiles ORDER BY id DESC LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()?)
-    }
-
-    /// Every saved hardware profile as (id, name, json), newest first. Fails only on database errors.
-    pub fn profiles(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+    /// Hardware profiles an earlier Canopy saved here, as (name, json), newest first. Profiles
+    /// now live as files in the data folder; the core moves these there once and then calls
+    /// [`Store::forget_legacy_profiles`]. Fails only on database errors.
+    pub fn legacy_profiles(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, name, json FROM hardware_profiles ORDER BY id DESC")?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Saves (or replaces) a model registry entry under `key` (JSON, opaque to the store).
-    /// Fails only on database errors.
-    pub fn put_model(&self, key: &str, json: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO models(key, json, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(key) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at",
-                params![key, json, now_ms()],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// All model registry entries as (key, json), ordered by key. Fails only on database errors.
-    pub fn models(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key, json FROM models ORDER BY key")?;
+            .prepare("SELECT name, json FROM hardware_profiles ORDER BY id DESC")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Removes a model registry entry; returns whether it existed. Fails only on database errors.
-    pub fn remove_model(&self, key: &str) -> Result<bool, StoreError> {
-        self.write(|tx| Ok(tx.execute("DELETE FROM models WHERE key = ?1", [key])? > 0))
+    /// Deletes the hardware profiles of [`Store::legacy_profiles`], once they are saved
+    /// elsewhere. Fails only on database errors.
+    pub fn forget_legacy_profiles(&self) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM hardware_profiles", [])?;
+            Ok(())
+        })
     }
 
     /// Runs SQLite's `integrity_check` and the full-text index's own check; returns the problems

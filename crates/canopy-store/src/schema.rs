@@ -84,8 +84,15 @@ CREATE TABLE hardware_profiles (
 );
 ";
 
+/// Version 3: the unused `models` table goes (the model library keeps its own registry).
+/// `hardware_profiles` stays only to be read once: profiles live as JSON files in the data
+/// folder, and the core moves any row there ([`crate::Store::legacy_profiles`]).
+pub(crate) const V3: &str = "
+DROP TABLE models;
+";
+
 /// Every schema version in order; version N is the state after the first N entries.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

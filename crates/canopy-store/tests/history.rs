@@ -514,8 +514,8 @@ fn markdown_export_shows_the_active_branch() {
 }
 
 #[test]
-fn settings_profiles_and_models() {
-    let (_dir, _path, store) = temp_store();
+fn settings_and_legacy_profiles() {
+    let (_dir, path, store) = temp_store();
     assert_eq!(store.get_setting("theme").unwrap(), None);
     store.set_setting("theme", "dark").unwrap();
     store.set_setting("theme", "light").unwrap();
@@ -524,27 +524,23 @@ fn settings_profiles_and_models() {
         Some("light")
     );
 
-    assert_eq!(store.latest_profile().unwrap(), None);
-    let first = store.save_profile("laptop", r#"{"pcie_gbps":12}"#).unwrap();
-    let second = store.save_profile("laptop", r#"{"pcie_gbps":13}"#).unwrap();
-    assert!(second > first);
+    // Rows an earlier Canopy wrote are read newest first, then forgotten.
+    assert!(store.legacy_profiles().unwrap().is_empty());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        r#"INSERT INTO hardware_profiles(name, json, created_at) VALUES ('laptop', '{"a":1}', 1);
+           INSERT INTO hardware_profiles(name, json, created_at) VALUES ('desk', '{"a":2}', 2);"#,
+    )
+    .unwrap();
     assert_eq!(
-        store.latest_profile().unwrap(),
-        Some((second, "laptop".into(), r#"{"pcie_gbps":13}"#.into()))
-    );
-
-    store.put_model("b.gguf", "{}").unwrap();
-    store.put_model("a.gguf", r#"{"x":1}"#).unwrap();
-    store.put_model("a.gguf", r#"{"x":2}"#).unwrap();
-    assert_eq!(
-        store.models().unwrap(),
+        store.legacy_profiles().unwrap(),
         [
-            ("a.gguf".into(), r#"{"x":2}"#.into()),
-            ("b.gguf".into(), "{}".into())
+            ("desk".to_owned(), r#"{"a":2}"#.to_owned()),
+            ("laptop".to_owned(), r#"{"a":1}"#.to_owned())
         ]
     );
-    assert!(store.remove_model("a.gguf").unwrap());
-    assert!(!store.remove_model("a.gguf").unwrap());
+    store.forget_legacy_profiles().unwrap();
+    assert!(store.legacy_profiles().unwrap().is_empty());
 }
 
 /// A second connection reads while a write transaction is open, sees only committed rows, and
