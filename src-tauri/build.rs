@@ -1,45 +1,8 @@
-//! Generates the permission set of the app's own commands, so that a capability can allow
-//! exactly the commands its window uses.
+//! Generates the permission set of the app's own commands (read from `src/lib.rs`'s handler
+//! list, the one list of them), so that a capability can allow exactly the commands its window
+//! uses.
 
-const COMMANDS: &[&str] = &[
-    "app_info",
-    "list_conversations",
-    "search_messages",
-    "create_conversation",
-    "set_conversation_models",
-    "placement_preview",
-    "rename_conversation",
-    "delete_conversation",
-    "conversation_messages",
-    "add_user_message",
-    "generate_reply",
-    "stop_generation",
-    "restart_worker",
-    "load_settings",
-    "save_settings",
-    "get_model_pair",
-    "set_model_pair",
-    "list_models",
-    "library_usage",
-    "import_model",
-    "scan_models",
-    "remove_model",
-    "inspect_model",
-    "model_pairings",
-    "model_catalog",
-    "download_model",
-    "cancel_download",
-    "hub_search",
-    "hub_files",
-    "hub_drafts",
-    "hub_token_status",
-    "set_hub_token",
-    "latest_profile",
-    "run_profile",
-    "cancel_profile",
-    "server_status",
-    "set_server",
-];
+include!("src/command_list.rs");
 
 fn main() {
     // llama.cpp's shared libraries: beside the binary (a target folder) or in ../lib/canopy (the
@@ -47,8 +10,21 @@ fn main() {
     println!(
         "cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,$ORIGIN:$ORIGIN/../lib/canopy"
     );
+    println!("cargo:rerun-if-changed=src/lib.rs");
+    let lib_rs = match std::fs::read_to_string("src/lib.rs") {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("cannot read src/lib.rs for the command list: {err}");
+            std::process::exit(1);
+        }
+    };
+    // The manifest keeps the names for the whole build: a build script may leak them.
+    let commands: Vec<&'static str> = handler_commands(&lib_rs)
+        .into_iter()
+        .map(|name| &*String::leak(name))
+        .collect();
     let attributes = tauri_build::Attributes::new()
-        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+        .app_manifest(tauri_build::AppManifest::new().commands(commands.leak()));
     if let Err(err) = tauri_build::try_build(attributes) {
         eprintln!("tauri build step failed: {err:#}");
         std::process::exit(1);

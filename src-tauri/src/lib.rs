@@ -7,6 +7,8 @@
 
 mod bindings;
 mod chat;
+#[cfg(test)]
+mod command_list;
 mod error;
 mod models;
 mod profile;
