@@ -278,7 +278,35 @@ pub(crate) fn parse<R: Read>(inner: R, len: u64) -> Result<GgufHeader, GgufError
         return Err(GgufError::Empty);
     }
     let mut r = Bounded { inner, pos: 0, len };
+    let (version, tensor_count, kv_count) = read_counts(&mut r)?;
+    let (metadata, index) = read_metadata(&mut r, kv_count)?;
+    let alignment = alignment_of(&metadata, &index)?;
+    let mut tensors: Vec<TensorInfo> = Vec::with_capacity(tensor_count.min(MAX_PREALLOC) as usize);
+    let mut names: HashSet<String> =
+        HashSet::with_capacity(tensor_count.min(MAX_PREALLOC) as usize);
+    for i in 0..tensor_count {
+        let tensor = read_tensor_info(&mut r, i, &names)?;
+        names.insert(tensor.name.clone());
+        tensors.push(tensor);
+    }
+    // The data section starts at the aligned end of the header.
+    let data_offset = r.pos.div_ceil(alignment) * alignment;
+    place_tensors(&mut tensors, data_offset, alignment, len)?;
+    check_overlaps(&tensors)?;
+    Ok(GgufHeader {
+        version,
+        metadata,
+        index,
+        tensors,
+        alignment,
+        data_offset,
+        file_len: len,
+    })
+}
 
+/// The magic, the version and the tensor and metadata counts, each count bounded by the bytes
+/// left for its smallest possible records.
+fn read_counts<R: Read>(r: &mut Bounded<R>) -> Result<(u32, u64, u64), GgufError> {
     let magic: [u8; 4] = r.array(Field::Header("magic"))?;
     if &magic != b"GGUF" {
         return Err(GgufError::Magic {
@@ -318,8 +346,14 @@ pub(crate) fn parse<R: Read>(inner: R, len: u64) -> Result<GgufHeader, GgufError
             left: kv_left,
         });
     }
+    Ok((version, tensor_count, kv_count))
+}
 
-    // Metadata.
+/// The `kv_count` metadata entries, each key non-empty and unique, with an index by key.
+fn read_metadata<R: Read>(
+    r: &mut Bounded<R>,
+    kv_count: u64,
+) -> Result<(Vec<MetadataEntry>, HashMap<String, usize>), GgufError> {
     let mut metadata: Vec<MetadataEntry> = Vec::with_capacity(kv_count.min(MAX_PREALLOC) as usize);
     let mut index: HashMap<String, usize> =
         HashMap::with_capacity(kv_count.min(MAX_PREALLOC) as usize);
@@ -337,135 +371,142 @@ pub(crate) fn parse<R: Read>(inner: R, len: u64) -> Result<GgufHeader, GgufError
         index.insert(key.clone(), metadata.len());
         metadata.push(MetadataEntry { key, value, offset });
     }
+    Ok((metadata, index))
+}
 
-    let alignment = match index.get(crate::ALIGNMENT_KEY) {
-        None => DEFAULT_ALIGNMENT,
-        Some(&i) => {
-            let entry = &metadata[i];
-            // The value follows the key (8-byte length + bytes) and its 4-byte type id.
-            let value_offset = entry.offset + 8 + crate::ALIGNMENT_KEY.len() as u64 + 4;
-            match entry.value {
-                Value::U32(a) if a != 0 && a.is_power_of_two() => u64::from(a),
-                Value::U32(a) => {
-                    return Err(GgufError::Alignment {
-                        offset: value_offset,
-                        alignment: a,
-                    })
-                }
-                ref other => {
-                    return Err(GgufError::AlignmentType {
-                        offset: value_offset,
-                        value_type: other.value_type().name(),
-                    })
-                }
-            }
-        }
+/// `general.alignment` (a non-zero power of two as a u32), else the default.
+fn alignment_of(
+    metadata: &[MetadataEntry],
+    index: &HashMap<String, usize>,
+) -> Result<u64, GgufError> {
+    let Some(&i) = index.get(crate::ALIGNMENT_KEY) else {
+        return Ok(DEFAULT_ALIGNMENT);
     };
+    let entry = &metadata[i];
+    // The value follows the key (8-byte length + bytes) and its 4-byte type id.
+    let value_offset = entry.offset + 8 + crate::ALIGNMENT_KEY.len() as u64 + 4;
+    match entry.value {
+        Value::U32(a) if a != 0 && a.is_power_of_two() => Ok(u64::from(a)),
+        Value::U32(a) => Err(GgufError::Alignment {
+            offset: value_offset,
+            alignment: a,
+        }),
+        ref other => Err(GgufError::AlignmentType {
+            offset: value_offset,
+            value_type: other.value_type().name(),
+        }),
+    }
+}
 
-    // Tensor infos.
-    let mut tensors: Vec<TensorInfo> = Vec::with_capacity(tensor_count.min(MAX_PREALLOC) as usize);
-    let mut names: HashSet<String> =
-        HashSet::with_capacity(tensor_count.min(MAX_PREALLOC) as usize);
-    for i in 0..tensor_count {
-        let info_offset = r.pos;
-        let name = r.strict_string(Field::TensorName(i))?;
-        if name.len() as u64 > MAX_TENSOR_NAME {
-            return Err(GgufError::TensorNameLength {
-                offset: info_offset,
-                len: name.len() as u64,
-                tensor: name,
-                max: MAX_TENSOR_NAME,
-            });
-        }
-        if names.contains(&name) {
-            return Err(GgufError::DuplicateTensor {
-                offset: info_offset,
-                tensor: name,
-            });
-        }
-        let dims_offset = r.pos;
-        let n_dims = r.u32(Field::Tensor(&name))?;
-        if n_dims > MAX_DIMS {
-            return Err(GgufError::Dims {
-                offset: dims_offset,
-                tensor: name,
-                n_dims,
-                max: MAX_DIMS,
-            });
-        }
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for index in 0..n_dims {
-            let offset = r.pos;
-            let value = r.u64(Field::Tensor(&name))?;
-            if value > i64::MAX as u64 {
-                return Err(GgufError::Dimension {
-                    offset,
-                    tensor: name,
-                    index,
-                    value,
-                });
-            }
-            dims.push(value);
-        }
-        let n_elements = dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n <= i64::MAX as u64);
-        let Some(n_elements) = n_elements else {
-            return Err(GgufError::ElementCount {
-                offset: dims_offset + 4,
-                tensor: name,
-                dims,
-            });
-        };
-        let type_offset = r.pos;
-        let type_id = r.u32(Field::Tensor(&name))?;
-        let Some(ggml_type) = GgmlType::from_id(type_id) else {
-            return Err(GgufError::TensorType {
-                offset: type_offset,
-                tensor: name,
-                ggml_type: type_id,
-            });
-        };
-        let row = dims.first().copied().unwrap_or(1);
-        let block = ggml_type.block_size();
-        if row % block != 0 {
-            return Err(GgufError::RowSize {
-                offset: type_offset,
-                tensor: name,
-                row,
-                ggml_type: ggml_type.name(),
-                block,
-            });
-        }
-        // Rows are whole blocks, so the element count is too.
-        let n_bytes = (n_elements / block)
-            .checked_mul(ggml_type.type_size())
-            .filter(|&n| n <= i64::MAX as u64);
-        let Some(n_bytes) = n_bytes else {
-            return Err(GgufError::ByteSize {
-                offset: type_offset,
-                tensor: name,
-            });
-        };
-        let offset = r.u64(Field::Tensor(&name))?;
-        names.insert(name.clone());
-        tensors.push(TensorInfo {
-            name,
-            dims,
-            ggml_type,
-            offset,
-            data_start: 0,
-            n_elements,
-            n_bytes,
-            info_offset,
+/// Tensor info `i`: a bounded, unique name; at most [`MAX_DIMS`] dimensions whose product and
+/// byte size fit an `i64`; a known type whose blocks divide the rows; the data offset.
+fn read_tensor_info<R: Read>(
+    r: &mut Bounded<R>,
+    i: u64,
+    names: &HashSet<String>,
+) -> Result<TensorInfo, GgufError> {
+    let info_offset = r.pos;
+    let name = r.strict_string(Field::TensorName(i))?;
+    if name.len() as u64 > MAX_TENSOR_NAME {
+        return Err(GgufError::TensorNameLength {
+            offset: info_offset,
+            len: name.len() as u64,
+            tensor: name,
+            max: MAX_TENSOR_NAME,
         });
     }
+    if names.contains(&name) {
+        return Err(GgufError::DuplicateTensor {
+            offset: info_offset,
+            tensor: name,
+        });
+    }
+    let dims_offset = r.pos;
+    let n_dims = r.u32(Field::Tensor(&name))?;
+    if n_dims > MAX_DIMS {
+        return Err(GgufError::Dims {
+            offset: dims_offset,
+            tensor: name,
+            n_dims,
+            max: MAX_DIMS,
+        });
+    }
+    let mut dims = Vec::with_capacity(n_dims as usize);
+    for index in 0..n_dims {
+        let offset = r.pos;
+        let value = r.u64(Field::Tensor(&name))?;
+        if value > i64::MAX as u64 {
+            return Err(GgufError::Dimension {
+                offset,
+                tensor: name,
+                index,
+                value,
+            });
+        }
+        dims.push(value);
+    }
+    let n_elements = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= i64::MAX as u64);
+    let Some(n_elements) = n_elements else {
+        return Err(GgufError::ElementCount {
+            offset: dims_offset + 4,
+            tensor: name,
+            dims,
+        });
+    };
+    let type_offset = r.pos;
+    let type_id = r.u32(Field::Tensor(&name))?;
+    let Some(ggml_type) = GgmlType::from_id(type_id) else {
+        return Err(GgufError::TensorType {
+            offset: type_offset,
+            tensor: name,
+            ggml_type: type_id,
+        });
+    };
+    let row = dims.first().copied().unwrap_or(1);
+    let block = ggml_type.block_size();
+    if row % block != 0 {
+        return Err(GgufError::RowSize {
+            offset: type_offset,
+            tensor: name,
+            row,
+            ggml_type: ggml_type.name(),
+            block,
+        });
+    }
+    // Rows are whole blocks, so the element count is too.
+    let n_bytes = (n_elements / block)
+        .checked_mul(ggml_type.type_size())
+        .filter(|&n| n <= i64::MAX as u64);
+    let Some(n_bytes) = n_bytes else {
+        return Err(GgufError::ByteSize {
+            offset: type_offset,
+            tensor: name,
+        });
+    };
+    let offset = r.u64(Field::Tensor(&name))?;
+    Ok(TensorInfo {
+        name,
+        dims,
+        ggml_type,
+        offset,
+        data_start: 0,
+        n_elements,
+        n_bytes,
+        info_offset,
+    })
+}
 
-    // The data section starts at the aligned end of the header.
-    let header_end = r.pos;
-    let data_offset = header_end.div_ceil(alignment) * alignment;
-    for t in &mut tensors {
+/// Places each tensor's data after `data_offset`: aligned, and inside the file's `len` bytes.
+fn place_tensors(
+    tensors: &mut [TensorInfo],
+    data_offset: u64,
+    alignment: u64,
+    len: u64,
+) -> Result<(), GgufError> {
+    for t in tensors {
         // The offset field is the last 8 bytes of the info record.
         let field_offset =
             t.info_offset + 8 + t.name.len() as u64 + 4 + 8 * t.dims.len() as u64 + 4;
@@ -492,17 +533,7 @@ pub(crate) fn parse<R: Read>(inner: R, len: u64) -> Result<GgufHeader, GgufError
             }
         }
     }
-    check_overlaps(&tensors)?;
-
-    Ok(GgufHeader {
-        version,
-        metadata,
-        index,
-        tensors,
-        alignment,
-        data_offset,
-        file_len: len,
-    })
+    Ok(())
 }
 
 /// Fails when two tensors with data share a byte.

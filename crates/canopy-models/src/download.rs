@@ -198,42 +198,7 @@ pub fn download_authorized(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(&DownloadEvent),
 ) -> Result<Downloaded, DownloadError> {
-    let url = request.url.as_str();
-    check_url(url)?;
-    let name = match &request.file_name {
-        Some(n) => {
-            check_file_name(n)?;
-            n.clone()
-        }
-        None => file_name_from_url(url)?,
-    };
-    let expected_sha = request
-        .expected
-        .sha256
-        .as_deref()
-        .map(parse_sha256)
-        .transpose()?;
-    if expected_sha.is_none() && request.expected.size.is_none() {
-        return Err(DownloadError::NothingToVerify);
-    }
-    let dest = models_dir.join(&name);
-    if dest.exists() {
-        return Err(DownloadError::Exists { path: dest });
-    }
-    let partial_root = partial_dir(models_dir);
-    fs::create_dir_all(&partial_root).map_err(io_err("cannot create", &partial_root))?;
-    let partial = partial_root.join(format!("{name}.part"));
-    let stamp = partial_root.join(format!("{name}.part.source"));
-    // A partial file from another URL or checksum is not ours to continue.
-    let identity = format!("{url}\n{}\n", expected_sha.as_deref().unwrap_or("-"));
-    match fs::read_to_string(&stamp) {
-        Ok(previous) if previous == identity => {}
-        _ => {
-            remove_if_exists(&partial)?;
-            fs::write(&stamp, &identity).map_err(io_err("cannot write", &stamp))?;
-        }
-    }
-
+    let job = Job::prepare(models_dir, request)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -241,7 +206,6 @@ pub fn download_authorized(
         .user_agent(concat!("canopy/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-
     let mut restarted_after_416 = false;
     loop {
         let mut file = OpenOptions::new()
@@ -249,20 +213,153 @@ pub fn download_authorized(
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&partial)
-            .map_err(io_err("cannot open", &partial))?;
+            .open(&job.partial)
+            .map_err(io_err("cannot open", &job.partial))?;
         let mut hasher = Sha256::new();
-        let mut done = hash_existing(&mut file, &partial, &mut hasher, on_event)?;
+        let mut done = hash_existing(&mut file, &job.partial, &mut hasher, on_event)?;
 
-        let mut call = agent.get(url);
+        let mut call = agent.get(job.url);
         if let Some(value) = authorization {
             call = call.header("Authorization", value);
         }
         if done > 0 {
             call = call.header("Range", format!("bytes={done}-"));
         }
-        let response = call.call().map_err(|e| connect_error(url, e))?;
-        let status = response.status().as_u16();
+        let response = call.call().map_err(|e| connect_error(job.url, e))?;
+        let total = match job.answer(&response, done)? {
+            Answer::Bytes { total } => total,
+            Answer::Whole { total } => {
+                if done > 0 {
+                    on_event(&DownloadEvent::ServerIgnoredRange { discarded: done });
+                    file.set_len(0)
+                        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+                        .map_err(io_err("cannot truncate", &job.partial))?;
+                    hasher = Sha256::new();
+                    done = 0;
+                }
+                total
+            }
+            Answer::AlreadyComplete => {
+                drop(file);
+                return job.finish(hasher, done);
+            }
+            Answer::Restart if restarted_after_416 => {
+                return Err(DownloadError::BadResponse {
+                    url: job.url.to_string(),
+                    reason: "416 Range Not Satisfiable even for a fresh download".to_string(),
+                });
+            }
+            Answer::Restart => {
+                restarted_after_416 = true;
+                drop(file);
+                remove_if_exists(&job.partial)?;
+                continue;
+            }
+        };
+        let total = job.check_total(total, done)?;
+        on_event(&DownloadEvent::Connected {
+            resume_from: done,
+            total,
+        });
+        let mut reader = response.into_body().into_reader();
+        let received = Receiving {
+            file: &mut file,
+            hasher: &mut hasher,
+            done,
+            total,
+        };
+        done = job.receive(received, &mut reader, cancel, on_event)?;
+        drop(file);
+        return job.finish(hasher, done);
+    }
+}
+
+/// One download's names and expectations, checked before the first byte.
+struct Job<'a> {
+    url: &'a str,
+    dest: PathBuf,
+    partial_root: PathBuf,
+    partial: PathBuf,
+    stamp: PathBuf,
+    expected_sha: Option<String>,
+    expected_size: Option<u64>,
+}
+
+/// What a server's answer to a (range) request means for the partial file.
+enum Answer {
+    /// 206: the bytes after the partial file's, of a file of `total` bytes when known.
+    Bytes { total: Option<u64> },
+    /// 200: the whole file, whatever was asked.
+    Whole { total: Option<u64> },
+    /// 416 for a partial file exactly as long as the file: nothing is left to fetch.
+    AlreadyComplete,
+    /// 416 for a partial file longer than the file now on the server: start again.
+    Restart,
+}
+
+/// The partial file being written, its hash so far and its length.
+struct Receiving<'f> {
+    file: &'f mut File,
+    hasher: &'f mut Sha256,
+    done: u64,
+    total: Option<u64>,
+}
+
+impl<'a> Job<'a> {
+    /// Checks the request and claims the partial file: one from another URL or checksum is not
+    /// ours to continue, so it is dropped.
+    fn prepare(models_dir: &Path, request: &'a DownloadRequest) -> Result<Job<'a>, DownloadError> {
+        let url = request.url.as_str();
+        check_url(url)?;
+        let name = match &request.file_name {
+            Some(n) => {
+                check_file_name(n)?;
+                n.clone()
+            }
+            None => file_name_from_url(url)?,
+        };
+        let expected_sha = request
+            .expected
+            .sha256
+            .as_deref()
+            .map(parse_sha256)
+            .transpose()?;
+        if expected_sha.is_none() && request.expected.size.is_none() {
+            return Err(DownloadError::NothingToVerify);
+        }
+        let dest = models_dir.join(&name);
+        if dest.exists() {
+            return Err(DownloadError::Exists { path: dest });
+        }
+        let partial_root = partial_dir(models_dir);
+        fs::create_dir_all(&partial_root).map_err(io_err("cannot create", &partial_root))?;
+        let partial = partial_root.join(format!("{name}.part"));
+        let stamp = partial_root.join(format!("{name}.part.source"));
+        let identity = format!("{url}\n{}\n", expected_sha.as_deref().unwrap_or("-"));
+        match fs::read_to_string(&stamp) {
+            Ok(previous) if previous == identity => {}
+            _ => {
+                remove_if_exists(&partial)?;
+                fs::write(&stamp, &identity).map_err(io_err("cannot write", &stamp))?;
+            }
+        }
+        Ok(Job {
+            url,
+            dest,
+            partial_root,
+            partial,
+            stamp,
+            expected_sha,
+            expected_size: request.expected.size,
+        })
+    }
+
+    /// Reads the status and range headers of the answer to a request for the bytes from `done`.
+    fn answer(
+        &self,
+        response: &ureq::http::Response<ureq::Body>,
+        done: u64,
+    ) -> Result<Answer, DownloadError> {
         let header = |name: &str| {
             response
                 .headers()
@@ -271,110 +368,101 @@ pub fn download_authorized(
                 .map(str::to_string)
         };
         let content_length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        let total = match status {
+        let bad = |reason: String| DownloadError::BadResponse {
+            url: self.url.to_string(),
+            reason,
+        };
+        match response.status().as_u16() {
             206 => {
                 let range = header("content-range").unwrap_or_default();
-                let (start, total) =
-                    parse_content_range(&range).ok_or_else(|| DownloadError::BadResponse {
-                        url: url.to_string(),
-                        reason: format!("206 with an unreadable Content-Range {range:?}"),
-                    })?;
+                let (start, total) = parse_content_range(&range).ok_or_else(|| {
+                    bad(format!("206 with an unreadable Content-Range {range:?}"))
+                })?;
                 if start != done {
-                    return Err(DownloadError::BadResponse {
-                        url: url.to_string(),
-                        reason: format!("asked for bytes from {done} but got bytes from {start}"),
-                    });
+                    return Err(bad(format!(
+                        "asked for bytes from {done} but got bytes from {start}"
+                    )));
                 }
-                total.or(content_length.map(|l| done + l))
+                Ok(Answer::Bytes {
+                    total: total.or(content_length.map(|l| done + l)),
+                })
             }
-            200 => {
-                if done > 0 {
-                    on_event(&DownloadEvent::ServerIgnoredRange { discarded: done });
-                    file.set_len(0)
-                        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
-                        .map_err(io_err("cannot truncate", &partial))?;
-                    hasher = Sha256::new();
-                    done = 0;
-                }
-                content_length
-            }
+            200 => Ok(Answer::Whole {
+                total: content_length,
+            }),
             416 if done > 0 => {
-                // The server has no bytes after ours: either the partial file is complete, or it is
-                // longer than the file now on the server. Verify the first case; restart the second.
+                // The server has no bytes after ours: either the partial file is complete, or it
+                // is longer than the file now on the server.
                 let range = header("content-range").unwrap_or_default();
                 let server_total = range
                     .trim()
                     .strip_prefix("bytes */")
                     .and_then(|t| t.trim().parse::<u64>().ok());
-                if server_total == Some(done) {
-                    drop(file);
-                    return finish(
-                        url,
-                        &partial,
-                        &stamp,
-                        &dest,
-                        hasher,
-                        done,
-                        expected_sha.as_deref(),
-                        request.expected.size,
-                    );
-                }
-                if restarted_after_416 {
-                    return Err(DownloadError::BadResponse {
-                        url: url.to_string(),
-                        reason: "416 Range Not Satisfiable even for a fresh download".to_string(),
-                    });
-                }
-                restarted_after_416 = true;
-                drop(file);
-                remove_if_exists(&partial)?;
-                continue;
-            }
-            404 => {
-                return Err(DownloadError::NotFound {
-                    url: url.to_string(),
+                Ok(if server_total == Some(done) {
+                    Answer::AlreadyComplete
+                } else {
+                    Answer::Restart
                 })
             }
-            code => {
-                return Err(DownloadError::Status {
-                    url: url.to_string(),
-                    code,
-                })
-            }
-        };
-        if let (Some(total), Some(size)) = (total, request.expected.size) {
+            404 => Err(DownloadError::NotFound {
+                url: self.url.to_string(),
+            }),
+            code => Err(DownloadError::Status {
+                url: self.url.to_string(),
+                code,
+            }),
+        }
+    }
+
+    /// The file's size as the server says it, checked against the expected size, and the free
+    /// disk space checked against what is left to fetch.
+    fn check_total(&self, total: Option<u64>, done: u64) -> Result<Option<u64>, DownloadError> {
+        if let (Some(total), Some(size)) = (total, self.expected_size) {
             if total != size {
                 return Err(DownloadError::SizeMismatch {
-                    url: url.to_string(),
+                    url: self.url.to_string(),
                     expected: size,
                     actual: total,
                 });
             }
         }
-        let total = total.or(request.expected.size);
+        let total = total.or(self.expected_size);
         if let Some(total) = total {
             let needed = total.saturating_sub(done);
-            if let Some(available) = available_space(&partial_root) {
+            if let Some(available) = available_space(&self.partial_root) {
                 if available < needed {
                     return Err(DownloadError::DiskFull {
-                        partial,
+                        partial: self.partial.clone(),
                         needed,
                         available,
                     });
                 }
             }
         }
-        on_event(&DownloadEvent::Connected {
-            resume_from: done,
-            total,
-        });
+        Ok(total)
+    }
 
-        let mut reader = response.into_body().into_reader();
+    /// Appends the body to the partial file until it ends, a cancel or a dropped connection
+    /// (the bytes so far are kept and flushed), and returns the file's length.
+    fn receive(
+        &self,
+        to: Receiving<'_>,
+        reader: &mut dyn Read,
+        cancel: &AtomicBool,
+        on_event: &mut dyn FnMut(&DownloadEvent),
+    ) -> Result<u64, DownloadError> {
+        let Receiving {
+            file,
+            hasher,
+            mut done,
+            total,
+        } = to;
+        let partial = || self.partial.clone();
         let mut buf = vec![0u8; CHUNK];
         loop {
             if cancel.load(Ordering::Relaxed) {
                 let _ = file.sync_all();
-                return Err(DownloadError::Cancelled { partial });
+                return Err(DownloadError::Cancelled { partial: partial() });
             }
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -386,15 +474,15 @@ pub fn download_authorized(
                         done,
                         total,
                         reason: e.to_string(),
-                        partial,
+                        partial: partial(),
                     });
                 }
             };
             if let Err(e) = file.write_all(&buf[..n]) {
                 if is_disk_full(&e) {
-                    return Err(DownloadError::DiskFullWhileWriting { partial });
+                    return Err(DownloadError::DiskFullWhileWriting { partial: partial() });
                 }
-                return Err(io_err("cannot write", &partial)(e));
+                return Err(io_err("cannot write", &self.partial)(e));
             }
             hasher.update(&buf[..n]);
             done += n as u64;
@@ -407,27 +495,30 @@ pub fn download_authorized(
                     done,
                     total: Some(total),
                     reason: "the server closed the connection early".to_string(),
-                    partial,
+                    partial: partial(),
                 });
             }
         }
         if let Err(e) = file.sync_all() {
             if is_disk_full(&e) {
-                return Err(DownloadError::DiskFullWhileWriting { partial });
+                return Err(DownloadError::DiskFullWhileWriting { partial: partial() });
             }
-            return Err(io_err("cannot flush", &partial)(e));
+            return Err(io_err("cannot flush", &self.partial)(e));
         }
-        drop(file);
-        return finish(
-            url,
-            &partial,
-            &stamp,
-            &dest,
+        Ok(done)
+    }
+
+    fn finish(&self, hasher: Sha256, done: u64) -> Result<Downloaded, DownloadError> {
+        finish(
+            self.url,
+            &self.partial,
+            &self.stamp,
+            &self.dest,
             hasher,
             done,
-            expected_sha.as_deref(),
-            request.expected.size,
-        );
+            self.expected_sha.as_deref(),
+            self.expected_size,
+        )
     }
 }
 
