@@ -247,27 +247,15 @@ impl Core {
         let draft = draft
             .map(|d| model_ref(d, "draft").map(|m| (d.to_owned(), m)))
             .transpose()?;
-        let context = canopy_worker::DEFAULT_CONTEXT;
         canopy_worker::validate_rpc_endpoints(&spec.rpc)
             .map_err(|e| CoreError::user(e.to_string()))?;
-        let decision = self.decide_placement(
-            self.placement_with_helpers(spec.placement, &spec.rpc),
+        let has_gpu = profile.gpu.info().is_some();
+        let (mut decision, both_paths) = self.profiling_decision(
+            spec,
             &target_fp,
             draft.as_ref().map(|(_, (_, fp))| fp),
-            context,
+            has_gpu,
         );
-        let has_gpu = profile.gpu.info().is_some();
-        // A streamed target on a GPU is timed both ways llama.cpp can run its host layers (copied
-        // to the GPU for every pass, and run by the CPU), and the op-offload threshold is where
-        // the two measured curves cross, unless the user set GGML_OP_OFFLOAD_MIN_BATCH.
-        let both_paths = has_gpu
-            && decision.placement.streams()
-            && decision.op_offload_min_batch.is_some()
-            && crate::request::forced_op_offload_min_batch().is_none();
-        let mut decision = decision;
-        if both_paths {
-            decision.op_offload_min_batch = Some(1);
-        }
         let threshold = decision
             .op_offload_min_batch
             .filter(|_| has_gpu && !both_paths)
@@ -282,7 +270,7 @@ impl Core {
         };
         let mut timer = EngineTimer {
             core: self,
-            target: (target.to_owned(), target_ref.clone()),
+            target: (target.to_owned(), target_ref),
             draft: draft
                 .as_ref()
                 .map(|(path, (model, _))| (path.clone(), model.clone())),
@@ -294,119 +282,11 @@ impl Core {
             prefix: if has_gpu { PROFILE_PREFIX } else { 0 },
         };
         observer.progress(ProfileStage::Costs, 0, 1, "loading the models");
-        let failed = |e: &dyn std::fmt::Display| match cancel.is_cancelled() {
-            true => cancelled(),
-            false => CoreError::internal(format!("measuring the engine's pass times: {e}")),
-        };
-        let (mut target_curve, draft_curve, warmup, repeats) = if timer.draft.is_some() {
-            let measured =
-                canopy_hw::measure_curves(&mut timer, &grid, repeats, warmup, &mut |step| {
-                    let what = match step.kind {
-                        canopy_hw::CurveKind::Target => "target",
-                        canopy_hw::CurveKind::Draft => "draft",
-                    };
-                    observer.progress(
-                        ProfileStage::Costs,
-                        step.done,
-                        step.total,
-                        &format!("{what} pass over {} tokens", step.n),
-                    )
-                })
-                .map_err(|e| failed(&e))?;
-            let draft_curve = measured.draft;
-            (
-                measured.target,
-                Some(draft_curve),
-                measured.warmup,
-                measured.repeats,
-            )
-        } else {
-            let times = timer
-                .time_grid(&grid, repeats, &mut |f| {
-                    observer.progress(
-                        ProfileStage::Costs,
-                        (f * 100.0) as usize,
-                        100,
-                        "target passes",
-                    )
-                })
-                .unwrap_or_else(|| Err("the engine cannot time grids".into()))
-                .map_err(|e| failed(&e))?;
-            let curve = canopy_hw::CostCurve {
-                points: times.target,
-            };
-            (curve, None, times.warmup, repeats)
-        };
-        let mut split = split;
-        let mut offload_paths = None;
+        let mut timed = timer.time_curves(&grid, repeats, warmup, observer)?;
         if both_paths {
-            let host_grid: Vec<usize> = target_curve
-                .points
-                .iter()
-                .map(|p| p.n)
-                .filter(|&n| n <= HOST_PATH_MAX)
-                .collect();
-            observer.progress(
-                ProfileStage::Costs,
-                0,
-                1,
-                "target passes with the host layers on the CPU",
-            );
-            let cpu = timer
-                .measure_host_path(host_grid, repeats)
-                .map_err(|e| failed(&e))?;
-            let paths = canopy_hw::OffloadPaths {
-                gpu: target_curve.clone(),
-                cpu,
-            };
-            split.op_offload_min_batch = paths.threshold();
-            target_curve = paths.merged();
-            offload_paths = Some(paths);
-            decision.op_offload_min_batch = Some(split.op_offload_min_batch);
-            decision.summary = format!(
-                "{}; host layers measured faster on the GPU from {} tokens per pass",
-                decision
-                    .summary
-                    .split("; host layers run on the GPU")
-                    .next()
-                    .unwrap_or(&decision.summary),
-                split.op_offload_min_batch
-            );
+            timer.time_host_path(&mut timed, &mut decision, observer)?;
         }
-        let rpc = (!timer.rpc.is_empty()).then(|| canopy_hw::RpcRecord {
-            helpers: timer.rpc.clone(),
-            remote_layers: timer.rpc_split.map(|s| s.remote),
-            total_layers: timer.rpc_split.map(|s| s.total),
-        });
-        profile.curves = Some(ProfileCurves {
-            target: ModelCurve {
-                model: target_ref,
-                placement: split,
-                curve: target_curve,
-                rpc,
-                offload_paths,
-            },
-            draft: timer
-                .draft
-                .as_ref()
-                .zip(draft_curve)
-                .map(|((_, model), curve)| ModelCurve {
-                    rpc: None,
-                    offload_paths: None,
-                    placement: LayerSplit {
-                        resident_layers: if decision.draft_on_gpu {
-                            model.layers.unwrap_or(0)
-                        } else {
-                            0
-                        },
-                        op_offload_min_batch: split.op_offload_min_batch,
-                    },
-                    model: model.clone(),
-                    curve,
-                }),
-            warmup,
-            repeats,
-        });
+        timer.record_curves(profile, timed, &decision);
         profile.op_offload_min_batch = decision.op_offload_min_batch.filter(|_| has_gpu);
         profile.resident_layers = Some(decision.resident_layers);
         profile.placement = Some(decision.placement);
@@ -430,6 +310,190 @@ impl Core {
         profile.acceptance = Some(acceptance);
         observer.finished(ProfileStage::Acceptance, profile, &note);
         Ok(())
+    }
+
+    /// The placement generation will use, and whether its host layers are timed both ways.
+    ///
+    /// A streamed target on a GPU is timed both ways llama.cpp can run its host layers (copied
+    /// to the GPU for every pass, and run by the CPU), and the op-offload threshold is where the
+    /// two measured curves cross, unless the user set GGML_OP_OFFLOAD_MIN_BATCH.
+    fn profiling_decision(
+        &self,
+        spec: &ProfileSpec,
+        target: &Footprint,
+        draft: Option<&Footprint>,
+        has_gpu: bool,
+    ) -> (PlacementDecision, bool) {
+        let mut decision = self.decide_placement(
+            self.placement_with_helpers(spec.placement, &spec.rpc),
+            target,
+            draft,
+            canopy_worker::DEFAULT_CONTEXT,
+        );
+        let both_paths = has_gpu
+            && decision.placement.streams()
+            && decision.op_offload_min_batch.is_some()
+            && crate::request::forced_op_offload_min_batch().is_none();
+        if both_paths {
+            decision.op_offload_min_batch = Some(1);
+        }
+        (decision, both_paths)
+    }
+}
+
+/// Pass times measured for a profile, before they are recorded in it.
+struct Timed {
+    target: canopy_hw::CostCurve,
+    draft: Option<canopy_hw::CostCurve>,
+    warmup: usize,
+    repeats: usize,
+    offload_paths: Option<canopy_hw::OffloadPaths>,
+}
+
+/// A failed measurement: the user's cancel, else an internal error saying what failed.
+fn measuring_failed(cancel: &CancelFlag, e: &dyn std::fmt::Display) -> CoreError {
+    if cancel.is_cancelled() {
+        cancelled()
+    } else {
+        CoreError::internal(format!("measuring the engine's pass times: {e}"))
+    }
+}
+
+impl EngineTimer<'_> {
+    /// Times the target (and the draft, with its levels) over `grid`.
+    fn time_curves(
+        &mut self,
+        grid: &canopy_hw::CurveGrid,
+        repeats: usize,
+        warmup: usize,
+        observer: &mut dyn ProfileObserver,
+    ) -> CoreResult<Timed> {
+        let cancel = self.cancel;
+        if self.draft.is_some() {
+            let measured = canopy_hw::measure_curves(self, grid, repeats, warmup, &mut |step| {
+                let what = match step.kind {
+                    canopy_hw::CurveKind::Target => "target",
+                    canopy_hw::CurveKind::Draft => "draft",
+                };
+                observer.progress(
+                    ProfileStage::Costs,
+                    step.done,
+                    step.total,
+                    &format!("{what} pass over {} tokens", step.n),
+                )
+            })
+            .map_err(|e| measuring_failed(cancel, &e))?;
+            return Ok(Timed {
+                target: measured.target,
+                draft: Some(measured.draft),
+                warmup: measured.warmup,
+                repeats: measured.repeats,
+                offload_paths: None,
+            });
+        }
+        let times = self
+            .time_grid(grid, repeats, &mut |f| {
+                observer.progress(
+                    ProfileStage::Costs,
+                    (f * 100.0) as usize,
+                    100,
+                    "target passes",
+                )
+            })
+            .unwrap_or_else(|| Err("the engine cannot time grids".into()))
+            .map_err(|e| measuring_failed(cancel, &e))?;
+        Ok(Timed {
+            target: canopy_hw::CostCurve {
+                points: times.target,
+            },
+            draft: None,
+            warmup: times.warmup,
+            repeats,
+            offload_paths: None,
+        })
+    }
+
+    /// Times the small passes again with the host layers on the CPU; the threshold becomes where
+    /// the two curves cross, and the target's curve the faster of the two at each size.
+    fn time_host_path(
+        &mut self,
+        timed: &mut Timed,
+        decision: &mut PlacementDecision,
+        observer: &mut dyn ProfileObserver,
+    ) -> CoreResult<()> {
+        let host_grid: Vec<usize> = timed
+            .target
+            .points
+            .iter()
+            .map(|p| p.n)
+            .filter(|&n| n <= HOST_PATH_MAX)
+            .collect();
+        observer.progress(
+            ProfileStage::Costs,
+            0,
+            1,
+            "target passes with the host layers on the CPU",
+        );
+        let cpu = self
+            .measure_host_path(host_grid, timed.repeats)
+            .map_err(|e| measuring_failed(self.cancel, &e))?;
+        let paths = canopy_hw::OffloadPaths {
+            gpu: timed.target.clone(),
+            cpu,
+        };
+        self.split.op_offload_min_batch = paths.threshold();
+        timed.target = paths.merged();
+        timed.offload_paths = Some(paths);
+        decision.op_offload_min_batch = Some(self.split.op_offload_min_batch);
+        decision.summary = format!(
+            "{}; host layers measured faster on the GPU from {} tokens per pass",
+            decision
+                .summary
+                .split("; host layers run on the GPU")
+                .next()
+                .unwrap_or(&decision.summary),
+            self.split.op_offload_min_batch
+        );
+        Ok(())
+    }
+
+    /// Records the measured curves in `profile`, each with the split it was measured in.
+    fn record_curves(&self, profile: &mut Profile, timed: Timed, decision: &PlacementDecision) {
+        let split = self.split;
+        let rpc = (!self.rpc.is_empty()).then(|| canopy_hw::RpcRecord {
+            helpers: self.rpc.clone(),
+            remote_layers: self.rpc_split.map(|s| s.remote),
+            total_layers: self.rpc_split.map(|s| s.total),
+        });
+        profile.curves = Some(ProfileCurves {
+            target: ModelCurve {
+                model: self.target.1.clone(),
+                placement: split,
+                curve: timed.target,
+                rpc,
+                offload_paths: timed.offload_paths,
+            },
+            draft: self
+                .draft
+                .as_ref()
+                .zip(timed.draft)
+                .map(|((_, model), curve)| ModelCurve {
+                    rpc: None,
+                    offload_paths: None,
+                    placement: LayerSplit {
+                        resident_layers: if decision.draft_on_gpu {
+                            model.layers.unwrap_or(0)
+                        } else {
+                            0
+                        },
+                        op_offload_min_batch: split.op_offload_min_batch,
+                    },
+                    model: model.clone(),
+                    curve,
+                }),
+            warmup: timed.warmup,
+            repeats: timed.repeats,
+        });
     }
 }
 
