@@ -279,13 +279,11 @@ pub(crate) fn generate_with(
     sink: &mut dyn TokenSink,
     rejection: Rejection,
 ) -> Result<GenStats, GenError> {
-    let (&root_token, context) = prompt.split_last().ok_or(GenError::EmptyPrompt)?;
-    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+    let (&root, context) = prompt.split_last().ok_or(GenError::EmptyPrompt)?;
     let mut stats = GenStats {
         prefill_tokens: prompt.len(),
         ..GenStats::default()
     };
-
     let started = Instant::now();
     target.prefill(context).map_err(GenError::Target)?;
     if let Some(d) = draft.as_deref_mut() {
@@ -294,150 +292,243 @@ pub(crate) fn generate_with(
     stats.prefill_secs = started.elapsed().as_secs_f64();
 
     let decode_started = Instant::now();
-    let mut root = root_token;
-    // The context so far: prompt and output, ending with the root (the penalties' window).
-    let mut history: Vec<Token> = prompt.to_vec();
-    let mut index = policy.lookup().map(|config| {
+    let index = policy.lookup().map(|config| {
         let mut index = LookupIndex::new(config);
         index.extend(prompt);
         index
     });
-    let vocab = target.n_vocab();
-    // Tokens committed in the target but not yet decoded by the draft (the root is always last).
-    let mut draft_pending: Vec<Token> = vec![root];
-    let mut out = Emitter {
-        sink,
-        produced: 0,
-        max_tokens: cfg.max_tokens,
-        margins: Vec::new(),
+    let mut run = Run {
+        vocab: target.n_vocab(),
+        target,
+        draft,
+        cfg,
+        policy,
+        rejection,
+        rng: ChaCha20Rng::seed_from_u64(cfg.seed),
+        root,
+        history: prompt.to_vec(),
+        index,
+        draft_pending: vec![root],
+        stats,
+        out: Emitter {
+            sink,
+            produced: 0,
+            max_tokens: cfg.max_tokens,
+            margins: Vec::new(),
+        },
     };
     let stop = loop {
-        if out.produced >= cfg.max_tokens {
-            break StopReason::MaxTokens;
+        if let Some(reason) = run.stopped() {
+            break reason;
         }
-        if out.sink.cancelled() {
-            break StopReason::Cancelled;
+        if let Some(reason) = run.step()? {
+            break reason;
         }
-        let room = target.n_ctx().saturating_sub(target.n_past());
-        if room == 0 {
-            break StopReason::ContextFull;
+    };
+    let mut stats = run.stats;
+    stats.tokens = run.out.produced;
+    stats.margins = run.out.margins;
+    stats.decode_secs = decode_started.elapsed().as_secs_f64();
+    stats.stop_reason = Some(stop);
+    Ok(stats)
+}
+
+/// One generation's state between steps.
+struct Run<'a, 'd> {
+    target: &'a mut dyn TreeModel,
+    draft: Option<&'a mut (dyn TreeModel + 'd)>,
+    cfg: &'a GenConfig,
+    policy: &'a mut dyn PlanPolicy,
+    rejection: Rejection,
+    rng: ChaCha20Rng,
+    vocab: usize,
+    /// The last committed token, decoded by neither model yet.
+    root: Token,
+    /// The context so far: prompt and output, ending with the root (the penalties' window).
+    history: Vec<Token>,
+    index: Option<LookupIndex>,
+    /// Tokens committed in the target but not yet decoded by the draft (the root is always last).
+    draft_pending: Vec<Token>,
+    stats: GenStats,
+    out: Emitter<'a>,
+}
+
+/// A verified step: the target's walk over the tree and what the step's passes took.
+struct Verified {
+    walk: Walk,
+    tree: DraftTree,
+    draft_secs: f64,
+    verify_secs: f64,
+    draft_passes: Vec<usize>,
+}
+
+impl Run<'_, '_> {
+    /// Why generation ends before the next step, if it does.
+    fn stopped(&mut self) -> Option<StopReason> {
+        if self.out.produced >= self.cfg.max_tokens {
+            return Some(StopReason::MaxTokens);
         }
-        let wanted = cfg.max_tokens - out.produced;
-        let proposal = index
+        if self.out.sink.cancelled() {
+            return Some(StopReason::Cancelled);
+        }
+        let room = self.target.n_ctx().saturating_sub(self.target.n_past());
+        (room == 0).then_some(StopReason::ContextFull)
+    }
+
+    /// Chooses, drafts, verifies and commits one step; the stop reason when its output ends
+    /// generation.
+    fn step(&mut self) -> Result<Option<StopReason>, GenError> {
+        let room = self.target.n_ctx().saturating_sub(self.target.n_past());
+        let wanted = self.cfg.max_tokens - self.out.produced;
+        let proposal = self
+            .index
             .as_ref()
             .map_or_else(LookupProposal::empty, |ix| ix.propose(&[]));
-        let step = policy.next_step(&StepInput {
-            has_draft: draft.is_some(),
+        let step = self.policy.next_step(&StepInput {
+            has_draft: self.draft.is_some(),
             lookup: &proposal,
         });
-        let mut limit = room.min(target.max_batch());
-        if let Some(d) = draft.as_deref() {
-            let draft_room = d.n_ctx().saturating_sub(d.n_past() + draft_pending.len());
+        let mut limit = room.min(self.target.max_batch());
+        if let Some(d) = self.draft.as_deref() {
+            let draft_room = d
+                .n_ctx()
+                .saturating_sub(d.n_past() + self.draft_pending.len());
             limit = limit.min(draft_room + 1);
         }
         let max_depth = wanted.saturating_sub(1);
-
-        // The root, then the lookup nodes (so that they come first among the root's children, in
-        // the walk and in an engine's layout), then the draft's tree.
-        let mut tree = DraftTree::root(root);
-        let mut at = vec![None; proposal.len()];
-        for &i in &step.lookup {
-            let Some(node) = proposal.shape().get(i) else {
-                continue;
-            };
-            let parent = match node.parent {
-                None => Some(0),
-                Some(p) => at.get(p).copied().flatten(),
-            };
-            let token = proposal.tokens()[i];
-            let fits = tree.len() < limit && (node.depth as usize) <= max_depth;
-            if let (Some(parent), true, true) = (parent, fits, (0..vocab as Token).contains(&token))
-            {
-                at[i] = Some(tree.push_lookup(parent, token));
-            }
-        }
+        let tree = lookup_tree(
+            self.root,
+            &proposal,
+            &step.lookup,
+            limit,
+            max_depth,
+            self.vocab,
+        );
         let lookup_nodes = tree.len() - 1;
-        let plan = match draft {
+        let plan = match self.draft {
             Some(_) => prune(&step.draft, limit - lookup_nodes, max_depth),
             None => TreePlan::plain(),
         };
+        let verified = if plan.nodes.len() > 1 && self.draft.is_some() {
+            let spare = limit - lookup_nodes - plan.nodes.len();
+            let under_leaves = step.lookup_under_leaves.then_some((spare, max_depth));
+            self.speculate(tree, &plan, under_leaves)?
+        } else {
+            self.verify_only(tree)?
+        };
+        self.commit(verified)
+    }
 
+    /// Drafts `plan` under the lookup nodes of `tree` (and, with `under_leaves` = (spare nodes,
+    /// depth limit), lookup candidates under its leaves), verifies it, and commits the accepted
+    /// nodes in the draft.
+    fn speculate(
+        &mut self,
+        tree: DraftTree,
+        plan: &TreePlan,
+        under_leaves: Option<(usize, usize)>,
+    ) -> Result<Verified, GenError> {
+        let d = self
+            .draft
+            .as_deref_mut()
+            .expect("speculate is called with a draft model");
         let mut draft_passes = Vec::new();
-        let (walk, tree, draft_secs, verify_secs) =
-            match (plan.nodes.len() > 1, draft.as_deref_mut()) {
-                (true, Some(d)) => {
-                    let t0 = Instant::now();
-                    let mut drafted = draft_tree(
-                        d,
-                        &mut draft_pending,
-                        &plan,
-                        &cfg.sampling,
-                        &history,
-                        vocab,
-                        &mut rng,
-                        tree,
-                        &mut draft_passes,
-                    )
-                    .map_err(GenError::Draft)?;
-                    let t1 = Instant::now();
-                    if let (Some(ix), true) = (index.as_ref(), step.lookup_under_leaves) {
-                        let spare = limit - lookup_nodes - plan.nodes.len();
-                        hang_lookup_under_leaves(
-                            &mut drafted,
-                            &plan,
-                            ix,
-                            &*policy,
-                            spare,
-                            max_depth,
-                            vocab,
-                        );
-                    }
-                    let t2 = Instant::now();
-                    let walk = verify_tree(
-                        target,
-                        &drafted.tree,
-                        &mut drafted.q,
-                        &cfg.sampling,
-                        &history,
-                        rejection,
-                        &mut rng,
-                    )?;
-                    let verify_secs = t2.elapsed().as_secs_f64();
-                    // Commit in the draft: its pending chain plus the accepted nodes it decoded.
-                    let mut draft_path: Vec<usize> = (0..drafted.chain_len).collect();
-                    let mut rest = Vec::new();
-                    for &v in &walk.path {
-                        match drafted.draft_index[v] {
-                            Some(i) if rest.is_empty() => draft_path.push(i),
-                            _ => rest.push(drafted.tree.tokens[v]),
-                        }
-                    }
-                    d.commit(&draft_path).map_err(GenError::Draft)?;
-                    draft_pending = rest;
-                    draft_pending.push(walk.bonus);
-                    (walk, drafted.tree, (t1 - t0).as_secs_f64(), verify_secs)
-                }
-                (_, d) => {
-                    // Lookup alone, or plain decoding: no draft pass.
-                    let t0 = Instant::now();
-                    let mut q = vec![None; tree.len()];
-                    let walk = verify_tree(
-                        target,
-                        &tree,
-                        &mut q,
-                        &cfg.sampling,
-                        &history,
-                        rejection,
-                        &mut rng,
-                    )?;
-                    let verify_secs = t0.elapsed().as_secs_f64();
-                    if d.is_some() {
-                        draft_pending.extend(walk.path.iter().map(|&v| tree.tokens[v]));
-                        draft_pending.push(walk.bonus);
-                    }
-                    (walk, tree, 0.0, verify_secs)
-                }
-            };
+        let t0 = Instant::now();
+        let mut drafted = draft_tree(
+            d,
+            &mut self.draft_pending,
+            plan,
+            &self.cfg.sampling,
+            &self.history,
+            self.vocab,
+            &mut self.rng,
+            tree,
+            &mut draft_passes,
+        )
+        .map_err(GenError::Draft)?;
+        let t1 = Instant::now();
+        if let (Some(ix), Some((spare, max_depth))) = (self.index.as_ref(), under_leaves) {
+            hang_lookup_under_leaves(
+                &mut drafted,
+                plan,
+                ix,
+                &*self.policy,
+                spare,
+                max_depth,
+                self.vocab,
+            );
+        }
+        let t2 = Instant::now();
+        let walk = verify_tree(
+            self.target,
+            &drafted.tree,
+            &mut drafted.q,
+            &self.cfg.sampling,
+            &self.history,
+            self.rejection,
+            &mut self.rng,
+        )?;
+        let verify_secs = t2.elapsed().as_secs_f64();
+        // Commit in the draft: its pending chain plus the accepted nodes it decoded.
+        let mut draft_path: Vec<usize> = (0..drafted.chain_len).collect();
+        let mut rest = Vec::new();
+        for &v in &walk.path {
+            match drafted.draft_index[v] {
+                Some(i) if rest.is_empty() => draft_path.push(i),
+                _ => rest.push(drafted.tree.tokens[v]),
+            }
+        }
+        d.commit(&draft_path).map_err(GenError::Draft)?;
+        self.draft_pending = rest;
+        self.draft_pending.push(walk.bonus);
+        Ok(Verified {
+            walk,
+            tree: drafted.tree,
+            draft_secs: (t1 - t0).as_secs_f64(),
+            verify_secs,
+            draft_passes,
+        })
+    }
+
+    /// Verifies `tree` (lookup nodes, or the root alone for plain decoding) with no draft pass.
+    fn verify_only(&mut self, tree: DraftTree) -> Result<Verified, GenError> {
+        let t0 = Instant::now();
+        let mut q = vec![None; tree.len()];
+        let walk = verify_tree(
+            self.target,
+            &tree,
+            &mut q,
+            &self.cfg.sampling,
+            &self.history,
+            self.rejection,
+            &mut self.rng,
+        )?;
+        let verify_secs = t0.elapsed().as_secs_f64();
+        if self.draft.is_some() {
+            self.draft_pending
+                .extend(walk.path.iter().map(|&v| tree.tokens[v]));
+            self.draft_pending.push(walk.bonus);
+        }
+        Ok(Verified {
+            walk,
+            tree,
+            draft_secs: 0.0,
+            verify_secs,
+            draft_passes: Vec::new(),
+        })
+    }
+
+    /// Reports the step to the policy, commits the accepted path in the target and emits it
+    /// with the bonus token.
+    fn commit(&mut self, step: Verified) -> Result<Option<StopReason>, GenError> {
+        let Verified {
+            walk,
+            tree,
+            draft_secs,
+            verify_secs,
+            draft_passes,
+        } = step;
+        let stats = &mut self.stats;
         stats.draft_secs += draft_secs;
         stats.verify_secs += verify_secs;
         stats.max_budget = stats.max_budget.max(tree.len());
@@ -454,7 +545,7 @@ pub(crate) fn generate_with(
             .map(|&v| tree.tokens[v])
             .chain(std::iter::once(walk.bonus))
             .collect();
-        policy.observe(&StepReport {
+        self.policy.observe(&StepReport {
             walk: &walk,
             target_tokens: tree.len(),
             verify_secs,
@@ -472,45 +563,61 @@ pub(crate) fn generate_with(
         // Keep the target's KV cache equal to decoding the committed tokens one by one.
         let mut target_path = vec![0];
         target_path.extend(&walk.path);
-        target.commit(&target_path).map_err(GenError::Target)?;
-        root = walk.bonus;
-        let tokens: Vec<(Token, Source)> = walk
-            .path
+        self.target.commit(&target_path).map_err(GenError::Target)?;
+        self.root = walk.bonus;
+        let sources = walk.path.iter().map(|&v| match tree.kinds[v] {
+            NodeKind::Lookup => Source::Lookup,
+            _ => Source::Draft,
+        });
+        let emitted: Vec<(Token, Source)> = committed
             .iter()
-            .map(|&v| {
-                let source = match tree.kinds[v] {
-                    NodeKind::Lookup => Source::Lookup,
-                    _ => Source::Draft,
-                };
-                (tree.tokens[v], source)
-            })
+            .copied()
+            .zip(sources.chain(std::iter::once(Source::Target)))
             .collect();
-        stats.lookup_accepted += tokens.iter().filter(|t| t.1 == Source::Lookup).count();
-        history.extend(&committed);
-        if let Some(ix) = index.as_mut() {
+        stats.lookup_accepted += emitted.iter().filter(|t| t.1 == Source::Lookup).count();
+        self.history.extend(&committed);
+        if let Some(ix) = self.index.as_mut() {
             ix.extend(&committed);
         }
-
-        let emitted = tokens
-            .into_iter()
-            .chain(std::iter::once((walk.bonus, Source::Target)));
         let mut margins = walk
             .margins
             .iter()
             .map(|&m| Some(m))
             .chain(std::iter::repeat(None));
-        if let Some(reason) = emitted
+        Ok(emitted
             .into_iter()
-            .find_map(|(t, s)| out.emit(t, s, margins.next().flatten()))
-        {
-            break reason;
+            .find_map(|(t, s)| self.out.emit(t, s, margins.next().flatten())))
+    }
+}
+
+/// The step's tree before drafting: the root, then the lookup nodes the policy chose (so that
+/// they come first among the root's children, in the walk and in an engine's layout), each
+/// within `limit` nodes and `max_depth`, and a token of the vocabulary.
+fn lookup_tree(
+    root: Token,
+    proposal: &LookupProposal,
+    chosen: &[usize],
+    limit: usize,
+    max_depth: usize,
+    vocab: usize,
+) -> DraftTree {
+    let mut tree = DraftTree::root(root);
+    let mut at = vec![None; proposal.len()];
+    for &i in chosen {
+        let Some(node) = proposal.shape().get(i) else {
+            continue;
+        };
+        let parent = match node.parent {
+            None => Some(0),
+            Some(p) => at.get(p).copied().flatten(),
+        };
+        let token = proposal.tokens()[i];
+        let fits = tree.len() < limit && (node.depth as usize) <= max_depth;
+        if let (Some(parent), true, true) = (parent, fits, (0..vocab as Token).contains(&token)) {
+            at[i] = Some(tree.push_lookup(parent, token));
         }
-    };
-    stats.tokens = out.produced;
-    stats.margins = out.margins;
-    stats.decode_secs = decode_started.elapsed().as_secs_f64();
-    stats.stop_reason = Some(stop);
-    Ok(stats)
+    }
+    tree
 }
 
 /// A tree drafted for one step.
