@@ -160,6 +160,218 @@ fn kv_cells(needed: usize, n_batch: usize, n_ctx: u32) -> u32 {
     want.min(n_ctx as usize) as u32
 }
 
+/// The contexts a request needs: their cells and batch, and whether they are kept for the
+/// conversation's next request.
+struct ContextSize {
+    n_batch: usize,
+    cells: u32,
+    /// Bytes of both KV caches at the whole allowed context.
+    full_bytes: f64,
+    /// Kept when the budget holds one conversation at the whole allowed context; the contexts
+    /// are then made that large, so that later turns fit.
+    keep: bool,
+}
+
+impl ContextSize {
+    fn of(
+        req: &GenerateRequest,
+        target: &LlamaModel,
+        draft: Option<&Path>,
+        prompt: &[Token],
+        largest: usize,
+    ) -> Result<ContextSize, HandlerError> {
+        let n_ctx = req
+            .context
+            .unwrap_or_else(|| canopy_worker::default_context(target.n_ctx_train()));
+        if n_ctx < 16 {
+            return Err(user(format!(
+                "context must be at least 16 tokens, got {n_ctx}"
+            )));
+        }
+        let needed = prompt.len() + req.max_tokens as usize;
+        if needed > n_ctx as usize {
+            return Err(user(format!(
+                "the prompt ({} tokens) plus max tokens ({}) exceeds the context of {n_ctx} tokens: shorten the prompt, lower --max-tokens or raise --context",
+                prompt.len(),
+                req.max_tokens
+            )));
+        }
+        // Room for the largest tree plus the accepted tokens a commit may hand to the next pass.
+        let n_batch = MIN_BATCH.max(largest + MAX_DEPTH);
+        let kv_bytes = |path: &Path| {
+            canopy_gguf::inspect(path)
+                .map(|info| canopy_hw::Footprint::from_info(&info).kv_bytes(n_ctx))
+                .ok()
+        };
+        let full_bytes = kv_bytes(&req.target).unwrap_or(f64::INFINITY)
+            + draft.map_or(Some(0.0), kv_bytes).unwrap_or(f64::INFINITY);
+        let keep = req.kv_cache_bytes > 0 && full_bytes <= req.kv_cache_bytes as f64;
+        Ok(ContextSize {
+            n_batch,
+            cells: if keep {
+                n_ctx
+            } else {
+                kv_cells(needed, n_batch, n_ctx)
+            },
+            full_bytes,
+            keep,
+        })
+    }
+}
+
+/// The cached contexts of `key` sharing the longest prefix with the prompt, taken out of the
+/// cache for the length of the job (a failed job leaves no half-updated cache behind). Without
+/// one, older entries make room for the new contexts first: where the GPU holds the cache the
+/// budget is one conversation, and two at once might not fit.
+fn take_cached(
+    cache: &mut Vec<Cached>,
+    key: &CacheKey,
+    prompt: &[Token],
+    size: &ContextSize,
+    req: &GenerateRequest,
+) -> Option<Cached> {
+    let found = cache
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.key == *key)
+        .map(|(i, c)| (i, c.target.reusable(prompt)))
+        .filter(|&(_, shared)| shared > 0)
+        .max_by_key(|&(_, shared)| shared)
+        .map(|(i, _)| cache.remove(i));
+    if found.is_none() {
+        let budget = if size.keep { req.kv_cache_bytes } else { 0 };
+        while !cache.is_empty()
+            && cache.iter().map(|c| c.bytes).sum::<u64>() as f64 + size.full_bytes > budget as f64
+        {
+            cache.remove(0);
+        }
+    }
+    found
+}
+
+/// Puts a conversation's contexts back, most recent last; least recently used go first until
+/// the budget holds.
+fn keep_cached(cache: &mut Vec<Cached>, entry: Cached, budget: u64) {
+    cache.push(entry);
+    while cache.iter().map(|c| c.bytes).sum::<u64>() > budget {
+        cache.remove(0);
+    }
+}
+
+/// Fresh contexts for the target and the draft.
+fn new_contexts(
+    backend: &LlamaBackend,
+    threads: i32,
+    req: &GenerateRequest,
+    size: &ContextSize,
+    target_model: &LlamaModel,
+    draft_model: Option<&LlamaModel>,
+) -> Result<(LlamaTree<'static>, Option<LlamaTree<'static>>), HandlerError> {
+    let reuse = if req.inexact_cache {
+        CellReuse::Refill
+    } else {
+        CellReuse::Ordered
+    };
+    let kv = |placement| match req.inexact_cache {
+        true => KvTypes::Default,
+        false => kv_types(backend, placement),
+    };
+    let (cells, n_batch) = (size.cells, size.n_batch);
+    let mut target = LlamaTree::create(
+        backend,
+        threads,
+        target_model,
+        cells,
+        n_batch,
+        kv(req.placement),
+    )?;
+    target.set_cell_reuse(reuse);
+    let draft = match draft_model {
+        Some(model) => {
+            let kv = kv(Placement::Gpu);
+            let mut tree = LlamaTree::create(backend, threads, model, cells, n_batch, kv)?;
+            tree.set_cell_reuse(reuse);
+            Some(tree)
+        }
+        None => None,
+    };
+    // SAFETY: the trees borrow models boxed in `Engine::models`; see `Cached::target`. They are
+    // used for one job and stored in `Engine::cache` only under the key of those models.
+    Ok(unsafe {
+        (
+            std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(target),
+            draft.map(|d| std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(d)),
+        )
+    })
+}
+
+/// The costs `auto` plans from: a profile's curves, else this process's calibration of these
+/// models in this residence (measured on first use).
+fn auto_costs(
+    req: &GenerateRequest,
+    calibrations: &mut HashMap<(PathBuf, PathBuf, Residence), Costs>,
+    (target, draft): (&mut LlamaTree<'static>, Option<&mut LlamaTree<'static>>),
+    prompt: &[Token],
+    largest: usize,
+    events: &mut EventSink,
+) -> Result<Costs, HandlerError> {
+    if let Some(curves) = &req.costs {
+        return costs_from(curves).map_err(user);
+    }
+    events.progress("calibrating", 0.0);
+    let key = (
+        req.target.clone(),
+        req.draft.clone().unwrap_or_default(),
+        Residence::target(req.placement, &req.rpc, req.rpc_layers),
+    );
+    if let Some(c) = calibrations.get(&key) {
+        return Ok(c.clone());
+    }
+    let c = calibrate(target, draft, prompt, largest, events)?;
+    calibrations.insert(key, c.clone());
+    Ok(c)
+}
+
+/// A finished generation's result (the plan, the cost disagreement and the weights are the
+/// caller's to fill in).
+fn result_of(stats: &canopy_spec::GenStats, sink: &TextSink<'_>, reused: usize) -> GenerateResult {
+    let tokens = stats.tokens as u64;
+    GenerateResult {
+        text: sink.text.clone(),
+        tokens,
+        prefill_tokens: (stats.prefill_tokens - reused) as u64,
+        prefix_reused_tokens: reused as u64,
+        lookup_tokens: stats.lookup_tokens as u64,
+        lookup_accepted: stats.lookup_accepted as u64,
+        cost_disagreement: None,
+        prefill_ms: stats.prefill_secs * 1e3,
+        decode_ms: stats.decode_secs * 1e3,
+        tokens_per_second: if stats.decode_secs > 0.0 {
+            tokens as f64 / stats.decode_secs
+        } else {
+            0.0
+        },
+        stop_reason: stats.stop_reason.unwrap_or(StopReason::MaxTokens),
+        plan: String::new(),
+        steps: stats.steps as u64,
+        mean_accepted_per_step: stats.mean_accepted_per_step(),
+        accepted_histogram: stats.accepted_histogram.clone(),
+        budget: stats.max_budget as u32,
+        depth: stats.max_depth as u32,
+        draft_ms: stats.draft_secs * 1e3,
+        verify_ms: stats.verify_secs * 1e3,
+        provenance: sink.provenance.clone(),
+        token_ids: sink.tokens.clone(),
+        margins: stats
+            .margins
+            .iter()
+            .take(sink.tokens.len())
+            .copied()
+            .collect(),
+        target_weights: None,
+    }
+}
+
 /// Length and modification time of a file validated earlier.
 type FileStamp = (u64, Option<std::time::SystemTime>);
 
@@ -427,13 +639,132 @@ impl Engine {
         req: &GenerateRequest,
         events: &mut EventSink,
     ) -> Result<GenerateResult, HandlerError> {
-        let sampling = SamplingConfig::from(req.sampling);
         if req.max_tokens == 0 {
             return Err(user("max tokens must be at least 1"));
         }
         check_resolved(req.placement)?;
-        let kind = req.plan;
-        let draft_path = match (kind, &req.draft) {
+        let draft_path = self.load_models(req, events)?;
+        let residence = Residence::target(req.placement, &req.rpc, req.rpc_layers);
+        let draft_residence = Residence::local(Placement::Gpu);
+        let stamp = |path: &Path| self.validated.get(path).copied().unwrap_or((0, None));
+        let key = CacheKey {
+            target: ((req.target.clone(), residence.clone()), stamp(&req.target)),
+            draft: draft_path
+                .as_deref()
+                .map(|d| ((d.to_path_buf(), draft_residence.clone()), stamp(d))),
+            n_ctx: 0,
+            n_batch: 0,
+            inexact: req.inexact_cache,
+        };
+        let Engine {
+            backend,
+            models,
+            calibrations,
+            lookup_measured,
+            threads,
+            cache,
+            ..
+        } = self;
+        let (backend, threads) = (&*backend, *threads);
+        let loaded = &models[&(req.target.clone(), residence.clone())];
+        let (target_model, target_weights) = (&loaded.model, loaded.weights.clone());
+        let prompt = Self::prompt_tokens(target_model, &req.prompt)?;
+        let largest = largest_tree(req.plan, req.placement);
+        let size = ContextSize::of(req, target_model, draft_path.as_deref(), &prompt, largest)?;
+        let key = CacheKey {
+            n_ctx: size.cells,
+            n_batch: size.n_batch,
+            ..key
+        };
+        if req.kv_cache_bytes == 0 {
+            cache.clear();
+        }
+        let (mut target, mut draft) = match take_cached(cache, &key, &prompt, &size, req) {
+            Some(c) => (c.target, c.draft),
+            None => {
+                let draft_model = draft_path
+                    .as_ref()
+                    .map(|d| &models[&(d.clone(), draft_residence.clone())].model);
+                new_contexts(backend, threads, req, &size, target_model, draft_model)?
+            }
+        };
+        let internal = |e: canopy_spec::ModelError| HandlerError::internal(e.to_string());
+        let reused = target.resume(&prompt).map_err(internal)?;
+        if let Some(d) = draft.as_mut() {
+            d.resume(&prompt).map_err(internal)?;
+        }
+
+        let costs = match req.plan {
+            Plan::Auto => Some(auto_costs(
+                req,
+                calibrations,
+                (&mut target, draft.as_mut()),
+                &prompt,
+                largest,
+                events,
+            )?),
+            _ => None,
+        };
+        let mut policy = policy_for(
+            req.plan,
+            req.acceptance.as_deref(),
+            costs,
+            draft.is_some(),
+            !req.no_lookup,
+            largest,
+        )
+        .map_err(|e| user(e.to_string()))?;
+        if let Some(measured) = lookup_measured.get(&req.target) {
+            policy.start_lookup_from(measured);
+        }
+
+        let mut sink = TextSink::new(target_model, events, &req.stop);
+        let cfg = GenConfig {
+            sampling: SamplingConfig::from(req.sampling),
+            max_tokens: req.max_tokens as usize,
+            seed: req.sampling.seed(),
+        };
+        let stats = generate(
+            &mut target,
+            draft.as_mut().map(|d| d as &mut dyn TreeModel),
+            &prompt,
+            &cfg,
+            policy.as_mut(),
+            &mut sink,
+        )
+        .map_err(gen_error)?;
+        sink.flush();
+        if let Some(measured) = policy.lookup_acceptance() {
+            lookup_measured.insert(req.target.clone(), measured);
+        }
+        if size.keep {
+            keep_cached(
+                cache,
+                Cached {
+                    key,
+                    target,
+                    draft,
+                    bytes: size.full_bytes as u64,
+                },
+                req.kv_cache_bytes,
+            );
+        }
+        let mut result = result_of(&stats, &sink, reused);
+        result.plan = policy.describe();
+        // Only a profile's curves can be wrong about this machine; a calibration is this run's.
+        result.cost_disagreement = req.costs.as_ref().and(policy.cost_disagreement());
+        result.target_weights = Some(target_weights);
+        Ok(result)
+    }
+
+    /// Validates the request's files and loads its models (dropping the others); the draft's
+    /// path when the plan uses one.
+    fn load_models(
+        &mut self,
+        req: &GenerateRequest,
+        events: &mut EventSink,
+    ) -> Result<Option<PathBuf>, HandlerError> {
+        let draft_path = match (req.plan, &req.draft) {
             (Plan::None, _) => None,
             (_, Some(d)) => Some(d.clone()),
             // `auto` without a draft model speculates with lookup alone.
@@ -462,248 +793,7 @@ impl Engine {
             events.progress("loading draft", 0.5);
             self.load(d, &draft_residence, "draft")?;
         }
-        let stamp = |path: &Path| self.validated.get(path).copied().unwrap_or((0, None));
-        let target_stamp = stamp(&req.target);
-        let draft_stamp = draft_path.as_deref().map(stamp);
-        let Engine {
-            backend,
-            models,
-            calibrations,
-            lookup_measured,
-            threads,
-            cache,
-            ..
-        } = self;
-        let (backend, threads) = (&*backend, *threads);
-        let target_model = &models[&(req.target.clone(), residence.clone())].model;
-        let target_weights = models[&(req.target.clone(), residence.clone())]
-            .weights
-            .clone();
-        let prompt = Self::prompt_tokens(target_model, &req.prompt)?;
-        let n_ctx = req
-            .context
-            .unwrap_or_else(|| canopy_worker::default_context(target_model.n_ctx_train()));
-        if n_ctx < 16 {
-            return Err(user(format!(
-                "context must be at least 16 tokens, got {n_ctx}"
-            )));
-        }
-        let needed = prompt.len() + req.max_tokens as usize;
-        if needed > n_ctx as usize {
-            return Err(user(format!(
-                "the prompt ({} tokens) plus max tokens ({}) exceeds the context of {n_ctx} tokens: shorten the prompt, lower --max-tokens or raise --context",
-                prompt.len(),
-                req.max_tokens
-            )));
-        }
-        // Room for the largest tree plus the accepted tokens a commit may hand to the next pass.
-        let largest = largest_tree(kind, req.placement);
-        let n_batch = MIN_BATCH.max(largest + MAX_DEPTH);
-        let reuse = if req.inexact_cache {
-            CellReuse::Refill
-        } else {
-            CellReuse::Ordered
-        };
-        let kv = |placement| match req.inexact_cache {
-            true => KvTypes::Default,
-            false => kv_types(backend, placement),
-        };
-        // A conversation's contexts are kept for its next request when the budget allows one of
-        // the whole allowed context; they are then made that large, so that later turns fit.
-        let footprint = |path: &Path| {
-            canopy_gguf::inspect(path)
-                .map(|info| canopy_hw::Footprint::from_info(&info))
-                .ok()
-        };
-        let full_bytes = {
-            let t = footprint(&req.target).map_or(f64::INFINITY, |f| f.kv_bytes(n_ctx));
-            let d = draft_path
-                .as_deref()
-                .map_or(Some(0.0), |d| footprint(d).map(|f| f.kv_bytes(n_ctx)))
-                .unwrap_or(f64::INFINITY);
-            t + d
-        };
-        let keep = req.kv_cache_bytes > 0 && full_bytes <= req.kv_cache_bytes as f64;
-        if req.kv_cache_bytes == 0 {
-            cache.clear();
-        }
-        let cells = if keep {
-            n_ctx
-        } else {
-            kv_cells(needed, n_batch, n_ctx)
-        };
-        let key = CacheKey {
-            target: ((req.target.clone(), residence.clone()), target_stamp),
-            draft: draft_path
-                .clone()
-                .zip(draft_stamp)
-                .map(|(d, s)| ((d, draft_residence.clone()), s)),
-            n_ctx: cells,
-            n_batch,
-            inexact: req.inexact_cache,
-        };
-        // The entry of this key sharing the longest prefix with the prompt, taken out of the
-        // cache for the length of the job (a failed job leaves no half-updated cache behind).
-        let found = cache
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.key == key)
-            .map(|(i, c)| (i, c.target.reusable(&prompt)))
-            .filter(|&(_, shared)| shared > 0)
-            .max_by_key(|&(_, shared)| shared)
-            .map(|(i, _)| cache.remove(i));
-        if found.is_none() {
-            // Room for the new contexts first: where the GPU holds the cache the budget is one
-            // conversation, and two at once might not fit.
-            let budget = if keep { req.kv_cache_bytes } else { 0 };
-            while !cache.is_empty()
-                && cache.iter().map(|c| c.bytes).sum::<u64>() as f64 + full_bytes > budget as f64
-            {
-                cache.remove(0);
-            }
-        }
-        let (mut target, mut draft) = match found {
-            Some(c) => (c.target, c.draft),
-            None => {
-                let mut target = LlamaTree::create(
-                    backend,
-                    threads,
-                    target_model,
-                    cells,
-                    n_batch,
-                    kv(req.placement),
-                )?;
-                target.set_cell_reuse(reuse);
-                let draft = match &draft_path {
-                    Some(d) => {
-                        let model = &models[&(d.clone(), draft_residence.clone())].model;
-                        let kv = kv(Placement::Gpu);
-                        let mut tree =
-                            LlamaTree::create(backend, threads, model, cells, n_batch, kv)?;
-                        tree.set_cell_reuse(reuse);
-                        Some(tree)
-                    }
-                    None => None,
-                };
-                // SAFETY: the trees borrow models boxed in `models`; see `Cached::target`. They
-                // are stored in `cache` only under the key of those models.
-                unsafe {
-                    (
-                        std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(target),
-                        draft.map(|d| std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(d)),
-                    )
-                }
-            }
-        };
-        let internal = |e: canopy_spec::ModelError| HandlerError::internal(e.to_string());
-        let reused = target.resume(&prompt).map_err(internal)?;
-        if let Some(d) = draft.as_mut() {
-            d.resume(&prompt).map_err(internal)?;
-        }
-
-        // `auto` plans from measured costs: a profile's, else this process's calibration.
-        let costs = match (kind, &req.costs) {
-            (Plan::Auto, Some(curves)) => Some(costs_from(curves).map_err(user)?),
-            (Plan::Auto, None) => {
-                events.progress("calibrating", 0.0);
-                let key = (
-                    req.target.clone(),
-                    draft_path.clone().unwrap_or_default(),
-                    residence.clone(),
-                );
-                Some(match calibrations.get(&key) {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = calibrate(&mut target, draft.as_mut(), &prompt, largest, events)?;
-                        calibrations.insert(key, c.clone());
-                        c
-                    }
-                })
-            }
-            _ => None,
-        };
-        let mut policy = policy_for(
-            kind,
-            req.acceptance.as_deref(),
-            costs,
-            draft.is_some(),
-            !req.no_lookup,
-            largest,
-        )
-        .map_err(|e| user(e.to_string()))?;
-        if let Some(measured) = lookup_measured.get(&req.target) {
-            policy.start_lookup_from(measured);
-        }
-
-        let mut sink = TextSink::new(target_model, events, &req.stop);
-        let cfg = GenConfig {
-            sampling,
-            max_tokens: req.max_tokens as usize,
-            seed: req.sampling.seed(),
-        };
-        let stats = generate(
-            &mut target,
-            draft.as_mut().map(|d| d as &mut dyn TreeModel),
-            &prompt,
-            &cfg,
-            policy.as_mut(),
-            &mut sink,
-        )
-        .map_err(gen_error)?;
-        sink.flush();
-        if let Some(measured) = policy.lookup_acceptance() {
-            lookup_measured.insert(req.target.clone(), measured);
-        }
-        if keep {
-            let bytes = full_bytes as u64;
-            cache.push(Cached {
-                key,
-                target,
-                draft,
-                bytes,
-            });
-            // Least recently used first out, until the budget holds.
-            while cache.iter().map(|c| c.bytes).sum::<u64>() > req.kv_cache_bytes {
-                cache.remove(0);
-            }
-        }
-        let stop_reason = stats.stop_reason.unwrap_or(StopReason::MaxTokens);
-        let tokens = stats.tokens as u64;
-        Ok(GenerateResult {
-            text: sink.text.clone(),
-            tokens,
-            prefill_tokens: (stats.prefill_tokens - reused) as u64,
-            prefix_reused_tokens: reused as u64,
-            lookup_tokens: stats.lookup_tokens as u64,
-            lookup_accepted: stats.lookup_accepted as u64,
-            // Only a profile's curves can be wrong about this machine; a calibration is this run's.
-            cost_disagreement: req.costs.as_ref().and(policy.cost_disagreement()),
-            prefill_ms: stats.prefill_secs * 1e3,
-            decode_ms: stats.decode_secs * 1e3,
-            tokens_per_second: if stats.decode_secs > 0.0 {
-                tokens as f64 / stats.decode_secs
-            } else {
-                0.0
-            },
-            stop_reason,
-            plan: policy.describe(),
-            steps: stats.steps as u64,
-            mean_accepted_per_step: stats.mean_accepted_per_step(),
-            accepted_histogram: stats.accepted_histogram.clone(),
-            budget: stats.max_budget as u32,
-            depth: stats.max_depth as u32,
-            draft_ms: stats.draft_secs * 1e3,
-            verify_ms: stats.verify_secs * 1e3,
-            provenance: sink.provenance.clone(),
-            token_ids: sink.tokens.clone(),
-            margins: stats
-                .margins
-                .iter()
-                .take(sink.tokens.len())
-                .copied()
-                .collect(),
-            target_weights: Some(target_weights),
-        })
+        Ok(draft_path)
     }
 
     fn measure(
