@@ -367,3 +367,170 @@ fn the_core_hands_out_no_locks() {
         }
     }
 }
+
+/// The longest function allowed in a front end (`src/`, `src-tauri/src/`), and anywhere else
+/// outside tests, in lines from `fn` to its closing brace.
+const FRONT_END_FN_LINES: usize = 80;
+const FN_LINES: usize = 120;
+
+/// `text` with the contents of string and character literals and comments blanked out, so that
+/// only code braces remain.
+fn code_only(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == 'r' && matches!(next, Some('"' | '#')) && !prev_is_ident(&chars, i) {
+            // A raw string: r"..." or r#"..."#.
+            let hashes = chars[i + 1..].iter().take_while(|&&h| h == '#').count();
+            if chars.get(i + 1 + hashes) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            i += hashes + 2;
+            let close: String = std::iter::once('"')
+                .chain("#".repeat(hashes).chars())
+                .collect();
+            while i < chars.len() && !chars[i..].iter().collect::<String>().starts_with(&close) {
+                if chars[i] == '\n' {
+                    out.push('\n');
+                }
+                i += 1;
+            }
+            i += close.len();
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                } else if chars[i] == '\n' {
+                    out.push('\n');
+                }
+                i += 1;
+            }
+            i += 1;
+        } else if c == '\'' && (chars.get(i + 2) == Some(&'\'') || next == Some('\\')) {
+            // A character literal ('x' or '\x'); a lifetime has no closing quote.
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn prev_is_ident(chars: &[char], i: usize) -> bool {
+    i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_')
+}
+
+/// Every function of `text` (outside its test module) longer than `limit` lines, as
+/// `name (lines)`.
+fn long_functions(text: &str, limit: usize) -> Vec<String> {
+    let code = code_only(text);
+    let lines: Vec<&str> = code.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].trim_start().starts_with("mod "))
+        .unwrap_or(lines.len());
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < end {
+        let words: Vec<&str> = lines[i].split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "fn");
+        let qualifiers = [
+            "pub",
+            "pub(crate)",
+            "pub(super)",
+            "const",
+            "async",
+            "unsafe",
+        ];
+        let is_fn = at.is_some_and(|at| words[..at].iter().all(|w| qualifiers.contains(w)));
+        if !is_fn {
+            i += 1;
+            continue;
+        }
+        let (mut depth, mut opened, mut j) = (0i64, false, i);
+        'lines: while j < lines.len() {
+            for c in lines[j].chars() {
+                match c {
+                    '{' => (depth, opened) = (depth + 1, true),
+                    '}' => depth -= 1,
+                    ';' if !opened => break 'lines,
+                    _ => {}
+                }
+                if opened && depth == 0 {
+                    break 'lines;
+                }
+            }
+            j += 1;
+        }
+        let name = words[at.unwrap() + 1]
+            .split(['(', '<'])
+            .next()
+            .unwrap_or("");
+        if opened && j - i + 1 > limit {
+            found.push(format!("{name} ({} lines)", j - i + 1));
+        }
+        i = if opened { j + 1 } else { i + 1 };
+    }
+    found
+}
+
+#[test]
+fn no_function_is_too_long() {
+    let root = Path::new(ROOT);
+    let mut dirs = vec![
+        (root.join("src"), FRONT_END_FN_LINES),
+        (root.join("src-tauri/src"), FRONT_END_FN_LINES),
+    ];
+    for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        dirs.push((krate.path().join("src"), FN_LINES));
+    }
+    let mut too_long = Vec::new();
+    for (dir, limit) in dirs {
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        for file in files.iter().filter(|f| !f.ends_with("tests.rs")) {
+            let text = std::fs::read_to_string(file).unwrap();
+            for f in long_functions(&text, limit) {
+                too_long.push(format!(
+                    "{}: {f}",
+                    file.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        too_long.is_empty(),
+        "functions over {FRONT_END_FN_LINES} lines in a front end or {FN_LINES} elsewhere: {too_long:#?}"
+    );
+}
+
+#[test]
+fn the_length_rule_reads_real_code() {
+    let text = "fn short() {\n    let s = \"}}}\";\n    let c = '{';\n}\n\
+                pub(crate) fn long<'a>(x: &'a str) {\n    // }\n    a();\n    b();\n}\n\
+                fn declared();\n";
+    assert_eq!(long_functions(text, 5), Vec::<String>::new());
+    assert_eq!(long_functions(text, 4), ["long (5 lines)"]);
+    assert_eq!(
+        long_functions(text, 3),
+        ["short (4 lines)", "long (5 lines)"]
+    );
+}

@@ -74,15 +74,10 @@ fn no_display() -> Option<&'static str> {
     )
 }
 
-/// Starts the window; exits with a one-line message when the window system cannot start.
-pub fn run() {
-    if let Some(reason) = no_display() {
-        eprintln!("canopy: {reason}");
-        std::process::exit(2);
-    }
-    // A window system that refuses the connection (a stale DISPLAY) still fails by a panic in
-    // the windowing library: say it in one line rather than with a trace, unless a trace was
-    // asked for with RUST_BACKTRACE.
+/// A window system that refuses the connection (a stale DISPLAY) still fails by a panic in the
+/// windowing library: say it in one line rather than with a trace, unless a trace was asked for
+/// with RUST_BACKTRACE.
+fn one_line_panics() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
@@ -95,6 +90,15 @@ pub fn run() {
         let first = message.lines().next().unwrap_or_default();
         eprintln!("canopy: {first}");
     }));
+}
+
+/// Starts the window; exits with a one-line message when the window system cannot start.
+pub fn run() {
+    if let Some(reason) = no_display() {
+        eprintln!("canopy: {reason}");
+        std::process::exit(2);
+    }
+    one_line_panics();
     let data_dir = match data_dir() {
         Ok(dir) => dir,
         Err(err) => {

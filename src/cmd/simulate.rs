@@ -88,11 +88,7 @@ pub fn run(args: Args) -> CliResult {
     let draft = file_spec(&core, &draft_path, "draft")?;
     let model = &profile.cost_model;
     let placement = recommend_placement(model, &target, draft.bytes, None);
-    let budget = args.budget as usize;
-    let predicted = model
-        .predicted_costs(&target, &draft, &placement, budget, budget)
-        .map_err(|e| CliError::user(e.to_string()))?;
-    let costs = planner_costs(&predicted)?;
+    let costs = predicted_costs(model, (&target, &draft), &placement, args.budget as usize)?;
 
     let mut prompts = load_prompts(args.prompts.as_deref())?;
     prompts.truncate(args.num_prompts);
@@ -149,13 +145,7 @@ pub fn run(args: Args) -> CliResult {
         choice: &choice,
         replay: replay.as_ref(),
     };
-    if args.json {
-        let text = serde_json::to_string_pretty(&report.json()).map_err(anyhow::Error::from)?;
-        println!("{text}");
-    } else {
-        print!("{}", report.text());
-    }
-    Ok(())
+    report.print(args.json)
 }
 
 /// The planner's choice for the measured acceptance and the predicted costs, under `--budget`
@@ -279,6 +269,20 @@ fn replay_tree(
     })
 }
 
+/// The planner's costs as `model` predicts them for `target` and `draft` in `placement`, up to
+/// `budget` nodes per pass.
+fn predicted_costs(
+    model: &canopy_hw::CostModel,
+    (target, draft): (&ModelSpec, &ModelSpec),
+    placement: &canopy_hw::LayerSplit,
+    budget: usize,
+) -> CliResult<Costs> {
+    let predicted = model
+        .predicted_costs(target, draft, placement, budget, budget)
+        .map_err(|e| CliError::user(e.to_string()))?;
+    planner_costs(&predicted)
+}
+
 /// A model file as the cost model sees it.
 fn file_spec(core: &Core, path: &Path, what: &str) -> CliResult<ModelSpec> {
     let info = core
@@ -363,6 +367,16 @@ struct Report<'a> {
 const PREDICTION_NOTE: &str = "model-based prediction: real draft/target acceptance on this machine, each step charged the pass times the profile's cost model predicts for that hardware and target size; not a measurement";
 
 impl Report<'_> {
+    fn print(&self, json: bool) -> CliResult {
+        if json {
+            let text = serde_json::to_string_pretty(&self.json()).map_err(anyhow::Error::from)?;
+            println!("{text}");
+        } else {
+            print!("{}", self.text());
+        }
+        Ok(())
+    }
+
     /// Predicted seconds per token of the tree: from the replay when one ran (real tokens per step),
     /// else the planner's expectation.
     fn tree_seconds_per_token(&self) -> f64 {

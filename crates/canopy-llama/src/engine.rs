@@ -647,15 +647,9 @@ impl Engine {
         let residence = Residence::target(req.placement, &req.rpc, req.rpc_layers);
         let draft_residence = Residence::local(Placement::Gpu);
         let stamp = |path: &Path| self.validated.get(path).copied().unwrap_or((0, None));
-        let key = CacheKey {
-            target: ((req.target.clone(), residence.clone()), stamp(&req.target)),
-            draft: draft_path
-                .as_deref()
-                .map(|d| ((d.to_path_buf(), draft_residence.clone()), stamp(d))),
-            n_ctx: 0,
-            n_batch: 0,
-            inexact: req.inexact_cache,
-        };
+        let target_key = ((req.target.clone(), residence.clone()), stamp(&req.target));
+        let draft_key =
+            (draft_path.as_deref()).map(|d| ((d.to_path_buf(), draft_residence.clone()), stamp(d)));
         let Engine {
             backend,
             models,
@@ -672,9 +666,11 @@ impl Engine {
         let largest = largest_tree(req.plan, req.placement);
         let size = ContextSize::of(req, target_model, draft_path.as_deref(), &prompt, largest)?;
         let key = CacheKey {
+            target: target_key,
+            draft: draft_key,
             n_ctx: size.cells,
             n_batch: size.n_batch,
-            ..key
+            inexact: req.inexact_cache,
         };
         if req.kv_cache_bytes == 0 {
             cache.clear();

@@ -339,6 +339,149 @@ impl<'m> LlamaTree<'m> {
         Ok(())
     }
 
+    /// Checks that `nodes` fit the batch and the context and that each parent precedes its
+    /// child; which of the new nodes have new children.
+    fn check_nodes(&self, nodes: &[NodeIn]) -> Result<Vec<bool>, ModelError> {
+        if self.backlog.len() + nodes.len() > self.n_batch {
+            return Err(ModelError::InvalidTree(format!(
+                "{} nodes (and {} committed tokens decoded again) exceed the batch size {}",
+                nodes.len(),
+                self.backlog.len(),
+                self.n_batch
+            )));
+        }
+        if self.n_past + self.pending.len() + nodes.len() > self.n_ctx() {
+            return Err(ModelError::ContextFull {
+                n_ctx: self.n_ctx(),
+            });
+        }
+        let base = self.pending.len();
+        let mut has_child = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(p) = node.parent {
+                if p >= base + i {
+                    return Err(ModelError::InvalidTree(format!(
+                        "node {} has parent {p}, which does not precede it",
+                        base + i
+                    )));
+                }
+                if p >= base {
+                    has_child[p - base] = true;
+                }
+            }
+        }
+        Ok(has_child)
+    }
+
+    /// Gives every new leaf a sequence holding its ancestors (continuing its anchor's sequence
+    /// where that ends at the anchor, else a copy of it), and every node the sequences of all
+    /// leaves below it; also the sequences claimed.
+    fn leaf_sequences(
+        &mut self,
+        nodes: &[NodeIn],
+        has_child: &[bool],
+    ) -> Result<(Vec<Vec<i32>>, Vec<i32>), ModelError> {
+        let base = self.pending.len();
+        let n = nodes.len();
+        let mut seqs: Vec<Vec<i32>> = vec![Vec::new(); n];
+        let mut claimed: Vec<i32> = Vec::new();
+        for i in (0..n).filter(|&i| !has_child[i]) {
+            // The nearest ancestor that was decoded before this call.
+            let mut top = i;
+            while let Some(p) = nodes[top].parent.filter(|&p| p >= base) {
+                top = p - base;
+            }
+            let anchor = nodes[top].parent;
+            let reusable = anchor.and_then(|e| {
+                let s = self.pending[e].seq;
+                (self.tips.get(&s) == Some(&e) && !claimed.contains(&s)).then_some(s)
+            });
+            let seq = match reusable {
+                Some(s) => s,
+                None => {
+                    let s = self.free_seq(&claimed).ok_or(ModelError::TooManyLeaves {
+                        max: self.n_seq - 1,
+                    })?;
+                    let (src, end) = match anchor {
+                        Some(e) => (self.pending[e].seq, Some((self.pending[e].pos + 1) as u32)),
+                        None => (0, None),
+                    };
+                    self.ctx
+                        .copy_kv_cache_seq(src, s, None, end)
+                        .map_err(|e| ModelError::Decode(e.to_string()))?;
+                    s
+                }
+            };
+            claimed.push(seq);
+            seqs[i].push(seq);
+        }
+        for i in (0..n).rev() {
+            if let Some(p) = nodes[i].parent.filter(|&p| p >= base) {
+                let below = seqs[i].clone();
+                seqs[p - base].extend(below);
+            }
+        }
+        Ok((seqs, claimed))
+    }
+
+    /// Adds the backlog to the batch: committed tokens, seen by every new leaf and kept in
+    /// sequence 0. A backlog only exists right after a commit, so every leaf sequence is new.
+    fn add_backlog(&mut self, claimed: &[i32]) -> Result<(), ModelError> {
+        let start = self.n_past - self.backlog.len();
+        let mut backlog_seqs = claimed.to_vec();
+        backlog_seqs.push(0);
+        for (j, &t) in self.backlog.iter().enumerate() {
+            self.batch
+                .add(LlamaToken(t), pos_of(start + j), &backlog_seqs, false)
+                .map_err(|e| ModelError::Decode(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `nodes` to the batch in depth-first order and records them as pending: positions
+    /// and pending entries in the caller's order, batch rows in depth-first order.
+    fn add_nodes(&mut self, nodes: &[NodeIn], seqs: &[Vec<i32>]) -> Result<(), ModelError> {
+        let base = self.pending.len();
+        let n = nodes.len();
+        let order = depth_first(nodes, base);
+        let mut row = vec![0i32; n];
+        for (k, &i) in order.iter().enumerate() {
+            row[i] = (self.backlog.len() + k) as i32;
+        }
+        let mut pos = vec![0i32; n];
+        for (i, node) in nodes.iter().enumerate() {
+            pos[i] = match node.parent {
+                Some(p) if p >= base => pos[p - base] + 1,
+                Some(p) => self.pending[p].pos + 1,
+                None => pos_of(self.n_past),
+            };
+        }
+        for &i in &order {
+            self.batch
+                .add(
+                    LlamaToken(nodes[i].token),
+                    pos[i],
+                    &seqs[i],
+                    nodes[i].logits,
+                )
+                .map_err(|e| ModelError::Decode(e.to_string()))?;
+        }
+        self.rows = (0..n)
+            .filter(|&i| nodes[i].logits)
+            .map(|i| row[i])
+            .collect();
+        for (i, node) in nodes.iter().enumerate() {
+            self.pending.push(Pending {
+                token: node.token,
+                pos: pos[i],
+                parent: node.parent,
+                seq: seqs[i][0],
+                slot: base + row[i] as usize - self.backlog.len(),
+            });
+        }
+        Ok(())
+    }
+
     fn free_seq(&self, claimed: &[i32]) -> Option<i32> {
         (1..self.n_seq as i32).find(|s| !self.tips.contains_key(s) && !claimed.contains(s))
     }
@@ -423,124 +566,12 @@ impl TreeModel for LlamaTree<'_> {
             self.rows.clear();
             return Ok(());
         }
-        if self.backlog.len() + nodes.len() > self.n_batch {
-            return Err(ModelError::InvalidTree(format!(
-                "{} nodes (and {} committed tokens decoded again) exceed the batch size {}",
-                nodes.len(),
-                self.backlog.len(),
-                self.n_batch
-            )));
-        }
-        if self.n_past + self.pending.len() + nodes.len() > self.n_ctx() {
-            return Err(ModelError::ContextFull {
-                n_ctx: self.n_ctx(),
-            });
-        }
+        let has_child = self.check_nodes(nodes)?;
+        let (seqs, claimed) = self.leaf_sequences(nodes, &has_child)?;
         let base = self.pending.len();
-        let n = nodes.len();
-        // Validate parents and find which new nodes have new children.
-        let mut has_child = vec![false; n];
-        for (i, node) in nodes.iter().enumerate() {
-            if let Some(p) = node.parent {
-                if p >= base + i {
-                    return Err(ModelError::InvalidTree(format!(
-                        "node {} has parent {p}, which does not precede it",
-                        base + i
-                    )));
-                }
-                if p >= base {
-                    has_child[p - base] = true;
-                }
-            }
-        }
-        // Give every new leaf a sequence holding its ancestors.
-        let mut seqs: Vec<Vec<i32>> = vec![Vec::new(); n];
-        let mut claimed: Vec<i32> = Vec::new();
-        for i in (0..n).filter(|&i| !has_child[i]) {
-            // The nearest ancestor that was decoded before this call.
-            let mut top = i;
-            while let Some(p) = nodes[top].parent.filter(|&p| p >= base) {
-                top = p - base;
-            }
-            let anchor = nodes[top].parent;
-            let reusable = anchor.and_then(|e| {
-                let s = self.pending[e].seq;
-                (self.tips.get(&s) == Some(&e) && !claimed.contains(&s)).then_some(s)
-            });
-            let seq = match reusable {
-                Some(s) => s,
-                None => {
-                    let s = self.free_seq(&claimed).ok_or(ModelError::TooManyLeaves {
-                        max: self.n_seq - 1,
-                    })?;
-                    let (src, end) = match anchor {
-                        Some(e) => (self.pending[e].seq, Some((self.pending[e].pos + 1) as u32)),
-                        None => (0, None),
-                    };
-                    self.ctx
-                        .copy_kv_cache_seq(src, s, None, end)
-                        .map_err(|e| ModelError::Decode(e.to_string()))?;
-                    s
-                }
-            };
-            claimed.push(seq);
-            seqs[i].push(seq);
-        }
-        // Every node carries the sequences of all leaves below it.
-        for i in (0..n).rev() {
-            if let Some(p) = nodes[i].parent.filter(|&p| p >= base) {
-                let below = seqs[i].clone();
-                seqs[p - base].extend(below);
-            }
-        }
         self.batch.clear();
-        // The backlog first: committed tokens, seen by every new leaf and kept in sequence 0. A
-        // backlog only exists right after a commit, so every leaf sequence here is new.
-        let start = self.n_past - self.backlog.len();
-        let mut backlog_seqs = claimed.clone();
-        backlog_seqs.push(0);
-        for (j, &t) in self.backlog.iter().enumerate() {
-            self.batch
-                .add(LlamaToken(t), pos_of(start + j), &backlog_seqs, false)
-                .map_err(|e| ModelError::Decode(e.to_string()))?;
-        }
-        let order = depth_first(nodes, base);
-        let mut row = vec![0i32; n];
-        for (k, &i) in order.iter().enumerate() {
-            row[i] = (self.backlog.len() + k) as i32;
-        }
-        // Positions and pending entries in the caller's order; batch rows in depth-first order.
-        let mut pos = vec![0i32; n];
-        for (i, node) in nodes.iter().enumerate() {
-            pos[i] = match node.parent {
-                Some(p) if p >= base => pos[p - base] + 1,
-                Some(p) => self.pending[p].pos + 1,
-                None => pos_of(self.n_past),
-            };
-        }
-        for &i in &order {
-            self.batch
-                .add(
-                    LlamaToken(nodes[i].token),
-                    pos[i],
-                    &seqs[i],
-                    nodes[i].logits,
-                )
-                .map_err(|e| ModelError::Decode(e.to_string()))?;
-        }
-        self.rows = (0..n)
-            .filter(|&i| nodes[i].logits)
-            .map(|i| row[i])
-            .collect();
-        for (i, node) in nodes.iter().enumerate() {
-            self.pending.push(Pending {
-                token: node.token,
-                pos: pos[i],
-                parent: node.parent,
-                seq: seqs[i][0],
-                slot: base + row[i] as usize - self.backlog.len(),
-            });
-        }
+        self.add_backlog(&claimed)?;
+        self.add_nodes(nodes, &seqs)?;
         for (i, s) in seqs.iter().enumerate() {
             if !has_child[i] {
                 self.tips.insert(s[0], base + i);

@@ -149,36 +149,7 @@ pub fn estimate(
     });
 
     let Some(vram) = machine.vram_bytes else {
-        let ram_needed = target
-            .weight_bytes
-            .saturating_add(target_kv)
-            .saturating_add(draft_need)
-            .saturating_add(RAM_RESERVE_BYTES);
-        let (badge, reason) = ram_verdict(machine, ram_needed).unwrap_or_else(|| {
-            (
-                Badge::Fits,
-                format!(
-                    "no GPU: both models run from RAM ({} needed of {} free); each pass reads the target's {} of weights in place",
-                    fmt_bytes(ram_needed),
-                    fmt_bytes(machine.ram_available),
-                    fmt_bytes(target.weight_bytes)
-                ),
-            )
-        });
-        return FitEstimate {
-            context_tokens,
-            draft_vram_bytes: draft_need,
-            draft_fits_in_vram: None,
-            target_kv_bytes: target_kv,
-            target_kv_in_vram: false,
-            target_layers_resident: 0,
-            target_layers_total: target.n_layers,
-            bytes_streamed_per_pass: 0,
-            seconds_per_pass: None,
-            ram_needed_bytes: ram_needed,
-            badge,
-            reason,
-        };
+        return estimate_without_gpu(machine, target, target_kv, draft_need, context_tokens);
     };
 
     let usable = vram.saturating_sub(VRAM_RESERVE_BYTES);
@@ -257,6 +228,46 @@ pub fn estimate(
         target_layers_total: target.n_layers,
         bytes_streamed_per_pass: streamed,
         seconds_per_pass,
+        ram_needed_bytes: ram_needed,
+        badge,
+        reason,
+    }
+}
+
+/// [`estimate`] on a machine without a GPU: both models run from RAM.
+fn estimate_without_gpu(
+    machine: &MachineFacts,
+    target: &ModelShape,
+    target_kv: u64,
+    draft_need: u64,
+    context_tokens: u64,
+) -> FitEstimate {
+    let ram_needed = target
+        .weight_bytes
+        .saturating_add(target_kv)
+        .saturating_add(draft_need)
+        .saturating_add(RAM_RESERVE_BYTES);
+    let (badge, reason) = ram_verdict(machine, ram_needed).unwrap_or_else(|| {
+        (
+            Badge::Fits,
+            format!(
+                "no GPU: both models run from RAM ({} needed of {} free); each pass reads the target's {} of weights in place",
+                fmt_bytes(ram_needed),
+                fmt_bytes(machine.ram_available),
+                fmt_bytes(target.weight_bytes)
+            ),
+        )
+    });
+    FitEstimate {
+        context_tokens,
+        draft_vram_bytes: draft_need,
+        draft_fits_in_vram: None,
+        target_kv_bytes: target_kv,
+        target_kv_in_vram: false,
+        target_layers_resident: 0,
+        target_layers_total: target.n_layers,
+        bytes_streamed_per_pass: 0,
+        seconds_per_pass: None,
         ram_needed_bytes: ram_needed,
         badge,
         reason,
