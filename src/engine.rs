@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use canopy_core::{Core, CoreError, ErrorKind, ModelChoice, WorkerEngine};
 use canopy_types::{Penalties, Placement, Plan, Sampling};
-use canopy_worker::{WorkerCommand, WorkerError};
+use canopy_worker::WorkerCommand;
 
 use crate::error::CliError;
 
@@ -44,11 +44,6 @@ pub fn core_error(err: CoreError) -> CliError {
         }
         ErrorKind::Crashed | ErrorKind::Internal => CliError::Failure(anyhow::Error::new(err)),
     }
-}
-
-/// Maps a worker failure to the command's exit policy.
-pub fn worker_error(err: WorkerError) -> CliError {
-    core_error(err.into())
 }
 
 /// Parses `--rpc host:port[,host:port]`; absent = the target stays on this machine.
@@ -174,18 +169,6 @@ impl ModelArgs {
     }
 }
 
-/// A worker for the measuring tools (`acceptance`, `simulate`) whose jobs run the models on the
-/// CPU whatever the machine: an acceptance vector does not depend on where the weights live.
-///
-/// # Errors
-/// When this executable cannot be found.
-pub fn measuring_worker() -> Result<canopy_worker::Supervisor, CliError> {
-    let program = std::env::current_exe().map_err(|e| {
-        CliError::Failure(anyhow::anyhow!("cannot find the canopy executable: {e}"))
-    })?;
-    Ok(WorkerEngine::new(worker_command(program)).supervisor_with(None))
-}
-
 /// Checks a model path before anything is started, so that a typo is a one-line user error.
 pub fn model_path(path: &std::path::Path, what: &str) -> Result<PathBuf, CliError> {
     if !path.is_file() {
@@ -200,11 +183,4 @@ pub fn model_path(path: &std::path::Path, what: &str) -> Result<PathBuf, CliErro
         )));
     }
     Ok(path.to_path_buf())
-}
-
-/// Checks a temperature for the measuring tools; the error names the flag.
-pub fn check_temperature(temperature: f32) -> Result<(), CliError> {
-    Sampling::new(temperature, 0, 1.0, 0)
-        .map(|_| ())
-        .map_err(|e| CliError::user(format!("--{e}")))
 }

@@ -61,3 +61,38 @@ fn predicts_a_streamed_70b_sized_target_on_the_rtx4090_profile() {
     assert!(f(&["tree", "speedup"]) > 1.0);
     assert!((f(&["tree", "tokens_per_second"]) * tree - 1.0).abs() < 1e-9);
 }
+
+/// `canopy acceptance` measures through the core: SmolLM2 drafting for itself is accepted at the
+/// first candidate, and a bad width is one line and exit 2 before any model loads.
+#[test]
+fn acceptance_of_a_model_drafting_for_itself() {
+    let smol = canopy_models::test_model("smollm2-135m").expect("run scripts/fetch-models");
+    let smol = smol.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let prompts = home.path().join("prompts.txt");
+    std::fs::write(&prompts, "Name three colours.\nCount to five.\n").unwrap();
+    let prompts = prompts.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["acceptance", "--target", smol, "--draft", smol, "--json"];
+        args.extend(["--prompts", prompts]);
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_canopy"))
+            .args(&args)
+            .env("CANOPY_HOME", home.path())
+            .output()
+            .expect("run canopy")
+    };
+    let out = run(&["--tokens", "8", "--width", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["acceptance"].as_array().unwrap().len(), 4, "{v}");
+    assert!(v["acceptance"][0].as_f64().unwrap() > 0.9, "{v}");
+    assert_eq!(v["mode"], "greedy");
+
+    let out = run(&["--width", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("width must be between 1 and 64"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use canopy_worker::{AcceptanceRequest, CancelFlag, Event, Job, JobResult};
+use canopy_core::{AcceptanceRequest, CancelFlag, Event, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
 use serde_json::json;
 
-use crate::engine::{check_temperature, measuring_worker, model_path, worker_error};
-use crate::error::{CliError, CliResult};
+use crate::engine::{core, core_error, model_path};
+use crate::error::CliResult;
 use crate::prompts::load_prompts;
 
 #[derive(clap::Args)]
@@ -25,10 +25,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
     /// Length of the vector (candidates per position).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = ACCEPTANCE_WIDTH)]
     pub width: usize,
     /// Positions measured per prompt (the target's own continuation).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ACCEPTANCE_POSITIONS)]
     pub tokens: u32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -40,16 +40,9 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let target = model_path(&args.target, "target")?;
     let draft = model_path(&args.draft, "draft")?;
-    check_temperature(args.temperature)?;
-    if args.width == 0 || args.width > 64 {
-        return Err(CliError::user("--width must be between 1 and 64"));
-    }
-    if args.tokens == 0 {
-        return Err(CliError::user("--tokens must be at least 1"));
-    }
     let prompts = load_prompts(args.prompts.as_deref())?;
     let n_prompts = prompts.len();
-    let job = Job::Acceptance(AcceptanceRequest {
+    let request = AcceptanceRequest {
         target,
         draft,
         prompts,
@@ -57,8 +50,7 @@ pub fn run(args: Args) -> CliResult {
         width: args.width,
         tokens_per_prompt: args.tokens,
         seed: args.seed,
-    });
-    let mut supervisor = measuring_worker()?;
+    };
     let quiet = args.json;
     let mut on_event = |e: &Event| {
         if let (
@@ -71,17 +63,12 @@ pub fn run(args: Args) -> CliResult {
             eprint!("\r{phase}: {:>3.0}%", fraction * 100.0);
         }
     };
-    let result = supervisor
-        .run(job, &CancelFlag::new(), &mut on_event)
-        .map_err(worker_error)?;
+    let r = core()?
+        .measure_acceptance(request, &CancelFlag::new(), &mut on_event)
+        .map_err(core_error)?;
     if !quiet {
         eprintln!();
     }
-    let JobResult::Acceptance(r) = result else {
-        return Err(CliError::Failure(anyhow::anyhow!(
-            "the worker answered with another job's result"
-        )));
-    };
     let mode = if r.temperature == 0.0 {
         "greedy"
     } else {

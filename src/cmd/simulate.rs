@@ -8,18 +8,18 @@
 
 use std::path::{Path, PathBuf};
 
+use canopy_core::{
+    AcceptanceRequest, AcceptanceResult, CancelFlag, ChatMessage, Core, ModelChoice, Prompt,
+    ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH,
+};
 use canopy_hw::{recommend_placement, ModelSpec, PredictedCosts, Profile};
 use canopy_plan::{choose, Acceptance, CostTable, Costs, Limits, TreePlan, ENGINE};
-use canopy_worker::{
-    AcceptanceRequest, CancelFlag, GenerateRequest, Job, JobResult, Placement, Plan, Prompt,
-    Sampling,
-};
+use canopy_types::{ChatRole, Placement, Plan, Sampling};
 use serde_json::{json, Value};
 
-use crate::engine::{core_error, measuring_worker, model_path, worker_error};
+use crate::engine::{core_error, model_path};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
-use canopy_core::{Core, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -92,34 +92,25 @@ pub fn run(args: Args) -> CliResult {
 
     let mut prompts = load_prompts(args.prompts.as_deref())?;
     prompts.truncate(args.num_prompts);
-    let mut supervisor = measuring_worker()?;
     let cancel = CancelFlag::new();
-    let measured = measure_acceptance(
-        &mut supervisor,
-        &cancel,
-        &args,
-        &target_path,
-        &draft_path,
-        &prompts,
-    )?;
+    let paths = (target_path.as_path(), draft_path.as_path());
+    let measured = measure_acceptance(&core, &cancel, &args, paths, &prompts)?;
     let acc = Acceptance::new(measured.acceptance.clone())
         .map_err(|e| CliError::Failure(anyhow::anyhow!("measured acceptance vector: {e}")))?;
     let choice = choose_plan(&args, &acc, &costs)?;
-
-    let replay = if choice.plan.budget() >= 2 {
-        Some(replay_tree(
-            &mut supervisor,
-            &cancel,
-            &args,
-            &acc,
-            &costs,
-            (&target_path, &draft_path),
-            &prompts,
-            choice.plan.budget(),
-        )?)
-    } else {
-        None
-    };
+    let budget = choice.plan.budget();
+    let replay = (budget >= 2)
+        .then(|| {
+            replay_tree(
+                &core,
+                &cancel,
+                (&args, &acc, &costs),
+                paths,
+                &prompts,
+                budget,
+            )
+        })
+        .transpose()?;
 
     let plain_s = costs
         .target
@@ -165,50 +156,33 @@ fn choose_plan(args: &Args, acc: &Acceptance, costs: &Costs) -> CliResult<canopy
 
 /// The real pair's greedy acceptance vector, measured by the worker on the CPU.
 fn measure_acceptance(
-    supervisor: &mut canopy_worker::Supervisor,
+    core: &Core,
     cancel: &CancelFlag,
     args: &Args,
-    target_path: &Path,
-    draft_path: &Path,
+    (target, draft): (&Path, &Path),
     prompts: &[String],
-) -> CliResult<canopy_worker::AcceptanceResult> {
+) -> CliResult<AcceptanceResult> {
     eprintln!("measuring the acceptance vector of the real pair...");
-    let measured = match supervisor
-        .run(
-            Job::Acceptance(AcceptanceRequest {
-                target: target_path.to_owned(),
-                draft: draft_path.to_owned(),
-                prompts: prompts.to_vec(),
-                temperature: 0.0,
-                width: ACCEPTANCE_WIDTH,
-                tokens_per_prompt: args.max_tokens.max(ACCEPTANCE_POSITIONS),
-                seed: 0,
-            }),
-            cancel,
-            &mut |_| {},
-        )
-        .map_err(worker_error)?
-    {
-        JobResult::Acceptance(a) => a,
-        other => {
-            return Err(CliError::Failure(anyhow::anyhow!(
-                "the worker answered an acceptance job with {other:?}"
-            )))
-        }
+    let request = AcceptanceRequest {
+        target: target.to_owned(),
+        draft: draft.to_owned(),
+        prompts: prompts.to_vec(),
+        temperature: 0.0,
+        width: ACCEPTANCE_WIDTH,
+        tokens_per_prompt: args.max_tokens.max(ACCEPTANCE_POSITIONS),
+        seed: 0,
     };
-    Ok(measured)
+    core.measure_acceptance(request, cancel, &mut |_| {})
+        .map_err(core_error)
 }
 
 /// Generates with the engine's `tree:N` on the real pair and counts tokens per step, to check the
 /// simulated tree against what the engine does.
-#[allow(clippy::too_many_arguments)]
 fn replay_tree(
-    supervisor: &mut canopy_worker::Supervisor,
+    core: &Core,
     cancel: &CancelFlag,
-    args: &Args,
-    acc: &Acceptance,
-    costs: &Costs,
-    paths: (&Path, &Path),
+    (args, acc, costs): (&Args, &Acceptance, &Costs),
+    (target, draft): (&Path, &Path),
     prompts: &[String],
     n: usize,
 ) -> CliResult<Replay> {
@@ -219,6 +193,12 @@ fn replay_tree(
     let step_seconds = costs
         .step_seconds(&plan, acc)
         .map_err(|e| CliError::Failure(anyhow::anyhow!("pricing the tree: {e}")))?;
+    let choice = ModelChoice {
+        draft: Some(draft.to_owned()),
+        plan: Plan::tree(n as u32).map_err(|e| CliError::Failure(anyhow::anyhow!("{e}")))?,
+        placement: Placement::Cpu,
+        ..ModelChoice::target_only(target.to_owned())
+    };
     let (mut tokens, mut steps) = (0, 0);
     let mut label = String::new();
     for (i, prompt) in prompts.iter().enumerate() {
@@ -227,34 +207,24 @@ fn replay_tree(
             i + 1,
             prompts.len()
         );
-        let result = supervisor
-            .generate(
-                GenerateRequest {
-                    target: paths.0.to_owned(),
-                    draft: Some(paths.1.to_owned()),
-                    prompt: Prompt::Chat(vec![canopy_worker::ChatMessage {
-                        role: canopy_worker::ChatRole::User,
-                        content: prompt.clone(),
-                    }]),
-                    sampling: Sampling::greedy(),
-                    max_tokens: args.max_tokens,
-                    stop: Vec::new(),
-                    plan: Plan::tree(n as u32)
-                        .map_err(|e| CliError::Failure(anyhow::anyhow!("{e}")))?,
-                    context: None,
-                    placement: Placement::Cpu,
-                    acceptance: Some(acc.as_slice().to_vec()),
-                    costs: None,
-                    inexact_cache: false,
-                    rpc: Vec::new(),
-                    rpc_layers: None,
-                    kv_cache_bytes: 0,
-                    no_lookup: false,
-                },
-                cancel,
-                &mut |_, _| {},
+        let chat = Prompt::Chat(vec![ChatMessage {
+            role: ChatRole::User,
+            content: prompt.clone(),
+        }]);
+        let mut prepared = core
+            .prepare(
+                &choice,
+                chat,
+                Sampling::greedy(),
+                args.max_tokens,
+                Vec::new(),
             )
-            .map_err(worker_error)?;
+            .map_err(core_error)?;
+        // The tree is shaped by the measured vector, as the simulation's is.
+        prepared.request.acceptance = Some(acc.as_slice().to_vec());
+        let result = core
+            .generate(&prepared, cancel, &mut |_| {})
+            .map_err(core_error)?;
         tokens += result.tokens;
         steps += result.steps;
         label = result.plan;

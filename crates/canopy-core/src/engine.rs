@@ -45,12 +45,6 @@ impl WorkerEngine {
             offload: None,
         }
     }
-
-    /// A supervisor whose worker runs with `op_offload_min_batch`, for callers that drive the
-    /// worker themselves (the command line's measuring tools).
-    pub fn supervisor_with(&self, op_offload_min_batch: Option<u32>) -> Supervisor {
-        Supervisor::new(with_offload(&self.command, op_offload_min_batch))
-    }
 }
 
 /// `command` with the op-offload threshold set; with `None` the command's own environment (a

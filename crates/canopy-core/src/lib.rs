@@ -17,6 +17,7 @@
 //! *Architecture Invariant:* knows nothing of clap, Tauri or HTTP; never runs a model in its own
 //! process (inference goes through [`Inference`]).
 
+mod acceptance;
 mod chat;
 mod engine;
 mod error;
@@ -79,8 +80,8 @@ pub use canopy_store::{
 /// The plain data a front end exchanges with inference through the core: requests, their
 /// results and streamed events, and the flag that cancels them.
 pub use canopy_worker::{
-    CancelFlag, ChatMessage, Event, GenerateRequest, GenerateResult, Prompt, WorkerError,
-    DEFAULT_CONTEXT,
+    AcceptanceRequest, AcceptanceResult, CancelFlag, ChatMessage, Event, GenerateRequest,
+    GenerateResult, Prompt, WorkerError, DEFAULT_CONTEXT, MAX_ACCEPTANCE_WIDTH,
 };
 
 /// The application: data folders, the chat store, the model library and the inference engine.

@@ -913,12 +913,7 @@ impl Engine {
         req: &AcceptanceRequest,
         events: &mut EventSink,
     ) -> Result<AcceptanceResult, HandlerError> {
-        if req.width == 0 || req.width > 64 {
-            return Err(user("width must be between 1 and 64"));
-        }
-        if req.prompts.is_empty() {
-            return Err(user("no prompts given"));
-        }
+        req.check().map_err(user)?;
         let sampling = SamplingConfig {
             temperature: req.temperature,
             top_k: 0,

@@ -357,6 +357,33 @@ pub struct AcceptanceRequest {
     pub seed: u64,
 }
 
+/// The most candidates per position an acceptance measurement counts.
+pub const MAX_ACCEPTANCE_WIDTH: usize = 64;
+
+impl AcceptanceRequest {
+    /// Checks the request's numbers and prompts, before any model is loaded.
+    ///
+    /// # Errors
+    /// A message saying what to change.
+    pub fn check(&self) -> Result<(), String> {
+        if self.width == 0 || self.width > MAX_ACCEPTANCE_WIDTH {
+            return Err(format!(
+                "the width must be between 1 and {MAX_ACCEPTANCE_WIDTH}, got {}",
+                self.width
+            ));
+        }
+        if self.tokens_per_prompt == 0 {
+            return Err("the tokens per prompt must be at least 1".to_owned());
+        }
+        if self.prompts.is_empty() {
+            return Err("no prompts given".to_owned());
+        }
+        Sampling::new(self.temperature, 0, 1.0, 0)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AcceptanceResult {
     pub acceptance: Vec<f64>,
