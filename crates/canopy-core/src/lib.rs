@@ -24,6 +24,7 @@ mod error;
 mod history;
 mod hub;
 mod library;
+mod planning;
 mod profile_view;
 mod profiles;
 mod profiling;
@@ -57,6 +58,11 @@ pub use registry::{FitReport, LibraryListing, MetadataEntryView, ModelDetails};
 
 /// A placement's decision and a saved profile, as the core's services return them.
 pub use canopy_hw::{PlacementDecision, Profile};
+pub use planning::{PlanOutcome, PlanQuery, Replay, SimulateQuery, Simulation};
+
+/// The planner's and the cost model's plain data, as the planning tools return them.
+pub use canopy_hw::{LayerSplit, ModelSpec};
+pub use canopy_plan::{Choice, Limits, PlanNode, TreePlan, LLAMA_MAX_LEAVES};
 pub use request::{ModelChoice, Prepared};
 pub use served::Served;
 pub use settings::{ChatSettings, ModelPair, ServerSettings, MAX_REPLY_TOKENS};
