@@ -92,13 +92,65 @@ mod tests {
             "repeat_last_n": MAX_REPEAT_LAST_N,
         }))
         .expect("the limits serialise");
+        let engine = serde_json::to_string_pretty(&serde_json::json!({
+            "max_chain": canopy_types::MAX_CHAIN,
+            "max_tree": canopy_types::MAX_TREE,
+            "max_reply_tokens": canopy_core::MAX_REPLY_TOKENS,
+        }))
+        .expect("the engine's limits serialise");
         format!(
             "\n/** The chat settings' defaults (`ChatSettings::default`; the sampling is \
              `Sampling::chat_default`). */\n\
              export const DEFAULT_CHAT_SETTINGS: ChatSettings = {defaults};\n\
              \n/** The largest value of each sampling setting (canopy-types' `MAX_*`). */\n\
-             export const SAMPLING_LIMITS = {limits} as const;\n"
+             export const SAMPLING_LIMITS = {limits} as const;\n\
+             \n/** The engine's limits (canopy-types' `MAX_CHAIN` and `MAX_TREE`, the core's \
+             `MAX_REPLY_TOKENS`). */\n\
+             export const ENGINE_LIMITS = {engine} as const;\n\
+             \n/** Texts and whether the back end parses them as a plan or a placement: the front \
+             end's checks are tested against these. */\n\
+             export const GRAMMAR_EXAMPLES: {{ plan: [string, boolean][]; placement: [string, boolean][] }} = {grammar};\n",
+            grammar = grammar_examples()
         )
+    }
+
+    /// Plan and placement texts at and around every boundary of their grammar, each with
+    /// whether canopy-types parses it.
+    fn grammar_examples() -> String {
+        use canopy_types::{Placement, Plan, MAX_CHAIN, MAX_TREE};
+        let plans = [
+            "none".to_owned(),
+            "auto".to_owned(),
+            "chain:0".to_owned(),
+            "chain:1".to_owned(),
+            format!("chain:{MAX_CHAIN}"),
+            format!("chain:{}", MAX_CHAIN + 1),
+            "tree:1".to_owned(),
+            "tree:2".to_owned(),
+            "tree:007".to_owned(),
+            format!("tree:{MAX_TREE}"),
+            format!("tree:{}", MAX_TREE + 1),
+            "tree:x".to_owned(),
+            "tree:".to_owned(),
+            "chain:99999999999".to_owned(),
+            "Auto".to_owned(),
+            "greedy".to_owned(),
+            String::new(),
+        ];
+        let placements = [
+            "auto", "cpu", "stream", "gpu", "layers:0", "layers:12", "layers:x", "layers:", "GPU",
+            "partial", "",
+        ];
+        let plan: Vec<(String, bool)> = plans
+            .iter()
+            .map(|t| (t.clone(), t.parse::<Plan>().is_ok()))
+            .collect();
+        let placement: Vec<(String, bool)> = placements
+            .iter()
+            .map(|t| (t.to_string(), t.parse::<Placement>().is_ok()))
+            .collect();
+        serde_json::to_string(&serde_json::json!({ "plan": plan, "placement": placement }))
+            .expect("the examples serialise")
     }
 
     fn repo_file(path: &str) -> PathBuf {

@@ -512,3 +512,13 @@ export const SAMPLING_LIMITS = {
   "temperature": 2.0,
   "top_k": 1000
 } as const;
+
+/** The engine's limits (canopy-types' `MAX_CHAIN` and `MAX_TREE`, the core's `MAX_REPLY_TOKENS`). */
+export const ENGINE_LIMITS = {
+  "max_chain": 255,
+  "max_reply_tokens": 32768,
+  "max_tree": 1024
+} as const;
+
+/** Texts and whether the back end parses them as a plan or a placement: the front end's checks are tested against these. */
+export const GRAMMAR_EXAMPLES: { plan: [string, boolean][]; placement: [string, boolean][] } = {"placement":[["auto",true],["cpu",true],["stream",true],["gpu",true],["layers:0",true],["layers:12",true],["layers:x",false],["layers:",false],["GPU",false],["partial",false],["",false]],"plan":[["none",true],["auto",true],["chain:0",false],["chain:1",true],["chain:255",true],["chain:256",false],["tree:1",false],["tree:2",true],["tree:007",true],["tree:1024",true],["tree:1025",false],["tree:x",false],["tree:",false],["chain:99999999999",false],["Auto",false],["greedy",false],["",false]]};

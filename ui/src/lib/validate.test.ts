@@ -1,6 +1,7 @@
+import { GRAMMAR_EXAMPLES } from "../bindings";
 import type { ChatSettings } from "../types";
 import {
-  DEFAULT_SETTINGS, isPlacement, mergeSettings, parseNumber, planBudget, validateDownloadSource, validateModelPath,
+  DEFAULT_SETTINGS, isPlacement, isPlan, mergeSettings, parseNumber, planBudget, validateDownloadSource, validateModelPath,
   validateServer, validateSettings, validateTitle,
 } from "./validate";
 
@@ -126,5 +127,19 @@ describe("form fields", () => {
     expect(validateModelPath("/models/a.gguf")).toBeNull();
     expect(validateModelPath("a.gguf")).toMatch(/absolute/);
     expect(validateModelPath("/models/a.bin")).toMatch(/GGUF/);
+  });
+});
+
+describe("the back end's grammar", () => {
+  it("accepts exactly the plans canopy-types parses", () => {
+    for (const [text, ok] of GRAMMAR_EXAMPLES.plan) {
+      expect(isPlan(text), JSON.stringify(text)).toBe(ok);
+    }
+  });
+
+  it("accepts exactly the placements canopy-types parses", () => {
+    for (const [text, ok] of GRAMMAR_EXAMPLES.placement) {
+      expect(isPlacement(text), JSON.stringify(text)).toBe(ok);
+    }
   });
 });

@@ -1,6 +1,6 @@
 // Validation of what the user types, before anything is sent to the app.
 
-import { DEFAULT_CHAT_SETTINGS, SAMPLING_LIMITS } from "../bindings";
+import { DEFAULT_CHAT_SETTINGS, ENGINE_LIMITS, SAMPLING_LIMITS } from "../bindings";
 import type { ChatSettings, Placement, Plan, ServerSettings } from "../types";
 
 export type Errors<T> = Partial<Record<keyof T, string>>;
@@ -15,10 +15,10 @@ export function parseRpc(text: string): string[] {
 
 const RPC_ENTRY = /^[A-Za-z0-9._-]+:([0-9]{1,5})$/;
 
-/** The engine's limits (canopy-types' `MAX_CHAIN` and `MAX_TREE`). */
-export const MAX_CHAIN = 255;
-export const MAX_TREE = 1024;
-export const MAX_REPLY_TOKENS = 32768;
+/** The engine's limits (generated from canopy-types' `MAX_CHAIN` and `MAX_TREE`). */
+export const MAX_CHAIN = ENGINE_LIMITS.max_chain;
+export const MAX_TREE = ENGINE_LIMITS.max_tree;
+export const MAX_REPLY_TOKENS = ENGINE_LIMITS.max_reply_tokens;
 
 const PLAN = /^(none|auto|chain:(\d{1,6})|tree:(\d{1,6}))$/;
 const PLACEMENT = /^(auto|cpu|stream|gpu|layers:(\d{1,6}))$/;
