@@ -138,8 +138,17 @@ mod tests {
             String::new(),
         ];
         let placements = [
-            "auto", "cpu", "stream", "gpu", "layers:0", "layers:12", "layers:x", "layers:", "GPU",
-            "partial", "",
+            "auto",
+            "cpu",
+            "stream",
+            "gpu",
+            "layers:0",
+            "layers:12",
+            "layers:x",
+            "layers:",
+            "GPU",
+            "partial",
+            "",
         ];
         let plan: Vec<(String, bool)> = plans
             .iter()

@@ -7,7 +7,9 @@ use std::time::Instant;
 use canopy_plan::{CostTable, Costs, LookupAcceptance, ENGINE};
 use canopy_spec::driver::GenError;
 use canopy_spec::sampling::{argmax, distribution, SamplingConfig};
-use canopy_spec::{generate, policy_for, GenConfig, NodeIn, StopReason, Token, TreeModel};
+use canopy_spec::{
+    generate, largest_tree, policy_for, GenConfig, NodeIn, StopReason, Token, TreeModel,
+};
 use canopy_worker::{
     AcceptanceRequest, AcceptanceResult, ChatRole, CostCurves, EventSink, GenerateRequest,
     GenerateResult, Handler, HandlerError, Job, JobResult, MeasureRequest, MeasureResult,
@@ -112,21 +114,6 @@ pub struct Engine {
     threads: i32,
 }
 
-/// Largest tree a plan builds in `placement` (`auto` decides below this at run time).
-fn largest_tree(plan: Plan, placement: Placement) -> usize {
-    match plan {
-        Plan::Auto if placement == Placement::Cpu => AUTO_MAX_BUDGET_CPU,
-        Plan::Auto => AUTO_MAX_BUDGET,
-        fixed => fixed.fixed_budget().unwrap_or(1) as usize,
-    }
-}
-
-/// Largest tree of one pass ([`canopy_types::MAX_TREE`]).
-pub const MAX_TREE: usize = canopy_types::MAX_TREE as usize;
-/// Largest tree `auto` considers where the target's pass is compute-bound (weights on the CPU),
-/// and where it streams or sits on a GPU (the calibration may stop earlier).
-const AUTO_MAX_BUDGET_CPU: usize = 256;
-const AUTO_MAX_BUDGET: usize = MAX_TREE;
 /// Deepest tree any plan builds; also the most accepted tokens one commit can hand to the next
 /// pass.
 const MAX_DEPTH: usize = ENGINE.max_depth;

@@ -44,8 +44,8 @@ pub use driver::{
 pub use lookup::{LookupConfig, LookupError, LookupIndex, LookupProposal};
 pub use model::{ModelError, NodeIn, TreeModel};
 pub use policy::{
-    policy_for, AcceptanceTracker, AutoPolicy, FixedPolicy, LiveCosts, LookupTracker, PolicyError,
-    StepCounts, DEFAULT_ACCEPTANCE, PRIOR_WEIGHT,
+    largest_tree, policy_for, AcceptanceTracker, AutoPolicy, FixedPolicy, LiveCosts, LookupTracker,
+    PolicyError, StepCounts, DEFAULT_ACCEPTANCE, PRIOR_WEIGHT,
 };
 pub use sampling::{Dist, Penalties, SamplingConfig, TokenCounts};
 pub use verify::{LookupVisit, NodeKind, Walk};

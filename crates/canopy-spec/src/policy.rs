@@ -10,7 +10,7 @@ use canopy_plan::{
     chain, choose_ladder, choose_step, Acceptance, CostTable, Costs, DraftOption, Limits,
     LiveCostTable, LivePoint, LookupAcceptance, StepCosts, TreePlan, ENGINE,
 };
-use canopy_types::Plan;
+use canopy_types::{Placement, Plan};
 use serde::Serialize;
 
 use crate::driver::{PlanPolicy, StepInput, StepPlan, StepReport};
@@ -155,6 +155,21 @@ pub enum PolicyError {
     Tree(canopy_plan::PlanError),
     #[error("plan auto needs cost curves (a profile's or a calibration's)")]
     AutoWithoutCosts,
+}
+
+/// Largest tree `auto` considers where the target's pass is compute-bound (weights on the CPU),
+/// and where it streams or sits on a GPU (the calibration may stop earlier).
+const AUTO_MAX_BUDGET_CPU: usize = 256;
+const AUTO_MAX_BUDGET: usize = canopy_types::MAX_TREE as usize;
+
+/// Largest tree `plan` builds in `placement` (`auto` decides below this at run time): what an
+/// engine sizes its batches and calibration for, and the `max_budget` of [`policy_for`].
+pub fn largest_tree(plan: Plan, placement: Placement) -> usize {
+    match plan {
+        Plan::Auto if placement == Placement::Cpu => AUTO_MAX_BUDGET_CPU,
+        Plan::Auto => AUTO_MAX_BUDGET,
+        fixed => fixed.fixed_budget().unwrap_or(1) as usize,
+    }
 }
 
 /// What a request's plan means: the one speculation policy of every front end and of `simulate`.
@@ -827,6 +842,20 @@ mod tests {
     use super::*;
     use crate::lookup::LookupIndex;
     use crate::verify::Walk;
+
+    #[test]
+    fn the_largest_tree_is_the_plan_s_own_or_auto_s_bound_for_the_placement() {
+        assert_eq!(largest_tree(Plan::Auto, Placement::Cpu), AUTO_MAX_BUDGET_CPU);
+        assert_eq!(largest_tree(Plan::Auto, Placement::Stream), AUTO_MAX_BUDGET);
+        assert_eq!(largest_tree(Plan::None, Placement::Cpu), 1);
+        let tree = Plan::tree(8).unwrap();
+        assert_eq!(largest_tree(tree, Placement::Gpu), 8);
+        let chain = Plan::chain(3).unwrap();
+        assert_eq!(
+            largest_tree(chain, Placement::Cpu),
+            chain.fixed_budget().unwrap() as usize
+        );
+    }
 
     #[test]
     fn tracker_estimates_positional_rates() {
