@@ -539,3 +539,98 @@ fn the_length_rule_reads_real_code() {
         ["short (4 lines)", "long (5 lines)"]
     );
 }
+
+/// `text` up to its test module.
+fn outside_tests(text: &str) -> &str {
+    text.find("#[cfg(test)]\nmod ")
+        .map_or(text, |at| &text[..at])
+}
+
+/// Where each of `needles` occurs in the sources under `dir` (outside test modules), as
+/// `path: needle`.
+fn occurrences(dir: &str, needles: &[&str]) -> Vec<String> {
+    let root = Path::new(ROOT);
+    let mut files = Vec::new();
+    rust_files(&root.join(dir), &mut files);
+    assert!(!files.is_empty(), "{dir} has sources");
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = code_only(outside_tests(&text));
+        for needle in needles {
+            if code.contains(needle) {
+                let path = file.strip_prefix(root).unwrap().display().to_string();
+                found.push(format!("{path}: {needle}"));
+            }
+        }
+    }
+    found
+}
+
+/// ARCHITECTURE.md: canopy-types does no IO, canopy-plan is pure (no IO, no clock), and
+/// canopy-spec's policies read no clock (the driver measures pass times and passes them in).
+#[test]
+fn the_pure_crates_read_no_files_clocks_or_environment() {
+    let io = [
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::env",
+        "File::",
+        "Instant",
+        "SystemTime",
+    ];
+    for dir in ["crates/canopy-types/src", "crates/canopy-plan/src"] {
+        let found = occurrences(dir, &io);
+        assert!(found.is_empty(), "{found:?}");
+    }
+    let clocks = occurrences("crates/canopy-spec/src", &["Instant", "SystemTime"]);
+    assert!(
+        clocks
+            .iter()
+            .all(|c| c.starts_with("crates/canopy-spec/src/driver.rs")),
+        "only the driver reads the clock: {clocks:?}"
+    );
+}
+
+/// ARCHITECTURE.md: no caller runs a model in its own process: only the executables, which are
+/// also the worker, depend on the llama.cpp adapter.
+#[test]
+fn only_the_worker_entry_points_load_models() {
+    let graph = metadata();
+    let users: BTreeSet<&str> = graph
+        .iter()
+        .filter(|(_, deps)| deps.contains("canopy-llama"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let entries: BTreeSet<&str> = FRONT_ENDS.into();
+    assert!(users.is_subset(&entries), "{users:?}");
+}
+
+/// ARCHITECTURE.md: the core resolves the data folder and passes its paths down; below it only
+/// the test-model lookup asks for it, and only the store knows the platform's folders.
+#[test]
+fn only_the_core_picks_the_data_folder() {
+    let mut asked = Vec::new();
+    for krate in std::fs::read_dir(Path::new(ROOT).join("crates"))
+        .unwrap()
+        .flatten()
+    {
+        let dir = format!("crates/{}/src", krate.file_name().to_string_lossy());
+        asked.extend(occurrences(&dir, &["data_dir()", "dirs::"]));
+    }
+    let allowed = [
+        "crates/canopy-core/src/lib.rs: data_dir()",
+        "crates/canopy-core/src/hub.rs: data_dir()",
+        "crates/canopy-models/src/paths.rs: data_dir()",
+        // The one rule: `$CANOPY_HOME`, else the platform's data folder.
+        "crates/canopy-store/src/lib.rs: data_dir()",
+        "crates/canopy-store/src/lib.rs: dirs::",
+    ];
+    for place in &asked {
+        assert!(
+            allowed.contains(&place.as_str()),
+            "{place} picks a data folder of its own: take the path from the core"
+        );
+    }
+}

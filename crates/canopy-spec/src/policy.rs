@@ -845,7 +845,10 @@ mod tests {
 
     #[test]
     fn the_largest_tree_is_the_plan_s_own_or_auto_s_bound_for_the_placement() {
-        assert_eq!(largest_tree(Plan::Auto, Placement::Cpu), AUTO_MAX_BUDGET_CPU);
+        assert_eq!(
+            largest_tree(Plan::Auto, Placement::Cpu),
+            AUTO_MAX_BUDGET_CPU
+        );
         assert_eq!(largest_tree(Plan::Auto, Placement::Stream), AUTO_MAX_BUDGET);
         assert_eq!(largest_tree(Plan::None, Placement::Cpu), 1);
         let tree = Plan::tree(8).unwrap();
