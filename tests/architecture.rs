@@ -634,3 +634,44 @@ fn only_the_core_picks_the_data_folder() {
         );
     }
 }
+
+/// ARCHITECTURE.md: every file is validated by canopy-gguf before llama.cpp sees it. The adapter
+/// hands files to llama.cpp in one function, `Engine::load`, which validates first.
+#[test]
+fn llama_cpp_reads_only_validated_files() {
+    let loads = occurrences(
+        "crates/canopy-llama/src",
+        &[
+            "load_from_file(",
+            "load_split(",
+            "llama_model_load_from_file(",
+        ],
+    );
+    let allowed = [
+        "crates/canopy-llama/src/engine.rs: load_from_file(",
+        "crates/canopy-llama/src/engine.rs: load_split(",
+        // The split loader itself, called only from `Engine::load`.
+        "crates/canopy-llama/src/rpc.rs: load_split(",
+        "crates/canopy-llama/src/rpc.rs: load_from_file(",
+        "crates/canopy-llama/src/rpc.rs: llama_model_load_from_file(",
+    ];
+    for place in &loads {
+        assert!(allowed.contains(&place.as_str()), "{place} loads a model");
+    }
+    let engine =
+        std::fs::read_to_string(Path::new(ROOT).join("crates/canopy-llama/src/engine.rs")).unwrap();
+    let code = code_only(outside_tests(&engine));
+    let load = code.find("fn load(&mut self").expect("Engine::load");
+    let body = &code[load..];
+    let body = &body[..body.find("\n    }\n").expect("the end of Engine::load")];
+    let checked = body
+        .find("check_model_file(")
+        .expect("Engine::load validates");
+    for call in ["load_from_file(", "load_split("] {
+        assert!(
+            body.find(call).is_some_and(|at| at > checked),
+            "{call} after validation"
+        );
+        assert_eq!(code.matches(call).count(), 1, "{call} only in Engine::load");
+    }
+}

@@ -427,9 +427,11 @@ impl Engine {
         })
     }
 
-    /// Loads a model once per (file, residence). Callers validate the file with
-    /// [`check_model_file`] first, on every job, so a file changed on disk is validated again.
+    /// Loads a model once per (file, residence), after [`check_model_file`] validated it (on
+    /// every job, so a file changed on disk is validated again).
     fn load(&mut self, path: &Path, residence: &Residence, what: &str) -> Result<(), HandlerError> {
+        // canopy-gguf validates every file before llama.cpp reads it (once per file version).
+        check_model_file(&mut self.validated, path, what)?;
         let key = (path.to_path_buf(), residence.clone());
         if self.models.contains_key(&key) {
             return Ok(());
