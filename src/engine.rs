@@ -107,6 +107,21 @@ impl SamplingArgs {
     }
 }
 
+/// A target, its draft and a prompt set: the flags of the tools that measure a pair (`acceptance`,
+/// `bench`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct PairArgs {
+    /// The target model (GGUF file).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The draft model (GGUF file, same vocabulary).
+    #[arg(long)]
+    pub draft: PathBuf,
+    /// Prompts: a JSON array (strings or {"prompt": ...}) or one per line. Default: the shipped set.
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+}
+
 /// The model flags of every command that generates (`generate`, `chat`, `serve`, `bench`): which
 /// models, how to speculate, where the weights live.
 #[derive(clap::Args, Clone, Debug)]

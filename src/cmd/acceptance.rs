@@ -1,25 +1,16 @@
 //! `canopy acceptance`: the positional acceptance vector of a draft/target pair.
 
-use std::path::PathBuf;
-
 use canopy_core::{AcceptanceRequest, CancelFlag, Event, ACCEPTANCE_POSITIONS, ACCEPTANCE_WIDTH};
 use serde_json::json;
 
-use crate::engine::{core, core_error, model_path};
+use crate::engine::{core, core_error, model_path, PairArgs};
 use crate::error::CliResult;
 use crate::prompts::load_prompts;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The target model (GGUF file).
-    #[arg(long)]
-    pub target: PathBuf,
-    /// The draft model (GGUF file, same vocabulary).
-    #[arg(long)]
-    pub draft: PathBuf,
-    /// Prompts: a JSON array (strings or {"prompt": ...}) or one per line. Default: the shipped set.
-    #[arg(long)]
-    pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub pair: PairArgs,
     /// 0 = greedy (top-k candidates, accepted when equal to the target's argmax); above 0 the
     /// sampling rule with residual distributions.
     #[arg(long, default_value_t = 0.0)]
@@ -38,9 +29,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let target = model_path(&args.target, "target")?;
-    let draft = model_path(&args.draft, "draft")?;
-    let prompts = load_prompts(args.prompts.as_deref())?;
+    let target = model_path(&args.pair.target, "target")?;
+    let draft = model_path(&args.pair.draft, "draft")?;
+    let prompts = load_prompts(args.pair.prompts.as_deref())?;
     let n_prompts = prompts.len();
     let request = AcceptanceRequest {
         target,

@@ -7,19 +7,14 @@ use canopy_core::{CancelFlag, ChatMessage, Core, GenerateResult, ModelChoice, Pr
 use canopy_types::{ChatRole, Placement, Plan, Sampling};
 use serde_json::json;
 
-use crate::engine::{core, core_error, parse_placement, rpc_endpoints};
+use crate::engine::{core, core_error, parse_placement, rpc_endpoints, PairArgs};
 use crate::error::{CliError, CliResult};
 use crate::prompts::load_prompts;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub target: PathBuf,
-    #[arg(long)]
-    pub draft: PathBuf,
-    /// Prompts (default: the shipped set).
-    #[arg(long)]
-    pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub pair: PairArgs,
     /// Use only the first N prompts.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -115,8 +110,8 @@ fn one(
     sources: Sources,
 ) -> CliResult<GenerateResult> {
     let choice = ModelChoice {
-        target: args.target.clone(),
-        draft: Some(args.draft.clone()),
+        target: args.pair.target.clone(),
+        draft: Some(args.pair.draft.clone()),
         plan,
         placement: args.placement,
         context: None,
@@ -149,7 +144,7 @@ pub fn run(args: Args) -> CliResult {
     if args.max_tokens == 0 {
         return Err(CliError::user("--max-tokens must be at least 1"));
     }
-    let mut prompts = load_prompts(args.prompts.as_deref())?;
+    let mut prompts = load_prompts(args.pair.prompts.as_deref())?;
     if let Some(n) = args.limit {
         prompts.truncate(n.max(1));
     }
@@ -242,8 +237,8 @@ fn report(args: &Args, rows: &[Row], prompts: usize) -> CliResult {
         })
         .collect();
     let doc = json!({
-        "target": args.target,
-        "draft": args.draft,
+        "target": args.pair.target,
+        "draft": args.pair.draft,
         "prompts": prompts,
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
