@@ -107,7 +107,7 @@ impl ModelView {
                 machine,
                 &ModelShape::from_info(info),
                 None,
-                fit::DEFAULT_CONTEXT,
+                canopy_types::DEFAULT_CONTEXT.into(),
             );
             (Some(estimate.badge), estimate.reason)
         } else {

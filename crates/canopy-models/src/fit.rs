@@ -11,8 +11,6 @@ use serde::Serialize;
 pub const VRAM_RESERVE_BYTES: u64 = 512 * MIB;
 /// RAM kept free for the process itself, the app and the tokenizer.
 pub const RAM_RESERVE_BYTES: u64 = GIB;
-/// Default context length of an estimate, in tokens.
-pub const DEFAULT_CONTEXT: u64 = 4096;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -129,7 +127,7 @@ pub fn estimate_from_size(machine: &MachineFacts, bytes: u64) -> FitEstimate {
         n_layers: 1,
         kv_bytes_per_token: 0,
     };
-    estimate(machine, &shape, None, DEFAULT_CONTEXT)
+    estimate(machine, &shape, None, canopy_types::DEFAULT_CONTEXT.into())
 }
 
 /// Estimates how `target` (with `draft` on the GPU, if any) runs on `machine` for a context of

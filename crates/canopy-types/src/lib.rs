@@ -11,6 +11,10 @@ mod placement;
 mod plan;
 mod sampling;
 
+/// Largest context, in tokens, of a request or an estimate that names none: the one default of
+/// the worker, the library's fit estimates and every front end.
+pub const DEFAULT_CONTEXT: u32 = 4096;
+
 pub use placement::{Placement, PlacementError};
 pub use plan::{InvalidPlan, Plan, MAX_CHAIN, MAX_TREE};
 pub use sampling::{

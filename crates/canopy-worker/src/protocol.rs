@@ -103,8 +103,7 @@ pub struct GenerateRequest {
     pub no_lookup: bool,
 }
 
-/// Largest context used when a request names none.
-pub const DEFAULT_CONTEXT: u32 = 4096;
+pub use canopy_types::DEFAULT_CONTEXT;
 
 /// The context a request without one runs with, for a model trained on `n_ctx_train` tokens:
 /// that, clamped to 256..=[`DEFAULT_CONTEXT`].
