@@ -401,10 +401,10 @@ fn code_only(text: &str) -> String {
                 continue;
             }
             i += hashes + 2;
-            let close: String = std::iter::once('"')
-                .chain("#".repeat(hashes).chars())
+            let close: Vec<char> = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', hashes))
                 .collect();
-            while i < chars.len() && !chars[i..].iter().collect::<String>().starts_with(&close) {
+            while i < chars.len() && !chars[i..].starts_with(&close) {
                 if chars[i] == '\n' {
                     out.push('\n');
                 }

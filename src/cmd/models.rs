@@ -409,7 +409,7 @@ fn remove(id: i64, delete_file: bool, force: bool) -> CliResult {
 fn pairs(target: String, json: bool) -> CliResult {
     let core = core()?;
     let target = core.find_model(&target).map_err(core_error)?;
-    let pairing = core.pairings(&target.id.to_string()).map_err(core_error)?;
+    let pairing = core.pairings_of(&target).map_err(core_error)?;
     if json {
         return print_json(&pairing);
     }
@@ -456,7 +456,6 @@ fn download(
                     "--name does not apply to hub files: the hub's file names are used",
                 ));
             }
-            announce(&core, &plan);
             DownloadSource::Hub { hub, plan }
         }
     };
@@ -466,6 +465,9 @@ fn download(
         }
         _ => String::new(),
     };
+    if let DownloadSource::Hub { plan, .. } = &source {
+        announce(&core, plan, &parts);
+    }
     let bar = ProgressBar::new(source.size().unwrap_or(0)).with_style(
         ProgressStyle::with_template(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
@@ -494,12 +496,9 @@ fn download(
     Ok(())
 }
 
-/// A hub download's size, parts, fit on this machine and how it will be verified, on stderr.
-fn announce(core: &Core, plan: &canopy_core::HubDownload) {
-    let parts = match plan.parts.len() {
-        1 => String::new(),
-        n => format!(" in {n} parts"),
-    };
+/// A hub download's size, `parts` (as the result line says them), fit on this machine and how it
+/// will be verified, on stderr.
+fn announce(core: &Core, plan: &canopy_core::HubDownload, parts: &str) {
     let first = plan
         .parts
         .first()

@@ -184,7 +184,11 @@ impl Core {
         self.pairings_of(&target)
     }
 
-    pub(crate) fn pairings_of(&self, target: &ModelRecord) -> CoreResult<Pairing> {
+    /// As [`Core::pairings`], for a target already found.
+    ///
+    /// # Errors
+    /// When the library cannot be read.
+    pub fn pairings_of(&self, target: &ModelRecord) -> CoreResult<Pairing> {
         let library = self.library()?;
         let listing = library.list()?;
         let mut hasher = DefaultHasher::new();
