@@ -76,6 +76,7 @@ fn request(
         rpc_layers: None,
         kv_cache_bytes: budget,
         no_lookup: false,
+        gpu_floor_bytes: 0,
     }
 }
 

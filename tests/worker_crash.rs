@@ -29,6 +29,7 @@ fn request(max_tokens: u32) -> GenerateRequest {
         rpc_layers: None,
         kv_cache_bytes: 0,
         no_lookup: false,
+        gpu_floor_bytes: 0,
     }
 }
 

@@ -136,7 +136,7 @@ fn one(
     }
     prepared.request.acceptance = None;
     prepared.request.costs = None;
-    core.generate(&prepared, &CancelFlag::new(), &mut |_| {})
+    core.generate(&mut prepared, &CancelFlag::new(), &mut |_| {})
         .map_err(core_error)
 }
 

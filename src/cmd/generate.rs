@@ -56,7 +56,7 @@ pub fn run(args: Args) -> CliResult {
         Prompt::Chat(messages)
     };
     let core = core()?;
-    let prepared = core
+    let mut prepared = core
         .prepare(
             &args.model.choice()?,
             prompt,
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> CliResult {
             }
         }
     };
-    let result = core.generate(&prepared, &cancel, &mut on_event);
+    let result = core.generate(&mut prepared, &cancel, &mut on_event);
     match result {
         Ok(result) => {
             if let Some(warning) = result
@@ -149,5 +149,6 @@ pub fn result_json(r: &GenerateResult) -> serde_json::Value {
         "verify_ms": r.verify_ms,
         "provenance": provenance,
         "target_weights": r.target_weights,
+        "gpu_free_bytes": r.gpu_free_bytes,
     })
 }

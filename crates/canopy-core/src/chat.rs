@@ -271,7 +271,7 @@ impl Core {
                 content: m.content.clone(),
             })
             .collect();
-        let prepared = self.prepare(
+        let mut prepared = self.prepare(
             &choice,
             Prompt::Chat(messages),
             settings.sampling,
@@ -288,7 +288,7 @@ impl Core {
             writer: None,
             failure: None,
         };
-        let result = self.generate(&prepared, cancel, &mut |event| match event {
+        let result = self.generate(&mut prepared, cancel, &mut |event| match event {
             Event::Token { text, sources, .. } => {
                 if let Some(id) = saving.push(text, cancel) {
                     observer.reply_created(id);

@@ -30,6 +30,7 @@ mod profiles;
 mod profiling;
 mod prompts;
 mod registry;
+mod replan;
 mod request;
 mod served;
 mod settings;
@@ -102,6 +103,9 @@ pub struct Core {
     pairs: library::PairCache,
     /// Set once profiles an earlier Canopy kept in the chat store have been moved to files.
     legacy_profiles_moved: std::sync::Once,
+    /// GPU memory kept free beyond the placement rule's margin, grown when it ran short
+    /// ([`Core::gpu_reserve`]).
+    gpu_reserve: Mutex<u64>,
 }
 
 impl Core {
@@ -117,6 +121,7 @@ impl Core {
             measured: Mutex::new(None),
             pairs: library::PairCache::default(),
             legacy_profiles_moved: std::sync::Once::new(),
+            gpu_reserve: Mutex::new(0),
         }
     }
 

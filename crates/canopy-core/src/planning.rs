@@ -297,7 +297,7 @@ impl Core {
             )?;
             // The tree is shaped by the measured vector, as the simulation's is.
             prepared.request.acceptance = Some(acc.as_slice().to_vec());
-            let result = self.generate(&prepared, cancel, &mut |_| {})?;
+            let result = self.generate(&mut prepared, cancel, &mut |_| {})?;
             tokens += result.tokens;
             steps += result.steps;
             label = result.plan;

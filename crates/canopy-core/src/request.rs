@@ -15,6 +15,10 @@ use canopy_worker::{
 use crate::error::{CoreError, CoreResult};
 use crate::Core;
 
+/// A placement rule over this GPU's facts and an op-offload threshold per resident layer count.
+pub(crate) type Decide<'a> =
+    dyn Fn(Option<&canopy_hw::GpuFacts>, &dyn Fn(u32) -> Option<u32>) -> PlacementDecision + 'a;
+
 /// Smallest context the engine runs with.
 const MIN_CONTEXT: u32 = 16;
 
@@ -62,6 +66,18 @@ pub struct Prepared {
     pub decision: PlacementDecision,
     /// The profile `auto` plans with, if any.
     pub profile: Option<String>,
+    /// What the placement was decided from, to decide it again when the GPU's memory runs short.
+    pub(crate) sizes: Sizes,
+}
+
+/// What a request's placement was decided from.
+#[derive(Clone, Debug)]
+pub(crate) struct Sizes {
+    pub target: Footprint,
+    pub draft: Option<Footprint>,
+    pub context: u32,
+    /// [`Core::gpu_reserve`] when the placement was decided.
+    pub reserve: u64,
 }
 
 /// Checks that `path` is a file, with a message naming the model's role.
@@ -183,8 +199,18 @@ impl Core {
         draft: Option<&Footprint>,
         context: u32,
     ) -> PlacementDecision {
-        let gpu = self.gpu();
-        let facts = gpu.info().map(|i| &i.facts);
+        self.decide_with(target, &|facts, threshold| {
+            canopy_hw::decide_placement(requested, facts, target, draft, context, threshold)
+        })
+    }
+
+    /// A decision made by `decide` from this GPU's facts (less the memory runs have shown must
+    /// stay free, [`Core::gpu_reserve`]) and the op-offload threshold the cost model chooses.
+    pub(crate) fn decide_with(&self, target: &Footprint, decide: &Decide<'_>) -> PlacementDecision {
+        let facts = self
+            .gpu()
+            .info()
+            .map(|i| canopy_hw::with_reserve(&i.facts, self.gpu_reserve()));
         let (model, measured) = self.cost_model();
         let spec = target.spec();
         let forced = forced_op_offload_min_batch();
@@ -194,8 +220,7 @@ impl Core {
             chosen.set(own);
             own.map(|own| forced.unwrap_or(own))
         };
-        let mut decision =
-            canopy_hw::decide_placement(requested, facts, target, draft, context, &threshold);
+        let mut decision = decide(facts.as_ref(), &threshold);
         if let Some(t) = decision.op_offload_min_batch {
             let source = if measured { "measured" } else { "default" };
             let how = match (forced, chosen.get()) {
@@ -360,11 +385,18 @@ impl Core {
             rpc_layers: choice.rpc_layers,
             kv_cache_bytes: kv_cache_budget(&decision, &target, draft.as_ref(), context),
             no_lookup: false,
+            gpu_floor_bytes: self.gpu_floor(&decision, &choice.rpc),
         };
         Ok(Prepared {
             request,
             decision,
             profile,
+            sizes: Sizes {
+                target,
+                draft,
+                context,
+                reserve: self.gpu_reserve(),
+            },
         })
     }
 
@@ -402,15 +434,35 @@ impl Core {
     ///
     /// # Errors
     /// As [`Inference::run`](crate::Inference::run), with user errors as [`CoreError::User`].
+    ///
+    /// When the GPU's memory runs short before anything is generated and `auto` chose the
+    /// placement, it is decided again with more kept free and the request runs again (see
+    /// `replan.rs`); `prepared` then holds what ran. Later requests plan with that reserve too.
     pub fn generate(
         &self,
-        prepared: &Prepared,
+        prepared: &mut Prepared,
         cancel: &CancelFlag,
         on_event: &mut dyn FnMut(&Event),
     ) -> CoreResult<GenerateResult> {
-        let job = Job::Generate(prepared.request.clone());
-        let offload = prepared.decision.op_offload_min_batch;
-        match self.engine().run(job, offload, cancel, on_event)? {
+        self.refresh_placement(prepared);
+        let mut shortfalls = 0;
+        let outcome = loop {
+            let job = Job::Generate(prepared.request.clone());
+            let offload = prepared.decision.op_offload_min_batch;
+            let mut generated = false;
+            let outcome = self.engine().run(job, offload, cancel, &mut |event| {
+                generated |= matches!(event, Event::Token { .. });
+                on_event(event)
+            });
+            match outcome {
+                Err(err) if err.is_gpu_memory() => {
+                    shortfalls += 1;
+                    self.after_gpu_memory(prepared, err, generated, shortfalls)?;
+                }
+                other => break other?,
+            }
+        };
+        match outcome {
             JobResult::Generate(result) => {
                 if let (Some(name), Some(factor)) = (&prepared.profile, result.cost_disagreement) {
                     self.record_live_check(name, factor);

@@ -93,7 +93,7 @@ impl Core {
                 served.context, request.max_tokens
             )));
         }
-        let prepared = Prepared {
+        let mut prepared = Prepared {
             request: GenerateRequest {
                 prompt: request.prompt,
                 sampling: request.sampling,
@@ -103,7 +103,7 @@ impl Core {
             },
             ..served.prepared.clone()
         };
-        self.generate(&prepared, cancel, &mut |event| {
+        self.generate(&mut prepared, cancel, &mut |event| {
             if let Event::Token { text, .. } = event {
                 on_text(text);
             }

@@ -25,6 +25,11 @@ enum Script {
     Refuse(&'static str),
     /// Streams pieces until cancelled.
     UntilCancelled,
+    /// Reports the GPU's memory short by this many bytes while the request runs everything on
+    /// the GPU; replies "fits" otherwise.
+    ShortOnGpu(u64),
+    /// Streams these pieces, then dies as llama.cpp does when CUDA runs out of memory mid-pass.
+    OutOfMemoryAfter(Vec<&'static str>),
 }
 
 /// Every generation the fake was asked for, with its op-offload threshold.
@@ -81,6 +86,7 @@ fn result(text: &str, tokens: u64, stop: StopReason) -> GenerateResult {
         lookup_tokens: 0,
         lookup_accepted: 0,
         cost_disagreement: None,
+        gpu_free_bytes: None,
     }
 }
 
@@ -123,6 +129,26 @@ impl Inference for Fake {
                 })
             }
             Script::Refuse(msg) => Err(WorkerError::User(msg.into())),
+            Script::ShortOnGpu(bytes) => {
+                let placement = self.last_job().placement;
+                if placement == Placement::Gpu {
+                    return Err(WorkerError::GpuMemory {
+                        message: "the GPU has too little free".into(),
+                        short_by_bytes: Some(bytes),
+                    });
+                }
+                on_event(&token("fits"));
+                Ok(JobResult::Generate(result("fits", 1, StopReason::Eos)))
+            }
+            Script::OutOfMemoryAfter(pieces) => {
+                for p in &pieces {
+                    on_event(&token(p));
+                }
+                Err(WorkerError::Crashed {
+                    status: "signal 6 (SIGABRT)".into(),
+                    detail: ": CUDA error: out of memory".into(),
+                })
+            }
             Script::UntilCancelled => {
                 let mut text = String::new();
                 for _ in 0..10_000 {
@@ -168,12 +194,17 @@ struct World {
 }
 
 fn world(script: Script) -> World {
+    world_with(script, |_, _| canopy_hw::GpuStatus::NotBuilt)
+}
+
+/// A world whose GPU `gpu` makes from the target's and the draft's files.
+fn world_with(script: Script, gpu: impl Fn(&Path, &Path) -> canopy_hw::GpuStatus) -> World {
     let dir = tempfile::tempdir().unwrap();
     let target = model(dir.path(), "target.gguf", 8);
     let draft = model(dir.path(), "draft.gguf", 2);
     let fake = Fake::new(script);
     let core = Core::new(dir.path().join("home"), Box::new(fake.clone()));
-    core.set_gpu(canopy_hw::GpuStatus::NotBuilt);
+    core.set_gpu(gpu(&target, &draft));
     World {
         _dir: dir,
         core,
@@ -681,7 +712,7 @@ fn the_profile_view_says_when_live_costs_disagree_with_the_profile() {
     };
     let run = |factor: f64| {
         *w.fake.disagreement.lock().unwrap() = Some(factor);
-        let prepared = w
+        let mut prepared = w
             .core
             .prepare(
                 &choice,
@@ -693,7 +724,7 @@ fn the_profile_view_says_when_live_costs_disagree_with_the_profile() {
             .unwrap();
         assert_eq!(prepared.profile.as_deref(), Some("busy"));
         w.core
-            .generate(&prepared, &CancelFlag::new(), &mut |_| {})
+            .generate(&mut prepared, &CancelFlag::new(), &mut |_| {})
             .unwrap();
         w.core.profile_view(&profile).live.unwrap()
     };
@@ -798,4 +829,159 @@ fn the_history_is_read_and_edited_through_the_core() {
     w.core.delete_conversation(conv.id).unwrap();
     let gone = w.core.conversation(conv.id).unwrap_err();
     assert_eq!(gone.kind(), ErrorKind::NotFound);
+}
+
+/// A GPU on which the target and the draft, with their KV caches at the default context, fit
+/// beside the placement rule's margin (1 GiB) with 64 KiB to spare: `auto` puts everything on it.
+fn snug_gpu(target: &Path, draft: &Path) -> canopy_hw::GpuStatus {
+    let need = |path: &Path| {
+        let info = canopy_gguf::inspect(path).unwrap();
+        let footprint = canopy_hw::Footprint::from_info(&info);
+        footprint.bytes as f64 + footprint.kv_bytes(2048)
+    };
+    let free = (1u64 << 30) + (need(target) + need(draft)).ceil() as u64 + (64 << 10);
+    canopy_hw::GpuStatus::Found(Box::new(canopy_hw::GpuInfo {
+        facts: canopy_hw::GpuFacts {
+            ordinal: 0,
+            name: "snug card".into(),
+            compute_capability: canopy_hw::gpu::ComputeCapability { major: 8, minor: 9 },
+            vram_total_bytes: free + (512 << 20),
+            vram_free_bytes: Some(free),
+            multiprocessors: None,
+            clock_mhz: None,
+            memory_bus_bits: None,
+            memory_clock_mhz: None,
+            theoretical_memory_gb_per_s: None,
+            peak_fp16_tflops: None,
+        },
+        bandwidths: None,
+        other_devices: Vec::new(),
+    }))
+}
+
+fn prepare_on(
+    w: &World,
+    placement: Placement,
+) -> Result<canopy_core::Prepared, canopy_core::CoreError> {
+    let choice = ModelChoice {
+        draft: Some(w.draft.clone()),
+        plan: Plan::Chain(2),
+        placement,
+        ..ModelChoice::target_only(w.target.clone())
+    };
+    w.core.prepare(
+        &choice,
+        canopy_worker::Prompt::Raw("x".into()),
+        Sampling::greedy(),
+        4,
+        vec![],
+    )
+}
+
+/// The worker finds less GPU memory free than the floor once the models are loaded: `auto`
+/// re-plans with fewer resident layers and runs the request again, and later requests start from
+/// the smaller placement.
+#[test]
+fn auto_re_plans_when_the_gpus_memory_runs_short() {
+    let w = world_with(Script::ShortOnGpu(1 << 20), snug_gpu);
+    let mut prepared = prepare_on(&w, Placement::Auto).unwrap();
+    assert_eq!(
+        prepared.decision.placement,
+        Placement::Gpu,
+        "{:?}",
+        prepared.decision
+    );
+    assert_eq!(prepared.request.gpu_floor_bytes, 512 << 20);
+    let mut text = String::new();
+    let result = w
+        .core
+        .generate(&mut prepared, &CancelFlag::new(), &mut |e| {
+            if let Event::Token { text: t, .. } = e {
+                text.push_str(t);
+            }
+        })
+        .unwrap();
+    assert_eq!((result.text.as_str(), text.as_str()), ("fits", "fits"));
+    let jobs: Vec<Placement> = w
+        .fake
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|j| j.0.placement)
+        .collect();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(jobs[0], Placement::Gpu);
+    assert!(
+        matches!(jobs[1], Placement::Partial { layers } if layers < 8)
+            || jobs[1] == Placement::Stream,
+        "{jobs:?}"
+    );
+    // What ran is what `prepared` says, and why.
+    assert_eq!(prepared.decision.placement, jobs[1]);
+    assert!(prepared.decision.automatic);
+    assert!(
+        prepared.decision.summary.contains("re-planned"),
+        "{}",
+        prepared.decision.summary
+    );
+    assert!(w.core.gpu_reserve() > 1 << 20);
+    // The next request starts where this one ended, with no failed attempt.
+    let mut next = prepare_on(&w, Placement::Auto).unwrap();
+    assert_eq!(next.decision.placement, jobs[1]);
+    w.core
+        .generate(&mut next, &CancelFlag::new(), &mut |_| {})
+        .unwrap();
+    assert_eq!(w.fake.jobs.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn a_placement_chosen_by_hand_is_not_changed_when_the_gpus_memory_runs_short() {
+    let w = world_with(Script::ShortOnGpu(1 << 20), snug_gpu);
+    let mut prepared = prepare_on(&w, Placement::Gpu).unwrap();
+    let err = w
+        .core
+        .generate(&mut prepared, &CancelFlag::new(), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::User, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("chosen by hand") && message.contains("layers:6"),
+        "{message}"
+    );
+    assert_eq!(w.fake.jobs.lock().unwrap().len(), 1, "no second attempt");
+    assert_eq!(w.core.gpu_reserve(), 0);
+}
+
+/// CUDA runs out of memory after the reply began: what was streamed stays, the request is not
+/// run again (its text cannot be taken back), and the next request plans with more kept free.
+#[test]
+fn running_out_of_gpu_memory_mid_reply_is_reported_and_the_next_request_is_smaller() {
+    let w = world_with(Script::OutOfMemoryAfter(vec!["Once", " upon"]), snug_gpu);
+    let mut prepared = prepare_on(&w, Placement::Auto).unwrap();
+    assert_eq!(prepared.decision.placement, Placement::Gpu);
+    let mut text = String::new();
+    let err = w
+        .core
+        .generate(&mut prepared, &CancelFlag::new(), &mut |e| {
+            if let Event::Token { text: t, .. } = e {
+                text.push_str(t);
+            }
+        })
+        .unwrap_err();
+    assert_eq!(text, "Once upon");
+    let message = err.to_string();
+    assert!(
+        message.contains("out of memory") && message.contains("after the reply began"),
+        "{message}"
+    );
+    assert_eq!(w.fake.jobs.lock().unwrap().len(), 1);
+    w.fake.set(Script::Reply(vec!["ok"]));
+    let next = prepare_on(&w, Placement::Auto).unwrap();
+    assert_ne!(
+        next.decision.placement,
+        Placement::Gpu,
+        "{:?}",
+        next.decision
+    );
 }

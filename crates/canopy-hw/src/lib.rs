@@ -31,7 +31,10 @@ pub use model::{
     choose_resident_layers, recommend_placement, CostModel, GpuCostModel, LayerSplit, ModelSpec,
     PassBreakdown, PassPath, PredictedCosts,
 };
-pub use placement::{decide as decide_placement, Footprint, PlacementDecision};
+pub use placement::{
+    decide as decide_placement, decide_replanned, replan, runtime_floor, with_reserve, Footprint,
+    PlacementDecision,
+};
 pub use profile::{
     find_profile, load_profile, reference_profile, AcceptanceRecord, CostPoints, ModelCurve,
     ModelRef, Profile, ProfileCurves, ProfileKind, RpcRecord, REFERENCE_PROFILES, SCHEMA_VERSION,

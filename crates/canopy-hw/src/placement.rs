@@ -153,6 +153,105 @@ fn auto(gpu: &GpuFacts, target: &Footprint, draft: Option<&Footprint>, context: 
     }
 }
 
+/// The decision for `placement`, which [`replan`] chose for `auto` after the GPU's memory ran
+/// short; its summary says so.
+pub fn decide_replanned(
+    placement: Placement,
+    gpu: Option<&GpuFacts>,
+    target: &Footprint,
+    threshold: &dyn Fn(u32) -> Option<u32>,
+) -> PlacementDecision {
+    let mut decision = describe(placement, true, gpu, target, threshold);
+    decision.summary = format!(
+        "{} (re-planned: the GPU's memory ran short)",
+        decision.summary
+    );
+    decision
+}
+
+/// GPU memory that must stay free once the models are loaded and their contexts created (their
+/// compute buffers included): what llama.cpp allocates while it runs (CUDA's memory pool, cuBLAS's
+/// workspace) and what other programs take meanwhile. 512 MiB or 2% of the card, the larger. The
+/// worker checks it before generating; a shortfall makes `auto` re-plan ([`replan`]).
+pub fn runtime_floor(gpu: &GpuFacts) -> u64 {
+    (512u64 << 20).max(gpu.vram_total_bytes / 50)
+}
+
+/// `gpu` with `reserve` bytes fewer free: what placement plans with once a run has shown that
+/// more must stay free than its rule keeps (see [`replan`]).
+pub fn with_reserve(gpu: &GpuFacts, reserve: u64) -> GpuFacts {
+    let mut gpu = gpu.clone();
+    let free = gpu.vram_free_bytes.unwrap_or(gpu.vram_total_bytes);
+    gpu.vram_free_bytes = Some(free.saturating_sub(reserve));
+    gpu
+}
+
+/// How much of the GPU a placement takes, for ordering: the CPU, then streaming every layer,
+/// then more resident layers, then everything.
+fn rank(placement: Placement, layers: u32) -> u32 {
+    match placement {
+        Placement::Cpu | Placement::Auto => 0,
+        Placement::Stream => 1,
+        Placement::Partial { layers: n } => 1 + n.min(layers),
+        Placement::Gpu => 2 + layers,
+    }
+}
+
+/// The next smaller placement than `placement`: one resident layer fewer, then streaming every
+/// layer, then the CPU.
+fn one_smaller(placement: Placement, layers: u32) -> Placement {
+    match placement {
+        Placement::Gpu if layers > 1 => Placement::Partial { layers: layers - 1 },
+        Placement::Partial { layers: n } if n.min(layers) > 1 => Placement::Partial {
+            layers: n.min(layers) - 1,
+        },
+        Placement::Gpu | Placement::Partial { .. } => Placement::Stream,
+        _ => Placement::Cpu,
+    }
+}
+
+/// After the GPU ran short of memory with `previous`, which `auto` chose with `reserve` bytes kept
+/// free beyond its rule: the placement to try next and the reserve to plan with from now on.
+///
+/// The reserve grows by the shortfall the worker measured (`short_by`) and one target layer, so
+/// that the next choice frees what was missing; where the shortfall is unknown (llama.cpp failed
+/// to allocate, or aborted mid-pass), by a quarter of what the resident layers took, and at least
+/// [`runtime_floor`]. The placement is always smaller than `previous` (fewer resident layers, then
+/// every layer streamed, then the CPU); `None` when `previous` already used no GPU.
+pub fn replan(
+    previous: Placement,
+    gpu: &GpuFacts,
+    target: &Footprint,
+    draft: Option<&Footprint>,
+    context: u32,
+    reserve: u64,
+    short_by: Option<u64>,
+) -> Option<(Placement, u64)> {
+    if !previous.uses_gpu() {
+        return None;
+    }
+    let layers = target.layers.max(1);
+    let resident = match previous {
+        Placement::Gpu => layers,
+        Placement::Partial { layers: n } => n.min(layers),
+        _ => 0,
+    };
+    let resident_bytes =
+        resident as f64 * (target.layer_bytes() + target.kv_bytes(context) / layers as f64);
+    let grow = match short_by {
+        Some(bytes) => bytes as f64 + target.layer_bytes(),
+        None => (resident_bytes / 4.0).max(runtime_floor(gpu) as f64),
+    };
+    let reserve = reserve.saturating_add(grow.ceil() as u64);
+    let next = auto(&with_reserve(gpu, reserve), target, draft, context);
+    let next = if rank(next, layers) < rank(previous, layers) {
+        next
+    } else {
+        one_smaller(previous, layers)
+    };
+    Some((next, reserve))
+}
+
 fn describe(
     placement: Placement,
     automatic: bool,
@@ -406,5 +505,112 @@ mod tests {
                 d.summary
             );
         }
+    }
+
+    /// The worker read 200 MiB free after creating the contexts of the placement `auto` chose for
+    /// a 24 GB card, against a floor of 512 MiB: the re-plan frees at least what was missing.
+    #[test]
+    fn a_short_free_vram_reading_re_plans_with_fewer_resident_layers() {
+        let gpu = card(24 * GB, 23 * GB);
+        let (target, draft) = (llama70b(), draft1b());
+        let first = decide(
+            Placement::Auto,
+            Some(&gpu),
+            &target,
+            Some(&draft),
+            4096,
+            &fixed,
+        );
+        let Placement::Partial { layers: before } = first.placement else {
+            panic!("{first:?}")
+        };
+        let floor = runtime_floor(&gpu);
+        assert_eq!(floor, 512 << 20, "2% of 24 GB is below 512 MiB");
+        let free_after: u64 = 200 << 20;
+        let short_by = floor - free_after;
+        let (next, reserve) = replan(
+            first.placement,
+            &gpu,
+            &target,
+            Some(&draft),
+            4096,
+            0,
+            Some(short_by),
+        )
+        .expect("a GPU placement can shrink");
+        let Placement::Partial { layers: after } = next else {
+            panic!("{next:?}")
+        };
+        assert!(after < before, "{after} < {before}");
+        let per_layer = target.layer_bytes() + target.kv_bytes(4096) / 80.0;
+        assert!(
+            (before - after) as f64 * per_layer >= short_by as f64,
+            "{before} -> {after} layers free {} bytes, {short_by} were missing",
+            (before - after) as f64 * per_layer
+        );
+        assert!(reserve > short_by);
+        // Later decisions plan with the reserve and land where the re-plan did.
+        let later = decide(
+            Placement::Auto,
+            Some(&with_reserve(&gpu, reserve)),
+            &target,
+            Some(&draft),
+            4096,
+            &fixed,
+        );
+        assert_eq!(later.placement, next);
+    }
+
+    #[test]
+    fn re_planning_always_shrinks_and_ends_on_the_cpu() {
+        let gpu = card(24 * GB, 23 * GB);
+        let (target, draft) = (llama70b(), draft1b());
+        // A target that fits whole gives up a layer at least, even for a tiny shortfall.
+        let small = Footprint {
+            bytes: 4 * GB,
+            layers: 32,
+            kv_bytes_per_token: 2 * 2 * 32 * 8 * 128,
+            params: 8 * GB,
+        };
+        let (next, _) = replan(Placement::Gpu, &gpu, &small, None, 4096, 0, Some(1)).unwrap();
+        assert!(
+            matches!(next, Placement::Partial { layers } if layers < 32),
+            "{next:?}"
+        );
+        // With the shortfall unknown (llama.cpp failed to allocate, or aborted), every re-plan
+        // takes a quarter of the resident layers or more, down to streaming, then the CPU.
+        let mut placement = Placement::Partial { layers: 36 };
+        let mut reserve = 0;
+        let mut seen = vec![placement];
+        while let Some((next, r)) =
+            replan(placement, &gpu, &target, Some(&draft), 4096, reserve, None)
+        {
+            assert!(
+                rank(next, 80) < rank(placement, 80),
+                "{placement} -> {next}"
+            );
+            if let (Placement::Partial { layers: a }, Placement::Partial { layers: b }) =
+                (placement, next)
+            {
+                assert!(b <= a - a / 4, "{a} -> {b}");
+            }
+            (placement, reserve) = (next, r);
+            seen.push(placement);
+            assert!(seen.len() < 20, "{seen:?}");
+        }
+        assert_eq!(placement, Placement::Cpu, "{seen:?}");
+        assert!(seen.contains(&Placement::Stream), "{seen:?}");
+        assert_eq!(
+            replan(
+                Placement::Cpu,
+                &gpu,
+                &target,
+                Some(&draft),
+                4096,
+                0,
+                Some(1)
+            ),
+            None
+        );
     }
 }

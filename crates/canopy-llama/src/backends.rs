@@ -311,8 +311,34 @@ fn is_buffer_line(line: &str) -> bool {
     line.contains("buffer size") || line.contains("pinned memory")
 }
 
+/// At most this many of llama.cpp's error lines are kept between calls of [`take_error_lines`].
+const ERROR_LINES: usize = 64;
+
+fn error_lines() -> &'static std::sync::Mutex<Vec<String>> {
+    static KEPT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+    KEPT.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+/// llama.cpp's error lines since the last call (at most 64), such as "cudaMalloc failed: out of
+/// memory" from a model or context that did not fit on the GPU.
+pub fn take_error_lines() -> Vec<String> {
+    std::mem::take(&mut *error_lines().lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Whether llama.cpp's error lines say that a device's memory ran out.
+pub fn says_out_of_memory(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("out of memory") || l.contains("failed to allocate")
+    })
+}
+
+/// Whether the line being logged continues an error (ggml logs a message's later lines as
+/// `GGML_LOG_LEVEL_CONT`).
+static IN_ERROR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 unsafe extern "C" fn sink(
-    _level: sys::ggml_log_level,
+    level: sys::ggml_log_level,
     text: *const std::os::raw::c_char,
     _user_data: *mut std::os::raw::c_void,
 ) {
@@ -327,7 +353,24 @@ unsafe extern "C" fn sink(
             kept.push(text.trim_end().to_owned());
         }
     }
+    use std::sync::atomic::Ordering;
+    let error = match level {
+        sys::GGML_LOG_LEVEL_ERROR => true,
+        sys::GGML_LOG_LEVEL_CONT => IN_ERROR.load(Ordering::Relaxed),
+        _ => false,
+    };
+    IN_ERROR.store(error, Ordering::Relaxed);
+    if error {
+        let mut kept = error_lines().lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= ERROR_LINES {
+            kept.remove(0);
+        }
+        kept.push(text.trim_end().to_owned());
+    }
     match log_target() {
+        // Errors still reach stderr, which the supervisor keeps: when llama.cpp aborts (CUDA out
+        // of memory mid-pass), the error it logged first is what says why.
+        LogTarget::Quiet if error => eprint!("{text}"),
         LogTarget::Quiet => {}
         LogTarget::Stderr => eprint!("{text}"),
         LogTarget::File(f) => {

@@ -81,6 +81,7 @@ struct CacheKey {
     draft: Option<(ModelKey, FileStamp)>,
     n_ctx: u32,
     n_batch: usize,
+    draft_batch: usize,
     inexact: bool,
 }
 
@@ -151,6 +152,8 @@ fn kv_cells(needed: usize, n_batch: usize, n_ctx: u32) -> u32 {
 /// conversation's next request.
 struct ContextSize {
     n_batch: usize,
+    /// The draft's batch: its widest level, not the whole tree ([`canopy_spec::draft_batch`]).
+    draft_batch: usize,
     cells: u32,
     /// Bytes of both KV caches at the whole allowed context.
     full_bytes: f64,
@@ -195,6 +198,7 @@ impl ContextSize {
         let keep = req.kv_cache_bytes > 0 && full_bytes <= req.kv_cache_bytes as f64;
         Ok(ContextSize {
             n_batch,
+            draft_batch: canopy_spec::draft_batch(largest),
             cells: if keep {
                 n_ctx
             } else {
@@ -263,20 +267,34 @@ fn new_contexts(
         true => KvTypes::Default,
         false => kv_types(backend, placement),
     };
-    let (cells, n_batch) = (size.cells, size.n_batch);
+    let cells = size.cells;
+    let _ = crate::backends::take_error_lines();
+    let on_gpu = |e: HandlerError, what: &str| {
+        let errors = crate::backends::take_error_lines();
+        match crate::backends::says_out_of_memory(&errors) {
+            true => HandlerError::gpu_memory(
+                format!("the {what}'s context did not fit in the GPU's memory: {e}"),
+                None,
+            ),
+            false => e,
+        }
+    };
+    let target_kv = kv(req.placement);
     let mut target = LlamaTree::create(
         backend,
         threads,
         target_model,
         cells,
-        n_batch,
-        kv(req.placement),
-    )?;
+        size.n_batch,
+        target_kv,
+    )
+    .map_err(|e| on_gpu(e, "target"))?;
     target.set_cell_reuse(reuse);
     let draft = match draft_model {
         Some(model) => {
             let kv = kv(Placement::Gpu);
-            let mut tree = LlamaTree::create(backend, threads, model, cells, n_batch, kv)?;
+            let mut tree = LlamaTree::create(backend, threads, model, cells, size.draft_batch, kv)
+                .map_err(|e| on_gpu(e, "draft"))?;
             tree.set_cell_reuse(reuse);
             Some(tree)
         }
@@ -290,6 +308,60 @@ fn new_contexts(
             draft.map(|d| std::mem::transmute::<LlamaTree<'_>, LlamaTree<'static>>(d)),
         )
     })
+}
+
+/// The least free memory of this process's GPUs, as llama.cpp's devices report it (RPC helpers'
+/// devices are not local); `None` without a GPU.
+fn least_free_gpu_memory() -> Option<u64> {
+    use llama_cpp_2::LlamaBackendDeviceType as Type;
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| matches!(d.device_type, Type::Gpu | Type::IntegratedGpu) && d.backend != "RPC")
+        .map(|d| d.memory_free as u64)
+        .min()
+}
+
+/// The least free memory of this process's GPUs, when `floor` asks for a check, failing as
+/// [`check_gpu_floor`] does.
+fn gpu_free_above_floor(floor: u64) -> Result<Option<u64>, HandlerError> {
+    let free = match floor {
+        0 => None,
+        _ => least_free_gpu_memory(),
+    };
+    check_gpu_floor(free, floor)?;
+    Ok(free)
+}
+
+/// Prepares the target's and the draft's contexts for a generation over `prompt`
+/// ([`LlamaTree::resume`]); the prompt tokens the target's cache holds already.
+fn resume(
+    target: &mut LlamaTree<'static>,
+    draft: Option<&mut LlamaTree<'static>>,
+    prompt: &[Token],
+) -> Result<usize, HandlerError> {
+    let internal = |e: canopy_spec::ModelError| HandlerError::internal(e.to_string());
+    let reused = target.resume(prompt).map_err(internal)?;
+    if let Some(d) = draft {
+        d.resume(prompt).map_err(internal)?;
+    }
+    Ok(reused)
+}
+
+/// Fails, with the shortfall, when a GPU has less than `floor` bytes `free` once the models are
+/// loaded and the contexts created (their compute buffers included): llama.cpp allocates more
+/// while it runs, and aborts when that fails. A floor of 0, or no GPU, checks nothing.
+fn check_gpu_floor(free: Option<u64>, floor: u64) -> Result<(), HandlerError> {
+    match free {
+        Some(free) if free < floor => Err(HandlerError::gpu_memory(
+            format!(
+                "with the models and their contexts loaded the GPU has {} MiB free, less than the {} MiB llama.cpp needs while it runs",
+                free >> 20,
+                floor >> 20
+            ),
+            Some(floor - free),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The costs `auto` plans from: a profile's curves, else this process's calibration of these
@@ -356,6 +428,7 @@ fn result_of(stats: &canopy_spec::GenStats, sink: &TextSink<'_>, reused: usize) 
             .copied()
             .collect(),
         target_weights: None,
+        gpu_free_bytes: None,
     }
 }
 
@@ -456,6 +529,7 @@ impl Engine {
             .map_err(|e| user(e.to_string()))?
         };
         let _ = crate::backends::take_buffer_lines();
+        let _ = crate::backends::take_error_lines();
         let loaded = match split {
             // Split over helpers: the local layers in plain buffers, as the helpers keep theirs.
             Some(_) => rpc::load_split(&self.backend, path, &params),
@@ -468,6 +542,17 @@ impl Engine {
                 true => String::new(),
                 false => format!(" with RPC helper {}", residence.rpc.join(", ")),
             };
+            let errors = crate::backends::take_error_lines();
+            if crate::backends::says_out_of_memory(&errors) && residence.placement.uses_gpu() {
+                return HandlerError::gpu_memory(
+                    format!(
+                        "{what} model {} did not fit in the GPU's memory with placement {}{helpers}",
+                        path.display(),
+                        residence.placement
+                    ),
+                    None,
+                );
+            }
             user(format!(
                 "{what} model {} could not be loaded by llama.cpp{helpers}: {e}",
                 path.display()
@@ -659,6 +744,7 @@ impl Engine {
             draft: draft_key,
             n_ctx: size.cells,
             n_batch: size.n_batch,
+            draft_batch: size.draft_batch,
             inexact: req.inexact_cache,
         };
         if req.kv_cache_bytes == 0 {
@@ -673,11 +759,10 @@ impl Engine {
                 new_contexts(backend, threads, req, &size, target_model, draft_model)?
             }
         };
-        let internal = |e: canopy_spec::ModelError| HandlerError::internal(e.to_string());
-        let reused = target.resume(&prompt).map_err(internal)?;
-        if let Some(d) = draft.as_mut() {
-            d.resume(&prompt).map_err(internal)?;
-        }
+        // With the contexts made (their compute buffers too), what llama.cpp allocates while it
+        // runs must still fit: fail now, before any text, so that the caller can re-plan.
+        let gpu_free = gpu_free_above_floor(req.gpu_floor_bytes)?;
+        let reused = resume(&mut target, draft.as_mut(), &prompt)?;
 
         let costs = match req.plan {
             Plan::Auto => Some(auto_costs(
@@ -739,6 +824,7 @@ impl Engine {
         // Only a profile's curves can be wrong about this machine; a calibration is this run's.
         result.cost_disagreement = req.costs.as_ref().and(policy.cost_disagreement());
         result.target_weights = Some(target_weights);
+        result.gpu_free_bytes = gpu_free;
         Ok(result)
     }
 
@@ -1133,7 +1219,7 @@ impl Handler for Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_only, kv_cells, Engine, Placement};
+    use super::{check_gpu_floor, cpu_only, kv_cells, Engine, Placement};
 
     #[test]
     fn cpu_gives_llama_cpp_no_device() {
@@ -1145,6 +1231,24 @@ mod tests {
         assert_eq!(params.n_gpu_layers(), 0);
         // Streaming placements keep the devices llama.cpp finds.
         assert!(!Engine::local_params(Placement::Stream).use_mmap());
+    }
+
+    /// Fake free-memory readings: below the floor the job fails as a lack of GPU memory, with
+    /// the shortfall, which the core re-plans from.
+    #[test]
+    fn a_gpu_short_of_its_floor_fails_the_job_with_the_shortfall() {
+        let floor = 512 << 20;
+        assert!(check_gpu_floor(None, floor).is_ok(), "no GPU");
+        assert!(check_gpu_floor(Some(floor), floor).is_ok());
+        assert!(check_gpu_floor(Some(0), 0).is_ok(), "nothing to check");
+        let err = check_gpu_floor(Some(200 << 20), floor).unwrap_err();
+        assert_eq!(
+            err.kind,
+            canopy_worker::JobErrorKind::GpuMemory {
+                short_by_bytes: Some(312 << 20)
+            }
+        );
+        assert!(err.message.contains("200 MiB free"), "{}", err.message);
     }
 
     #[test]

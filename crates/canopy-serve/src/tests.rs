@@ -96,6 +96,7 @@ impl Backend for Fake {
             lookup_tokens: 0,
             lookup_accepted: 0,
             cost_disagreement: None,
+            gpu_free_bytes: None,
         })
     }
 }
@@ -126,6 +127,7 @@ pub(crate) fn request_template() -> GenerateRequest {
         rpc_layers: None,
         kv_cache_bytes: 0,
         no_lookup: false,
+        gpu_floor_bytes: 0,
     }
 }
 

@@ -633,6 +633,24 @@ struct Drafted {
     at: Vec<Option<usize>>,
 }
 
+/// Longest chain of accepted tokens the draft decodes as part of a tree; a longer one goes into
+/// its prefix first (one prefill).
+pub const DRAFT_CHAIN_MAX: usize = 64;
+
+/// The batch a draft model's context needs for trees of at most `largest` tokens: its widest
+/// level (each node of a level that gets children has a leaf of its own below it, so at most
+/// [`ENGINE`](canopy_plan::ENGINE)'s leaves), or its first decode of a step: the pending chain (at
+/// most [`DRAFT_CHAIN_MAX`]) after the accepted tokens it decodes again (at most the chain and
+/// the tree's depth). The target needs a batch of the whole tree; the draft decodes a level at a
+/// time, and on a GPU every token of batch costs a row of logits in the compute buffer. Never
+/// below one row per sequence (the leaves and the prefix): llama.cpp reserves that many outputs.
+pub fn draft_batch(largest: usize) -> usize {
+    let limits = canopy_plan::ENGINE;
+    let sequences = limits.max_leaves + 1;
+    let first = 2 * DRAFT_CHAIN_MAX + largest.min(limits.max_depth) + 1;
+    sequences.max(first)
+}
+
 /// Grows the tree of `plan` under the root of `tree` (which may already hold lookup nodes) level by
 /// level: one draft decode per level, over the nodes of that level that get children. A node's
 /// draft children are drawn without the tokens of the children it already has (its lookup
@@ -650,10 +668,11 @@ fn draft_tree(
     mut tree: DraftTree,
     passes: &mut Vec<usize>,
 ) -> Result<Drafted, ModelError> {
-    // A long pending chain (after plain or lookup steps) goes into the prefix first.
-    const CHAIN_MAX: usize = 64;
-    if pending.len() > CHAIN_MAX {
-        let cut = pending.len() - CHAIN_MAX;
+    // A long pending chain (after plain or lookup steps) goes into the prefix first, and so does
+    // what would not fit the draft's batch beside the tokens it decodes again (its backlog).
+    let chain_max = DRAFT_CHAIN_MAX.min(draft.max_batch()).max(1);
+    if pending.len() > chain_max {
+        let cut = pending.len() - chain_max;
         draft.prefill(&pending[..cut])?;
         passes.push(cut);
         pending.drain(..cut);
@@ -849,4 +868,39 @@ fn verify_tree(
         };
         walk_sampling_with(tree, dist, q, rng, rejection)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canopy_plan::{Acceptance, ENGINE};
+
+    /// Every decode of a drafted tree fits the draft's batch: each level's nodes that get
+    /// children, for narrow and wide trees of every size a plan builds.
+    #[test]
+    fn the_draft_batch_holds_every_level_of_every_tree() {
+        for p in [vec![0.9, 0.05], vec![0.6, 0.1, 0.04, 0.02], vec![0.05; 16]] {
+            let acc = Acceptance::new(p).unwrap();
+            for n in [1, 2, 4, 16, 97, 256, 1024] {
+                let plan = ENGINE.fixed_tree_plan(&acc, n).unwrap();
+                let batch = draft_batch(n);
+                assert!(batch > 2 * DRAFT_CHAIN_MAX + plan.depth(), "tree:{n}");
+                for level in plan.levels() {
+                    let decoded: usize = level
+                        .expand
+                        .iter()
+                        .map(|&(node, _)| {
+                            plan.children(node)
+                                .filter(|&c| plan.nodes[c].children > 0)
+                                .count()
+                        })
+                        .sum();
+                    assert!(decoded <= batch, "tree:{n}: {decoded} > {batch}");
+                }
+            }
+        }
+        // Far below the target's batch for large trees (1024 + 255 tokens).
+        assert_eq!(draft_batch(1024), 384);
+        assert_eq!(draft_batch(16), 256);
+    }
 }

@@ -38,8 +38,8 @@ pub mod sampling;
 pub mod verify;
 
 pub use driver::{
-    generate, Flow, GenConfig, GenError, GenStats, PlanPolicy, Source, StepInput, StepPlan,
-    StepReport, StopReason, TokenSink,
+    draft_batch, generate, Flow, GenConfig, GenError, GenStats, PlanPolicy, Source, StepInput,
+    StepPlan, StepReport, StopReason, TokenSink, DRAFT_CHAIN_MAX,
 };
 pub use lookup::{LookupConfig, LookupError, LookupIndex, LookupProposal};
 pub use model::{ModelError, NodeIn, TreeModel};

@@ -1,4 +1,4 @@
-//! Protocol version 2: one JSON object per line.
+//! Protocol version 3: one JSON object per line.
 //!
 //! Caller → worker: [`Request`]. Worker → caller: [`Event`]. The worker greets with
 //! [`Event::Hello`] naming its protocol version; a caller refuses a worker of another version.
@@ -9,7 +9,7 @@ pub use canopy_types::{ChatRole, Placement, Plan, Sampling, Source, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Version of the line protocol; bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What the caller asks of the worker.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -101,6 +101,11 @@ pub struct GenerateRequest {
     /// which it otherwise merges into its trees where they pay.
     #[serde(default)]
     pub no_lookup: bool,
+    /// GPU memory (bytes, on every GPU the job uses) that must stay free once the models are
+    /// loaded and the contexts created, for what llama.cpp allocates while it runs; less fails the
+    /// job with [`JobErrorKind::GpuMemory`] before anything is generated. 0 = not checked.
+    #[serde(default)]
+    pub gpu_floor_bytes: u64,
 }
 
 pub use canopy_types::DEFAULT_CONTEXT;
@@ -245,6 +250,10 @@ pub struct GenerateResult {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_disagreement: Option<f64>,
+    /// Free memory of the GPU (the least free of several) once the models and contexts were
+    /// loaded, where the request asked for a floor ([`GenerateRequest::gpu_floor_bytes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_free_bytes: Option<u64>,
 }
 
 /// Where llama.cpp put a model's weights, in MiB, from the "model buffer size" lines of its log.
@@ -431,6 +440,13 @@ pub enum JobErrorKind {
     User,
     /// The worker failed for another reason.
     Internal,
+    /// The GPU's memory ran short: a model, a context or the memory to keep free did not fit.
+    /// Nothing was generated; a smaller placement may succeed.
+    GpuMemory {
+        /// How many more bytes would have had to be free, where the worker knows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        short_by_bytes: Option<u64>,
+    },
 }
 
 #[cfg(test)]

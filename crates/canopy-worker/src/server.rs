@@ -29,6 +29,14 @@ impl HandlerError {
             message: message.into(),
         }
     }
+
+    /// The GPU's memory ran short, by `short_by_bytes` where that is known.
+    pub fn gpu_memory(message: impl Into<String>, short_by_bytes: Option<u64>) -> Self {
+        HandlerError {
+            kind: JobErrorKind::GpuMemory { short_by_bytes },
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for HandlerError {
@@ -82,7 +90,8 @@ pub trait Handler {
     /// Runs one job to completion, reporting through `sink`.
     ///
     /// # Errors
-    /// A [`HandlerError`] of kind `User` for requests the user can fix, `Internal` otherwise.
+    /// A [`HandlerError`] of kind `User` for requests the user can fix, `GpuMemory` when the GPU's
+    /// memory ran short, `Internal` otherwise.
     fn run(&mut self, job: Job, sink: &mut EventSink) -> Result<JobResult, HandlerError>;
 }
 

@@ -53,6 +53,13 @@ pub enum WorkerError {
     /// The worker reported a failure of its own.
     #[error("inference failed: {0}")]
     Internal(String),
+    /// The GPU's memory ran short before anything was generated (a model, a context or the
+    /// memory to keep free did not fit); a smaller placement may succeed.
+    #[error("{message}")]
+    GpuMemory {
+        message: String,
+        short_by_bytes: Option<u64>,
+    },
     /// The worker process died; the next job starts a fresh one.
     #[error("the inference worker stopped unexpectedly ({status}){detail}; the next request starts a new worker")]
     Crashed { status: String, detail: String },
@@ -217,6 +224,10 @@ impl Supervisor {
                         return Err(match kind {
                             JobErrorKind::User => WorkerError::User(message),
                             JobErrorKind::Internal => WorkerError::Internal(message),
+                            JobErrorKind::GpuMemory { short_by_bytes } => WorkerError::GpuMemory {
+                                message,
+                                short_by_bytes,
+                            },
                         })
                     }
                     Event::Hello { .. } => {
@@ -360,11 +371,36 @@ fn crashed(running: &mut Running) -> WorkerError {
         .stderr_tail
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let last = tail.iter().rev().find(|l| !l.trim().is_empty());
+    // An abort's last line names only the file ("ggml-cuda.cu:109: CUDA error"); the line
+    // before it that says the memory ran out is the one that explains it.
+    let last = tail
+        .iter()
+        .rev()
+        .find(|l| is_out_of_memory(l))
+        .or_else(|| tail.iter().rev().find(|l| !l.trim().is_empty()));
     let detail = last
         .map(|l| format!(": {}", truncate(l.trim(), 300)))
         .unwrap_or_default();
     WorkerError::Crashed { status, detail }
+}
+
+/// Whether a line of a worker's output says that a device's memory ran out (CUDA's "out of
+/// memory", ggml's failed device allocations).
+fn is_out_of_memory(line: &str) -> bool {
+    let line = line.to_ascii_lowercase();
+    line.contains("out of memory") || line.contains("cudamalloc failed")
+}
+
+impl WorkerError {
+    /// Whether the job failed because the GPU's memory ran short: reported by the worker, or the
+    /// worker died of it (llama.cpp aborts on a CUDA allocation that fails mid-pass).
+    pub fn is_gpu_memory(&self) -> bool {
+        match self {
+            WorkerError::GpuMemory { .. } => true,
+            WorkerError::Crashed { detail, .. } => is_out_of_memory(detail),
+            _ => false,
+        }
+    }
 }
 
 /// The RPC helpers a job's target is split over.
@@ -432,5 +468,113 @@ fn describe(status: ExitStatus) -> String {
     match status.code() {
         Some(code) => format!("exit code {code}"),
         None => "unknown status".to_owned(),
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::protocol::{Placement, Plan, Prompt, Sampling};
+
+    fn request() -> GenerateRequest {
+        GenerateRequest {
+            target: "/nonexistent/target.gguf".into(),
+            draft: None,
+            prompt: Prompt::Raw("hello".into()),
+            sampling: Sampling::greedy(),
+            max_tokens: 4,
+            stop: Vec::new(),
+            plan: Plan::None,
+            context: None,
+            placement: Placement::Gpu,
+            acceptance: None,
+            costs: None,
+            inexact_cache: false,
+            rpc: Vec::new(),
+            rpc_layers: None,
+            kv_cache_bytes: 0,
+            no_lookup: false,
+            gpu_floor_bytes: 512 << 20,
+        }
+    }
+
+    /// A supervisor over a shell script that greets like a worker and then runs `then` once the
+    /// job arrives.
+    fn scripted(then: &str) -> Supervisor {
+        let hello = serde_json::to_string(&Event::Hello {
+            protocol: PROTOCOL_VERSION,
+            version: "test".into(),
+        })
+        .unwrap();
+        Supervisor::new(WorkerCommand {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                format!("echo '{hello}'; read job; {then}").into(),
+            ],
+            env: Vec::new(),
+        })
+    }
+
+    fn run(supervisor: &mut Supervisor) -> WorkerError {
+        supervisor
+            .run(
+                Job::Generate(request()),
+                &CancelFlag::new(),
+                &mut |_: &Event| {},
+            )
+            .expect_err("the scripted worker fails")
+    }
+
+    #[test]
+    fn a_worker_killed_by_cuda_running_out_of_memory_says_so() {
+        // What llama.cpp writes when a CUDA allocation fails mid-pass, then its abort.
+        let mut supervisor = scripted(
+            "echo 'CUDA error: out of memory' >&2; \
+             echo '  current device: 0, in function alloc at ggml-cuda.cu:466' >&2; \
+             echo 'ggml-cuda.cu:109: CUDA error' >&2; kill -ABRT $$",
+        );
+        let err = run(&mut supervisor);
+        assert!(matches!(err, WorkerError::Crashed { .. }), "{err:?}");
+        assert!(err.is_gpu_memory(), "{err}");
+        assert!(
+            err.to_string().contains("CUDA error: out of memory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_crashes_are_not_taken_for_a_lack_of_gpu_memory() {
+        let mut supervisor =
+            scripted("echo 'ggml.c:1234: GGML_ASSERT(x) failed' >&2; kill -ABRT $$");
+        let err = run(&mut supervisor);
+        assert!(matches!(err, WorkerError::Crashed { .. }), "{err:?}");
+        assert!(!err.is_gpu_memory(), "{err}");
+        assert!(err.to_string().contains("GGML_ASSERT"), "{err}");
+    }
+
+    #[test]
+    fn a_gpu_memory_error_travels_with_its_shortfall() {
+        let event = serde_json::to_string(&Event::Error {
+            id: 1,
+            kind: JobErrorKind::GpuMemory {
+                short_by_bytes: Some(300 << 20),
+            },
+            message: "the GPU has 212 MiB free".into(),
+        })
+        .unwrap();
+        let mut supervisor = scripted(&format!("echo '{event}'; read more"));
+        let err = run(&mut supervisor);
+        assert!(err.is_gpu_memory(), "{err:?}");
+        match err {
+            WorkerError::GpuMemory {
+                message,
+                short_by_bytes,
+            } => {
+                assert_eq!(message, "the GPU has 212 MiB free");
+                assert_eq!(short_by_bytes, Some(300 << 20));
+            }
+            other => panic!("expected GpuMemory, got {other:?}"),
+        }
     }
 }
