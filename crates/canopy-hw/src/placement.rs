@@ -216,8 +216,10 @@ fn one_smaller(placement: Placement, layers: u32) -> Placement {
 /// The reserve grows by the shortfall the worker measured (`short_by`) and one target layer, so
 /// that the next choice frees what was missing; where the shortfall is unknown (llama.cpp failed
 /// to allocate, or aborted mid-pass), by a quarter of what the resident layers took, and at least
-/// [`runtime_floor`]. The placement is always smaller than `previous` (fewer resident layers, then
-/// every layer streamed, then the CPU); `None` when `previous` already used no GPU.
+/// [`runtime_floor`], and then by a layer at a time until `auto` itself chooses less, so that
+/// later decisions with the reserve land on the same placement. The placement is always smaller
+/// than `previous` (fewer resident layers, then every layer streamed, then the CPU); `None` when
+/// `previous` already used no GPU.
 pub fn replan(
     previous: Placement,
     gpu: &GpuFacts,
@@ -242,14 +244,21 @@ pub fn replan(
         Some(bytes) => bytes as f64 + target.layer_bytes(),
         None => (resident_bytes / 4.0).max(runtime_floor(gpu) as f64),
     };
-    let reserve = reserve.saturating_add(grow.ceil() as u64);
-    let next = auto(&with_reserve(gpu, reserve), target, draft, context);
-    let next = if rank(next, layers) < rank(previous, layers) {
-        next
-    } else {
-        one_smaller(previous, layers)
-    };
-    Some((next, reserve))
+    let mut reserve = reserve.saturating_add(grow.ceil() as u64);
+    // Grow the reserve until `auto` itself chooses less than `previous`, so that every later
+    // decision made with it lands where this one does.
+    let free = gpu.vram_free_bytes.unwrap_or(gpu.vram_total_bytes);
+    let step = (target.layer_bytes() + target.kv_bytes(context) / layers as f64).ceil() as u64;
+    loop {
+        let next = auto(&with_reserve(gpu, reserve), target, draft, context);
+        if rank(next, layers) < rank(previous, layers) {
+            return Some((next, reserve));
+        }
+        if reserve >= free {
+            return Some((one_smaller(previous, layers), reserve));
+        }
+        reserve = reserve.saturating_add(step.max(1 << 20));
+    }
 }
 
 fn describe(
@@ -572,10 +581,22 @@ mod tests {
             kv_bytes_per_token: 2 * 2 * 32 * 8 * 128,
             params: 8 * GB,
         };
-        let (next, _) = replan(Placement::Gpu, &gpu, &small, None, 4096, 0, Some(1)).unwrap();
+        let (next, reserve) = replan(Placement::Gpu, &gpu, &small, None, 4096, 0, Some(1)).unwrap();
         assert!(
             matches!(next, Placement::Partial { layers } if layers < 32),
             "{next:?}"
+        );
+        let later = decide(
+            Placement::Auto,
+            Some(&with_reserve(&gpu, reserve)),
+            &small,
+            None,
+            4096,
+            &fixed,
+        );
+        assert_eq!(
+            later.placement, next,
+            "later decisions keep the smaller placement"
         );
         // With the shortfall unknown (llama.cpp failed to allocate, or aborted), every re-plan
         // takes a quarter of the resident layers or more, down to streaming, then the CPU.
