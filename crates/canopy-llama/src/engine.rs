@@ -269,9 +269,12 @@ fn new_contexts(
     };
     let cells = size.cells;
     let _ = crate::backends::take_error_lines();
+    // A context that did not fit is the GPU's shortfall only where it was to go on a GPU.
     let on_gpu = |e: HandlerError, what: &str| {
         let errors = crate::backends::take_error_lines();
-        match crate::backends::says_out_of_memory(&errors) {
+        let gpu =
+            (what == "draft" || req.placement.uses_gpu()) && least_free_gpu_memory().is_some();
+        match gpu && crate::backends::says_out_of_memory(&errors) {
             true => HandlerError::gpu_memory(
                 format!("the {what}'s context did not fit in the GPU's memory: {e}"),
                 None,
@@ -543,7 +546,10 @@ impl Engine {
                 false => format!(" with RPC helper {}", residence.rpc.join(", ")),
             };
             let errors = crate::backends::take_error_lines();
-            if crate::backends::says_out_of_memory(&errors) && residence.placement.uses_gpu() {
+            if crate::backends::says_out_of_memory(&errors)
+                && residence.placement.uses_gpu()
+                && least_free_gpu_memory().is_some()
+            {
                 return HandlerError::gpu_memory(
                     format!(
                         "{what} model {} did not fit in the GPU's memory with placement {}{helpers}",
